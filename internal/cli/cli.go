@@ -1,0 +1,162 @@
+// Package cli implements the tokenizer command: parse, build, run, map the exit code.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/phivault/tokenizer/internal/config"
+	"github.com/phivault/tokenizer/internal/keys"
+	"github.com/phivault/tokenizer/internal/server"
+	"github.com/phivault/tokenizer/internal/store"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+const usage = `tokenizer: PHI tokenization service
+
+Usage:
+  tokenizer serve [flags]     run the service (gRPC, REST gateway, admin port)
+  tokenizer migrate [flags]   apply database migrations
+  tokenizer version           print the version
+
+Every command reads the same configuration: flags, then TOKENIZER_* environment,
+then the YAML file named by --config or TOKENIZER_CONFIG. Run "tokenizer serve -h"
+for the settings.
+`
+
+// Run runs the command line args and returns the process exit code.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return serve(ctx, rest, getenv, stderr)
+	case "migrate":
+		return migrate(ctx, rest, getenv, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "tokenizer", Version())
+		return exitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "tokenizer: unknown command %q\n\n%s", cmd, usage)
+	return exitUsage
+}
+
+// Version is the module version, or "devel".
+func Version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+func load(name string, args []string, getenv func(string) string, stderr io.Writer) (*config.Config, int) {
+	cfg, err := config.Load(name, args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil, exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "tokenizer %s: %v\n", name, err)
+		return nil, exitUsage
+	}
+	return cfg, -1
+}
+
+// NewLogger builds the service logger. Messages are fixed strings; values never reach it.
+func NewLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func provider(cfg *config.Config, log *slog.Logger) (keys.Provider, error) {
+	switch cfg.Keys.Provider {
+	case "local":
+		p, created, err := keys.OpenLocal(cfg.Keys.LocalFile)
+		if err != nil {
+			return nil, err
+		}
+		log.Warn("DEVELOPMENT KEY PROVIDER: the key-encryption key is a local file. NOT FOR PHI: use keys.provider=vault in production",
+			slog.String("key_file", cfg.Keys.LocalFile), slog.Bool("created", created))
+		return p, nil
+	}
+	return nil, fmt.Errorf("keys.provider %q is not available", cfg.Keys.Provider)
+}
+
+func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	cfg, code := load("serve", args, getenv, stderr)
+	if cfg == nil {
+		return code
+	}
+	log := NewLogger(cfg, stderr)
+	log.Debug("configuration", slog.String("config", cfg.String()))
+	p, err := provider(cfg, log)
+	if err != nil {
+		log.Error("key provider", slog.String("error", err.Error()))
+		return exitFailure
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	srv, err := server.New(ctx, cfg, log, p)
+	if err != nil {
+		log.Error("start", slog.String("error", err.Error()))
+		return exitFailure
+	}
+	if err := srv.Run(ctx); err != nil {
+		log.Error("serve", slog.String("error", err.Error()))
+		return exitFailure
+	}
+	return exitOK
+}
+
+func migrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cfg, code := load("migrate", args, getenv, stderr)
+	if cfg == nil {
+		return code
+	}
+	if cfg.Dev {
+		if err := store.EnsureDatabase(ctx, cfg.Database.URL); err != nil {
+			fmt.Fprintf(stderr, "tokenizer migrate: %v\n", err)
+			return exitFailure
+		}
+	}
+	st, err := store.Open(ctx, cfg.Database.URL, store.Options{MaxConns: 2, ConnectTimeout: cfg.Database.ConnectTimeout})
+	if err != nil {
+		fmt.Fprintf(stderr, "tokenizer migrate: %v\n", err)
+		return exitFailure
+	}
+	defer st.Close()
+	applied, err := st.Migrate(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "tokenizer migrate: %v\n", err)
+		return exitFailure
+	}
+	if len(applied) == 0 {
+		fmt.Fprintf(stdout, "schema is up to date (version %d)\n", store.LatestVersion())
+		return exitOK
+	}
+	fmt.Fprintf(stdout, "applied migrations %v; schema is at version %d\n", applied, store.LatestVersion())
+	return exitOK
+}

@@ -1,0 +1,375 @@
+// Package config loads the service configuration: flags, then TOKENIZER_* environment,
+// then an optional YAML file, then defaults. The first source that sets a value wins.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/phivault/tokenizer/internal/tokenizer"
+)
+
+// Config is every setting of the service.
+type Config struct {
+	// Dev enables development mode: the local key provider, migrations at start, the
+	// tokenizer database created if missing, text logs.
+	Dev       bool   `yaml:"dev" usage:"development mode: local keys, auto-migrate, text logs (not for PHI)"`
+	GRPCAddr  string `yaml:"grpc_addr" usage:"gRPC listen address"`
+	HTTPAddr  string `yaml:"http_addr" usage:"REST gateway listen address"`
+	AdminAddr string `yaml:"admin_addr" usage:"admin listen address (/metrics, /healthz, /readyz)"`
+
+	Log      LogConfig      `yaml:"log"`
+	Database DatabaseConfig `yaml:"database"`
+	Keys     KeysConfig     `yaml:"keys"`
+	Limits   LimitsConfig   `yaml:"limits"`
+
+	RequestTimeout  time.Duration `yaml:"request_timeout" usage:"deadline for one request's work"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" usage:"how long in-flight requests may take to finish on SIGTERM"`
+
+	// Classes are the token classes; when none are configured the development set
+	// (DefaultClasses) is served.
+	Classes []tokenizer.ClassConfig `yaml:"classes" flag:"-"`
+}
+
+// LogConfig sets up logging.
+type LogConfig struct {
+	Level  string `yaml:"level" usage:"debug, info, warn or error"`
+	Format string `yaml:"format" usage:"json or text (default: text in dev mode, json otherwise)"`
+}
+
+// DatabaseConfig is the token vault's PostgreSQL.
+type DatabaseConfig struct {
+	URL            string        `yaml:"url" sensitive:"true" usage:"PostgreSQL URL"`
+	MaxConns       int           `yaml:"max_conns" usage:"connection pool size"`
+	ConnectTimeout time.Duration `yaml:"connect_timeout" usage:"timeout for each new database connection"`
+}
+
+// KeysConfig selects the key provider.
+type KeysConfig struct {
+	Provider  string `yaml:"provider" usage:"local (development only) or vault"`
+	LocalFile string `yaml:"local_file" usage:"key file of the local provider (created if missing)"`
+}
+
+// LimitsConfig bounds requests.
+type LimitsConfig struct {
+	MaxItems        int `yaml:"max_items" usage:"items per request"`
+	MaxValueBytes   int `yaml:"max_value_bytes" usage:"bytes per value or token"`
+	MaxMessageBytes int `yaml:"max_message_bytes" usage:"bytes per request message"`
+}
+
+// Defaults returns the configuration used where nothing else sets a value.
+func Defaults() *Config {
+	return &Config{
+		GRPCAddr:  "127.0.0.1:9090",
+		HTTPAddr:  "127.0.0.1:8080",
+		AdminAddr: "127.0.0.1:9102",
+		Log:       LogConfig{Level: "info"},
+		Database: DatabaseConfig{
+			URL:            "postgres://postgres@127.0.0.1:5432/tokenizer?sslmode=disable",
+			MaxConns:       16,
+			ConnectTimeout: 3 * time.Second,
+		},
+		Keys:            KeysConfig{LocalFile: ".tokenizer/dev-kek.hex"},
+		Limits:          LimitsConfig{MaxItems: 1000, MaxValueBytes: 1024, MaxMessageBytes: 4 << 20},
+		RequestTimeout:  10 * time.Second,
+		ShutdownTimeout: 30 * time.Second,
+	}
+}
+
+// DefaultClasses is the development class set, served when no classes are configured.
+func DefaultClasses() []tokenizer.ClassConfig {
+	return []tokenizer.ClassConfig{
+		{Name: "ssn", Format: "ssn", Mode: tokenizer.Dynamic},
+	}
+}
+
+// setting is one scalar field reachable from flags and environment.
+type setting struct {
+	key       string // dotted YAML path, e.g. database.url
+	usage     string
+	sensitive bool
+	field     reflect.Value
+}
+
+func (s setting) flagName() string {
+	return strings.NewReplacer(".", "-", "_", "-").Replace(s.key)
+}
+
+func (s setting) envName() string {
+	return "TOKENIZER_" + strings.ToUpper(strings.ReplaceAll(s.key, ".", "_"))
+}
+
+func collect(prefix string, v reflect.Value, out *[]setting) {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if f.Tag.Get("flag") == "-" {
+			continue
+		}
+		key := prefix + strings.Split(f.Tag.Get("yaml"), ",")[0]
+		fv := v.Field(i)
+		if f.Type.Kind() == reflect.Struct {
+			collect(key+".", fv, out)
+			continue
+		}
+		*out = append(*out, setting{key: key, usage: f.Tag.Get("usage"), sensitive: f.Tag.Get("sensitive") == "true", field: fv})
+	}
+}
+
+func (c *Config) settings() []setting {
+	var out []setting
+	collect("", reflect.ValueOf(c).Elem(), &out)
+	return out
+}
+
+func (s setting) set(raw string) error {
+	switch s.field.Interface().(type) {
+	case string:
+		s.field.SetString(raw)
+	case bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return errors.New("want true or false")
+		}
+		s.field.SetBool(b)
+	case int:
+		n, err := strconv.Atoi(raw)
+		if err != nil {
+			return errors.New("want a whole number")
+		}
+		s.field.SetInt(int64(n))
+	case time.Duration:
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return errors.New("want a duration such as 500ms or 10s")
+		}
+		s.field.SetInt(int64(d))
+	default:
+		return fmt.Errorf("unsupported setting type %s", s.field.Type())
+	}
+	return nil
+}
+
+// Load builds the configuration from args (flags after the subcommand), the
+// environment and the YAML file named by --config or TOKENIZER_CONFIG.
+func Load(name string, args []string, getenv func(string) string, stderr io.Writer) (*Config, error) {
+	c := Defaults()
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "YAML configuration file (env TOKENIZER_CONFIG)")
+	settings := c.settings()
+	raw := map[string]*string{}
+	for _, s := range settings {
+		v := new(string)
+		raw[s.key] = v
+		if s.field.Kind() == reflect.Bool {
+			// A boolean flag may stand alone ("--dev"), as in the flag package.
+			fs.Var(&boolValue{v: v}, s.flagName(), s.usage+" (env "+s.envName()+")")
+			continue
+		}
+		fs.Func(s.flagName(), s.usage+" (env "+s.envName()+")", func(x string) error { *v = x; return nil })
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+
+	path := *configPath
+	if path == "" {
+		path = getenv("TOKENIZER_CONFIG")
+	}
+	if path != "" {
+		body, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config file: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(body))
+		dec.KnownFields(true)
+		if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+	for _, s := range settings {
+		if v := getenv(s.envName()); v != "" {
+			if err := s.set(v); err != nil {
+				return nil, fmt.Errorf("%s: %w", s.envName(), err)
+			}
+		}
+	}
+	var flagErr error
+	fs.Visit(func(f *flag.Flag) {
+		for _, s := range settings {
+			if s.flagName() == f.Name && flagErr == nil {
+				if err := s.set(*raw[s.key]); err != nil {
+					flagErr = fmt.Errorf("--%s: %w", f.Name, err)
+				}
+			}
+		}
+	})
+	if flagErr != nil {
+		return nil, flagErr
+	}
+	if len(c.Classes) == 0 {
+		c.Classes = DefaultClasses()
+	}
+	if c.Keys.Provider == "" {
+		c.Keys.Provider = "vault"
+		if c.Dev {
+			c.Keys.Provider = "local"
+		}
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+		if c.Dev {
+			c.Log.Format = "text"
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+type boolValue struct{ v *string }
+
+func (b *boolValue) String() string {
+	if b.v == nil || *b.v == "" {
+		return "false"
+	}
+	return *b.v
+}
+func (b *boolValue) Set(s string) error { *b.v = s; return nil }
+func (b *boolValue) IsBoolFlag() bool   { return true }
+
+// Validate checks every setting; the error names the setting and what is wrong.
+func (c *Config) Validate() error {
+	var problems []string
+	bad := func(key, format string, args ...any) {
+		problems = append(problems, key+": "+fmt.Sprintf(format, args...))
+	}
+	for key, addr := range map[string]string{"grpc_addr": c.GRPCAddr, "http_addr": c.HTTPAddr, "admin_addr": c.AdminAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			bad(key, "want host:port, e.g. 127.0.0.1:9090")
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "want debug, info, warn or error")
+	}
+	if c.Log.Format != "json" && c.Log.Format != "text" {
+		bad("log.format", "want json or text")
+	}
+	if u, err := url.Parse(c.Database.URL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		bad("database.url", "want a postgres:// URL")
+	}
+	if c.Database.MaxConns < 1 {
+		bad("database.max_conns", "must be at least 1")
+	}
+	if c.Database.ConnectTimeout <= 0 {
+		bad("database.connect_timeout", "must be positive")
+	}
+	switch c.Keys.Provider {
+	case "local":
+		if !c.Dev {
+			bad("keys.provider", "the local key provider is for development only; use --dev, or keys.provider=vault for PHI")
+		}
+		if c.Keys.LocalFile == "" {
+			bad("keys.local_file", "required with the local provider")
+		}
+	case "vault":
+		bad("keys.provider", "the vault provider is not available in this build yet; use --dev for the local development provider")
+	default:
+		bad("keys.provider", "want local or vault")
+	}
+	if c.Limits.MaxItems < 1 {
+		bad("limits.max_items", "must be at least 1")
+	}
+	if c.Limits.MaxValueBytes < 1 {
+		bad("limits.max_value_bytes", "must be at least 1")
+	}
+	if c.Limits.MaxMessageBytes < 1024 {
+		bad("limits.max_message_bytes", "must be at least 1024")
+	}
+	if c.RequestTimeout <= 0 {
+		bad("request_timeout", "must be positive")
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdown_timeout", "must be positive")
+	}
+	seen := map[string]bool{}
+	for i, cc := range c.Classes {
+		if _, err := tokenizer.Compile(cc); err != nil {
+			bad(fmt.Sprintf("classes[%d]", i), "%v", err)
+		}
+		if seen[cc.Name] {
+			bad(fmt.Sprintf("classes[%d]", i), "class %s is defined twice", cc.Name)
+		}
+		seen[cc.Name] = true
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(problems, "\n  "))
+	}
+	return nil
+}
+
+// CompiledClasses compiles the configured classes (Validate has checked them).
+func (c *Config) CompiledClasses() ([]*tokenizer.Class, error) {
+	out := make([]*tokenizer.Class, 0, len(c.Classes))
+	for _, cc := range c.Classes {
+		cl, err := tokenizer.Compile(cc)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, cl)
+	}
+	return out, nil
+}
+
+// Redacted returns a copy whose secrets are replaced, for printing and logging.
+func (c *Config) Redacted() *Config {
+	r := *c
+	r.Classes = append([]tokenizer.ClassConfig(nil), c.Classes...)
+	r.Database.URL = RedactURL(c.Database.URL)
+	return &r
+}
+
+// RedactURL hides the password of a URL.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "REDACTED"
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "REDACTED")
+	}
+	q := u.Query()
+	if q.Has("password") {
+		q.Set("password", "REDACTED")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}
+
+// String renders the redacted configuration as YAML.
+func (c *Config) String() string {
+	out, err := yaml.Marshal(c.Redacted())
+	if err != nil {
+		return "unprintable configuration"
+	}
+	return string(out)
+}

@@ -1,0 +1,105 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/textproto"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
+)
+
+// safeJSON is the gateway's JSON codec: proto field names (snake_case) on output, both
+// spellings accepted on input. Decoding errors are replaced by a fixed message, because
+// protojson's errors quote the offending input, which may be a value.
+type safeJSON struct {
+	*runtime.JSONPb
+	maxBytes int64
+}
+
+var errBadJSON = errors.New("request body is not valid JSON for this method (check field names, types and quoting)")
+
+func (m *safeJSON) sanitize(err error) error {
+	if err == nil || errors.Is(err, io.EOF) {
+		return err
+	}
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return fmt.Errorf("request body exceeds the limit of %d bytes", m.maxBytes)
+	}
+	return errBadJSON
+}
+
+func (m *safeJSON) Unmarshal(data []byte, v any) error {
+	return m.sanitize(m.JSONPb.Unmarshal(data, v))
+}
+
+func (m *safeJSON) NewDecoder(r io.Reader) runtime.Decoder {
+	d := m.JSONPb.NewDecoder(r)
+	return runtime.DecoderFunc(func(v any) error { return m.sanitize(d.Decode(v)) })
+}
+
+func headerIn(key string) (string, bool) {
+	if textproto.CanonicalMIMEHeaderKey(key) == "X-Request-Id" {
+		return "x-request-id", true
+	}
+	return runtime.DefaultHeaderMatcher(key)
+}
+
+func headerOut(key string) (string, bool) {
+	if key == "x-request-id" {
+		return "X-Request-Id", true
+	}
+	return runtime.MetadataHeaderPrefix + key, true
+}
+
+// gatewayHandler is the REST mapping. It dials this server's own gRPC port, so that
+// authentication, metrics, authorization and audit run for REST exactly as for gRPC.
+func (s *Server) gatewayHandler(ctx context.Context, grpcAddr string) (http.Handler, error) {
+	conn, err := grpc.NewClient(grpcAddr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(s.cfg.Limits.MaxMessageBytes+(1<<20)), grpc.MaxCallSendMsgSize(s.cfg.Limits.MaxMessageBytes)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: dial gRPC: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		conn.Close()
+	}()
+	codec := &safeJSON{
+		JSONPb: &runtime.JSONPb{
+			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
+			UnmarshalOptions: protojson.UnmarshalOptions{},
+		},
+		maxBytes: int64(s.cfg.Limits.MaxMessageBytes),
+	}
+	gw := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, codec),
+		runtime.WithIncomingHeaderMatcher(headerIn),
+		runtime.WithOutgoingHeaderMatcher(headerOut),
+	)
+	if err := tokenizerv1.RegisterTokenizerServiceHandler(ctx, gw, conn); err != nil {
+		return nil, err
+	}
+	if err := tokenizerv1.RegisterAuditServiceHandler(ctx, gw, conn); err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(tokenizerv1.OpenAPI)
+	})
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, int64(s.cfg.Limits.MaxMessageBytes))
+		gw.ServeHTTP(w, r)
+	}))
+	return mux, nil
+}

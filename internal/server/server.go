@@ -1,0 +1,272 @@
+// Package server runs the tokenizer: the gRPC server with its interceptor chain, the
+// REST gateway (which dials the gRPC port, so every interceptor runs for REST too),
+// health and reflection, and the admin port with /metrics, /healthz and /readyz.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
+
+	"github.com/phivault/tokenizer/internal/config"
+	"github.com/phivault/tokenizer/internal/errs"
+	"github.com/phivault/tokenizer/internal/keys"
+	"github.com/phivault/tokenizer/internal/store"
+	"github.com/phivault/tokenizer/internal/tokenizer"
+)
+
+// Server is one running tokenizer.
+type Server struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	metrics  *metrics
+	classes  []*tokenizer.Class
+	provider keys.Provider
+	store    *store.Store
+
+	engine atomic.Pointer[tokenizer.Engine]
+	ready  atomic.Bool
+	// initErr is why the service is not ready yet, for /readyz and logs.
+	initErr atomic.Pointer[string]
+
+	grpc   *grpc.Server
+	health *health.Server
+
+	grpcLis, httpLis, adminLis net.Listener
+}
+
+// Addrs are the addresses a Server listens on (useful when configured with port 0).
+type Addrs struct {
+	GRPC, HTTP, Admin string
+}
+
+// New builds a server and binds its listeners; Run serves.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger, provider keys.Provider) (*Server, error) {
+	classes, err := cfg.CompiledClasses()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, metrics: newMetrics(), classes: classes, provider: provider}
+	st, err := store.Open(ctx, cfg.Database.URL, store.Options{MaxConns: int32(cfg.Database.MaxConns), ConnectTimeout: cfg.Database.ConnectTimeout})
+	if err != nil {
+		return nil, err
+	}
+	s.store = st
+
+	s.health = health.NewServer()
+	s.grpc = grpc.NewServer(
+		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
+		grpc.ChainStreamInterceptor(s.streamInterceptor),
+		grpc.MaxRecvMsgSize(cfg.Limits.MaxMessageBytes),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute}),
+	)
+	tokenizerv1.RegisterTokenizerServiceServer(s.grpc, &tokenizerService{s: s})
+	tokenizerv1.RegisterAuditServiceServer(s.grpc, &auditService{})
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	s.setServing(false)
+
+	lc := net.ListenConfig{}
+	for _, l := range []struct {
+		addr string
+		dst  *net.Listener
+		name string
+	}{{cfg.GRPCAddr, &s.grpcLis, "grpc_addr"}, {cfg.HTTPAddr, &s.httpLis, "http_addr"}, {cfg.AdminAddr, &s.adminLis, "admin_addr"}} {
+		lis, err := lc.Listen(ctx, "tcp", l.addr)
+		if err != nil {
+			s.closeListeners()
+			st.Close()
+			return nil, fmt.Errorf("%s: listen on %s: %w", l.name, l.addr, err)
+		}
+		*l.dst = lis
+	}
+	return s, nil
+}
+
+// Addrs returns the bound addresses.
+func (s *Server) Addrs() Addrs {
+	return Addrs{GRPC: s.grpcLis.Addr().String(), HTTP: s.httpLis.Addr().String(), Admin: s.adminLis.Addr().String()}
+}
+
+func (s *Server) closeListeners() {
+	for _, l := range []net.Listener{s.grpcLis, s.httpLis, s.adminLis} {
+		if l != nil {
+			l.Close()
+		}
+	}
+}
+
+func (s *Server) setServing(ok bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ok {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	for _, name := range []string{"", tokenizerv1.TokenizerService_ServiceDesc.ServiceName, tokenizerv1.AuditService_ServiceDesc.ServiceName} {
+		s.health.SetServingStatus(name, st)
+	}
+	s.ready.Store(ok)
+	if ok {
+		s.metrics.ready.Set(1)
+	} else {
+		s.metrics.ready.Set(0)
+	}
+}
+
+func (s *Server) isClass(name string) bool {
+	for _, c := range s.classes {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// engineReady returns the engine, or UNAVAILABLE while the service is starting.
+func (s *Server) engineReady() (*tokenizer.Engine, error) {
+	e := s.engine.Load()
+	if e == nil {
+		return nil, errs.New(errs.Unavailable, "service is not ready: database or keys not available yet")
+	}
+	return e, nil
+}
+
+// initialize brings up what the engine needs: in dev mode the database and schema; in
+// every mode a current schema and the data keys. It is retried until it succeeds.
+func (s *Server) initialize(ctx context.Context) error {
+	if s.cfg.Dev {
+		if err := store.EnsureDatabase(ctx, s.cfg.Database.URL); err != nil {
+			return fmt.Errorf("create database: %w", err)
+		}
+		applied, err := s.store.Migrate(ctx)
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		if len(applied) > 0 {
+			s.log.InfoContext(ctx, "migrations applied", slog.Any("versions", applied))
+		}
+	}
+	v, err := s.store.SchemaVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if v != store.LatestVersion() {
+		return fmt.Errorf("database schema is at version %d, this build needs %d: run `tokenizer migrate`", v, store.LatestVersion())
+	}
+	kr := keys.NewKeyring(s.provider, s.store)
+	if err := kr.Ensure(ctx, tokenizer.KeyPurposes(s.classes)...); err != nil {
+		return fmt.Errorf("load data keys: %w", err)
+	}
+	eng, err := tokenizer.New(s.classes, s.store, kr, tokenizer.Limits{MaxItems: s.cfg.Limits.MaxItems, MaxValueBytes: s.cfg.Limits.MaxValueBytes})
+	if err != nil {
+		return err
+	}
+	s.engine.Store(eng)
+	return nil
+}
+
+func (s *Server) initLoop(ctx context.Context) {
+	backoff := 250 * time.Millisecond
+	for {
+		ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := s.initialize(ictx)
+		cancel()
+		if err == nil {
+			s.initErr.Store(nil)
+			s.setServing(true)
+			s.log.InfoContext(ctx, "ready")
+			return
+		}
+		msg := err.Error()
+		s.initErr.Store(&msg)
+		s.log.WarnContext(ctx, "not ready; retrying", slog.String("reason", msg), slog.Duration("retry_in", backoff))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// Run serves until ctx is done, then shuts down gracefully: the listeners stop
+// accepting, in-flight requests (and streams) finish within the shutdown timeout, and
+// only then does Run return.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.store.Close()
+	a := s.Addrs()
+	s.log.Info("listening", slog.String("grpc", a.GRPC), slog.String("http", a.HTTP), slog.String("admin", a.Admin),
+		slog.Bool("dev", s.cfg.Dev), slog.String("key_provider", s.provider.Name()))
+
+	gw, err := s.gatewayHandler(ctx, a.GRPC)
+	if err != nil {
+		s.closeListeners()
+		return err
+	}
+	httpSrv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
+	adminSrv := &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+
+	initCtx, stopInit := context.WithCancel(ctx)
+	defer stopInit()
+	go s.initLoop(initCtx)
+
+	errc := make(chan error, 3)
+	var wg sync.WaitGroup
+	serve := func(name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, grpc.ErrServerStopped) {
+				errc <- fmt.Errorf("%s server: %w", name, err)
+			}
+		}()
+	}
+	serve("grpc", func() error { return s.grpc.Serve(s.grpcLis) })
+	serve("http", func() error { return httpSrv.Serve(s.httpLis) })
+	serve("admin", func() error { return adminSrv.Serve(s.adminLis) })
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		s.log.Info("shutting down: finishing in-flight requests", slog.Duration("timeout", s.cfg.ShutdownTimeout))
+	case runErr = <-errc:
+		s.log.Error("server failed; shutting down", slog.String("error", runErr.Error()))
+	}
+	s.setServing(false)
+	stopInit()
+
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	// REST first: its in-flight requests still need the gRPC server behind them.
+	if err := httpSrv.Shutdown(sctx); err != nil {
+		s.log.Warn("REST gateway did not finish in time", slog.String("error", err.Error()))
+	}
+	stopped := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-sctx.Done():
+		s.log.Warn("gRPC requests did not finish in time; stopping them")
+		s.grpc.Stop()
+	}
+	_ = adminSrv.Shutdown(sctx)
+	wg.Wait()
+	s.log.Info("stopped")
+	return runErr
+}

@@ -1,0 +1,215 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"unicode/utf8"
+
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
+
+	"github.com/phivault/tokenizer/internal/errs"
+	"github.com/phivault/tokenizer/internal/policy"
+	"github.com/phivault/tokenizer/internal/tokenizer"
+)
+
+const maxJustificationBytes = 1024
+
+type tokenizerService struct {
+	tokenizerv1.UnimplementedTokenizerServiceServer
+	s *Server
+}
+
+// itemStatus is the per-item google.rpc.Status of an item error (an *errs.Error with
+// a caller-safe message).
+func (t *tokenizerService) itemStatus(ctx context.Context, err error) *spb.Status {
+	return toStatus(ctx, t.s.log, err).Proto()
+}
+
+func (t *tokenizerService) countItems(op string, classes []string, errors []error) {
+	for i, c := range classes {
+		if !t.s.isClass(c) {
+			c = "unknown"
+		}
+		outcome := codes.OK.String()
+		if errors[i] != nil {
+			outcome = kindCodes[errs.KindOf(errors[i])].String()
+		}
+		t.s.metrics.items.WithLabelValues(op, c, outcome).Inc()
+	}
+}
+
+func (t *tokenizerService) Tokenize(ctx context.Context, req *tokenizerv1.TokenizeRequest) (*tokenizerv1.TokenizeResponse, error) {
+	eng, err := t.s.engineReady()
+	if err != nil {
+		return nil, err
+	}
+	items := make([]tokenizer.TokenizeItem, len(req.GetItems()))
+	for i, it := range req.GetItems() {
+		items[i] = tokenizer.TokenizeItem{Class: it.GetClass(), Value: it.GetValue(), Scope: it.GetScope()}
+	}
+	var ttl durationpb.Duration
+	if req.GetTtl() != nil {
+		if err := req.GetTtl().CheckValid(); err != nil {
+			return nil, errs.New(errs.InvalidArgument, "ttl: not a valid duration")
+		}
+		ttl.Seconds, ttl.Nanos = req.GetTtl().GetSeconds(), req.GetTtl().GetNanos()
+	}
+	results, err := eng.Tokenize(ctx, items, ttl.AsDuration())
+	if err != nil {
+		return nil, err
+	}
+	resp := &tokenizerv1.TokenizeResponse{Results: make([]*tokenizerv1.TokenizeResult, len(results))}
+	classes := make([]string, len(results))
+	errList := make([]error, len(results))
+	for i, r := range results {
+		out := &tokenizerv1.TokenizeResult{Reference: req.GetItems()[i].GetReference()}
+		if r.Err != nil {
+			out.Error = t.itemStatus(ctx, r.Err)
+		} else {
+			out.Token = r.Token
+			if r.ExpiresAt != nil {
+				out.ExpireTime = timestamppb.New(*r.ExpiresAt)
+			}
+		}
+		resp.Results[i] = out
+		classes[i], errList[i] = items[i].Class, r.Err
+	}
+	t.countItems("tokenize", classes, errList)
+	return resp, nil
+}
+
+func checkPurpose(req *tokenizerv1.DetokenizeRequest) error {
+	p := req.GetPurposeOfUse()
+	if p == "" {
+		return errs.New(errs.InvalidArgument, "purpose_of_use: required on every detokenize (an HL7 v3 PurposeOfUse code such as TREAT)")
+	}
+	if _, ok := policy.PurposesOfUse[p]; !ok {
+		return errs.New(errs.InvalidArgument, "purpose_of_use: not a known HL7 v3 PurposeOfUse code")
+	}
+	if len(req.GetJustification()) > maxJustificationBytes || !utf8.ValidString(req.GetJustification()) {
+		return errs.New(errs.InvalidArgument, "justification: at most %d bytes of UTF-8", maxJustificationBytes)
+	}
+	return nil
+}
+
+func (t *tokenizerService) Detokenize(ctx context.Context, req *tokenizerv1.DetokenizeRequest) (*tokenizerv1.DetokenizeResponse, error) {
+	eng, err := t.s.engineReady()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPurpose(req); err != nil {
+		return nil, err
+	}
+	items := make([]tokenizer.DetokenizeItem, len(req.GetItems()))
+	for i, it := range req.GetItems() {
+		items[i] = tokenizer.DetokenizeItem{Class: it.GetClass(), Token: it.GetToken()}
+	}
+	results, err := eng.Detokenize(ctx, items)
+	if err != nil {
+		return nil, err
+	}
+	resp := &tokenizerv1.DetokenizeResponse{Results: make([]*tokenizerv1.DetokenizeResult, len(results))}
+	classes := make([]string, len(results))
+	errList := make([]error, len(results))
+	for i, r := range results {
+		out := &tokenizerv1.DetokenizeResult{Reference: req.GetItems()[i].GetReference()}
+		if r.Err != nil {
+			out.Error = t.itemStatus(ctx, r.Err)
+		} else {
+			out.Value = r.Value
+		}
+		resp.Results[i] = out
+		classes[i], errList[i] = items[i].Class, r.Err
+	}
+	t.countItems("detokenize", classes, errList)
+	return resp, nil
+}
+
+func (t *tokenizerService) TokenizeStream(stream tokenizerv1.TokenizerService_TokenizeStreamServer) error {
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		resp, err := t.Tokenize(stream.Context(), req)
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+func (t *tokenizerService) DetokenizeStream(stream tokenizerv1.TokenizerService_DetokenizeStreamServer) error {
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		resp, err := t.Detokenize(stream.Context(), req)
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+func (t *tokenizerService) DeleteTokens(ctx context.Context, req *tokenizerv1.DeleteTokensRequest) (*tokenizerv1.DeleteTokensResponse, error) {
+	eng, err := t.s.engineReady()
+	if err != nil {
+		return nil, err
+	}
+	items := make([]tokenizer.DeleteItem, len(req.GetItems()))
+	for i, it := range req.GetItems() {
+		items[i] = tokenizer.DeleteItem{Class: it.GetClass(), Token: it.GetToken(), Value: it.GetValue(), Scope: it.GetScope()}
+	}
+	results, err := eng.DeleteTokens(ctx, items)
+	if err != nil {
+		return nil, err
+	}
+	resp := &tokenizerv1.DeleteTokensResponse{Results: make([]*tokenizerv1.DeleteResult, len(results))}
+	for i, r := range results {
+		out := &tokenizerv1.DeleteResult{Reference: req.GetItems()[i].GetReference(), Deleted: r.Deleted}
+		if r.Err != nil {
+			out.Error = t.itemStatus(ctx, r.Err)
+		}
+		resp.Results[i] = out
+	}
+	return resp, nil
+}
+
+func (t *tokenizerService) ListClasses(context.Context, *tokenizerv1.ListClassesRequest) (*tokenizerv1.ListClassesResponse, error) {
+	resp := &tokenizerv1.ListClassesResponse{}
+	for _, c := range t.s.classes {
+		tc := &tokenizerv1.TokenClass{
+			Name: c.Name, Format: c.Format, Mode: string(c.Mode), Generator: string(c.Generator),
+			Distinguishable: *c.Distinguishable,
+			PreservePrefix:  int32(c.PreservePrefix), PreserveSuffix: int32(c.PreserveSuffix),
+		}
+		if c.TTL > 0 {
+			tc.Ttl = durationpb.New(c.TTL)
+		}
+		resp.Classes = append(resp.Classes, tc)
+	}
+	return resp, nil
+}
+
+type auditService struct {
+	tokenizerv1.UnimplementedAuditServiceServer
+}
+

@@ -1,0 +1,200 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Mapping is one token vault row. Nothing in it is a value or a token in clear.
+type Mapping struct {
+	Class              string
+	Scope              string
+	TokenDigest        []byte
+	DigestVersion      int
+	Fingerprint        []byte // static classes only
+	FingerprintVersion int
+	ValueCT            []byte
+	TokenCT            []byte // static classes only
+	KeyVersion         int
+	CreatedAt          time.Time
+	ExpiresAt          *time.Time
+}
+
+// Ref names a row by class and token digest.
+type Ref struct {
+	Class  string
+	Digest []byte
+}
+
+// InsertMappings inserts ms in one statement. A row whose token digest (or, for static
+// classes, fingerprint) already exists is skipped: inserted[i] reports whether ms[i]
+// went in, so that the caller can retry token collisions or reuse the existing token.
+func (s *Store) InsertMappings(ctx context.Context, ms []Mapping) (inserted []bool, err error) {
+	n := len(ms)
+	classes := make([]string, n)
+	scopes := make([]string, n)
+	digests := make([][]byte, n)
+	dvers := make([]int32, n)
+	fps := make([][]byte, n)
+	fpvers := make([]*int32, n)
+	vals := make([][]byte, n)
+	toks := make([][]byte, n)
+	kvers := make([]int32, n)
+	exps := make([]*time.Time, n)
+	for i, m := range ms {
+		classes[i], scopes[i], digests[i], dvers[i] = m.Class, m.Scope, m.TokenDigest, int32(m.DigestVersion)
+		fps[i], vals[i], toks[i], kvers[i], exps[i] = m.Fingerprint, m.ValueCT, m.TokenCT, int32(m.KeyVersion), m.ExpiresAt
+		if m.Fingerprint != nil {
+			v := int32(m.FingerprintVersion)
+			fpvers[i] = &v
+		}
+	}
+	rows, err := s.pool.Query(ctx, `
+		INSERT INTO tokens (class, scope, token_digest, digest_version, fingerprint, fingerprint_version,
+		                    value_ct, token_ct, key_version, expires_at)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::int4[], $5::bytea[], $6::int4[],
+		                     $7::bytea[], $8::bytea[], $9::int4[], $10::timestamptz[])
+		ON CONFLICT DO NOTHING
+		RETURNING class, token_digest`,
+		classes, scopes, digests, dvers, fps, fpvers, vals, toks, kvers, exps)
+	if err != nil {
+		return nil, classify("insert mappings", err)
+	}
+	got := map[string]bool{}
+	var class string
+	var digest []byte
+	_, err = pgx.ForEachRow(rows, []any{&class, &digest}, func() error {
+		got[class+"\x00"+string(digest)] = true
+		return nil
+	})
+	if err != nil {
+		return nil, classify("insert mappings", err)
+	}
+	inserted = make([]bool, n)
+	for i, m := range ms {
+		inserted[i] = got[m.Class+"\x00"+string(m.TokenDigest)]
+	}
+	return inserted, nil
+}
+
+// LookupTokens returns the live (unexpired) rows among refs, keyed by RefKey.
+func (s *Store) LookupTokens(ctx context.Context, refs []Ref) (map[string]Mapping, error) {
+	classes := make([]string, len(refs))
+	digests := make([][]byte, len(refs))
+	for i, r := range refs {
+		classes[i], digests[i] = r.Class, r.Digest
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT t.class, t.scope, t.token_digest, t.digest_version, t.value_ct, t.key_version, t.created_at, t.expires_at
+		FROM tokens t
+		JOIN unnest($1::text[], $2::bytea[]) AS q(class, digest)
+		  ON t.class = q.class AND t.token_digest = q.digest
+		WHERE t.expires_at IS NULL OR t.expires_at > now()`, classes, digests)
+	if err != nil {
+		return nil, classify("look up tokens", err)
+	}
+	out := map[string]Mapping{}
+	var m Mapping
+	var dv, kv int32
+	_, err = pgx.ForEachRow(rows, []any{&m.Class, &m.Scope, &m.TokenDigest, &dv, &m.ValueCT, &kv, &m.CreatedAt, &m.ExpiresAt}, func() error {
+		m.DigestVersion, m.KeyVersion = int(dv), int(kv)
+		out[RefKey(m.Class, m.TokenDigest)] = m
+		m = Mapping{}
+		return nil
+	})
+	if err != nil {
+		return nil, classify("look up tokens", err)
+	}
+	return out, nil
+}
+
+// RefKey is the map key LookupTokens uses for a class and digest.
+func RefKey(class string, digest []byte) string { return class + "\x00" + string(digest) }
+
+// DeleteTokens deletes the rows named by refs and returns the keys (RefKey) deleted.
+func (s *Store) DeleteTokens(ctx context.Context, refs []Ref) (map[string]bool, error) {
+	classes := make([]string, len(refs))
+	digests := make([][]byte, len(refs))
+	for i, r := range refs {
+		classes[i], digests[i] = r.Class, r.Digest
+	}
+	rows, err := s.pool.Query(ctx, `
+		DELETE FROM tokens t USING unnest($1::text[], $2::bytea[]) AS q(class, digest)
+		WHERE t.class = q.class AND t.token_digest = q.digest
+		RETURNING t.class, t.token_digest`, classes, digests)
+	if err != nil {
+		return nil, classify("delete tokens", err)
+	}
+	out := map[string]bool{}
+	var class string
+	var digest []byte
+	_, err = pgx.ForEachRow(rows, []any{&class, &digest}, func() error {
+		out[RefKey(class, digest)] = true
+		return nil
+	})
+	return out, classify("delete tokens", err)
+}
+
+// FingerprintRef names a static mapping by class, scope and value fingerprint.
+type FingerprintRef struct {
+	Class, Scope string
+	Fingerprint  []byte
+}
+
+// Key is the map key LookupFingerprints uses.
+func (r FingerprintRef) Key() string {
+	return r.Class + "\x00" + r.Scope + "\x00" + string(r.Fingerprint)
+}
+
+// LookupFingerprints returns the live static rows among refs, keyed by FingerprintRef.Key.
+func (s *Store) LookupFingerprints(ctx context.Context, refs []FingerprintRef) (map[string]Mapping, error) {
+	classes := make([]string, len(refs))
+	scopes := make([]string, len(refs))
+	fps := make([][]byte, len(refs))
+	for i, r := range refs {
+		classes[i], scopes[i], fps[i] = r.Class, r.Scope, r.Fingerprint
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT t.class, t.scope, t.fingerprint, t.token_digest, t.token_ct, t.key_version, t.expires_at
+		FROM tokens t
+		JOIN unnest($1::text[], $2::text[], $3::bytea[]) AS q(class, scope, fp)
+		  ON t.class = q.class AND t.scope = q.scope AND t.fingerprint = q.fp
+		WHERE t.expires_at IS NULL OR t.expires_at > now()`, classes, scopes, fps)
+	if err != nil {
+		return nil, classify("look up fingerprints", err)
+	}
+	out := map[string]Mapping{}
+	var m Mapping
+	var kv int32
+	_, err = pgx.ForEachRow(rows, []any{&m.Class, &m.Scope, &m.Fingerprint, &m.TokenDigest, &m.TokenCT, &kv, &m.ExpiresAt}, func() error {
+		m.KeyVersion = int(kv)
+		out[FingerprintRef{Class: m.Class, Scope: m.Scope, Fingerprint: m.Fingerprint}.Key()] = m
+		m = Mapping{}
+		return nil
+	})
+	if err != nil {
+		return nil, classify("look up fingerprints", err)
+	}
+	return out, nil
+}
+
+// PurgeExpiredFingerprints deletes expired static rows among refs, so that a value
+// whose token expired can be tokenized afresh. It returns how many rows went.
+func (s *Store) PurgeExpiredFingerprints(ctx context.Context, refs []FingerprintRef) (int64, error) {
+	classes := make([]string, len(refs))
+	scopes := make([]string, len(refs))
+	fps := make([][]byte, len(refs))
+	for i, r := range refs {
+		classes[i], scopes[i], fps[i] = r.Class, r.Scope, r.Fingerprint
+	}
+	tag, err := s.pool.Exec(ctx, `
+		DELETE FROM tokens t USING unnest($1::text[], $2::text[], $3::bytea[]) AS q(class, scope, fp)
+		WHERE t.class = q.class AND t.scope = q.scope AND t.fingerprint = q.fp AND t.expires_at <= now()`,
+		classes, scopes, fps)
+	if err != nil {
+		return 0, classify("purge expired fingerprints", err)
+	}
+	return tag.RowsAffected(), nil
+}

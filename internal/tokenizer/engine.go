@@ -1,0 +1,663 @@
+package tokenizer
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math/big"
+	"sort"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/phivault/tokenizer/internal/errs"
+	"github.com/phivault/tokenizer/internal/format"
+	"github.com/phivault/tokenizer/internal/keys"
+	"github.com/phivault/tokenizer/internal/store"
+)
+
+// Vault is what the engine needs of the token vault; *store.Store implements it.
+type Vault interface {
+	InsertMappings(ctx context.Context, ms []store.Mapping) ([]bool, error)
+	LookupTokens(ctx context.Context, refs []store.Ref) (map[string]store.Mapping, error)
+	LookupFingerprints(ctx context.Context, refs []store.FingerprintRef) (map[string]store.Mapping, error)
+	PurgeExpiredFingerprints(ctx context.Context, refs []store.FingerprintRef) (int64, error)
+	DeleteTokens(ctx context.Context, refs []store.Ref) (map[string]bool, error)
+}
+
+// Limits bound a request.
+type Limits struct {
+	MaxItems      int // items per request
+	MaxValueBytes int // bytes per value or token
+}
+
+// Engine tokenizes and detokenizes batches. It is safe for concurrent use.
+type Engine struct {
+	classes map[string]*Class
+	vault   Vault
+	keys    *keys.Keyring
+	limits  Limits
+	now     func() time.Time
+
+	aeads sync.Map // key version → cipher.AEAD
+}
+
+// maxAttempts bounds the redraws of a random token that collides with an existing one.
+// With a token space at most half full, eight collisions in a row happen with
+// probability below 0.4%; the class is then reported as exhausted instead of looping.
+const maxAttempts = 8
+
+// New returns an engine serving classes.
+func New(classes []*Class, vault Vault, kr *keys.Keyring, limits Limits) (*Engine, error) {
+	e := &Engine{classes: map[string]*Class{}, vault: vault, keys: kr, limits: limits, now: time.Now}
+	for _, c := range classes {
+		if _, dup := e.classes[c.Name]; dup {
+			return nil, fmt.Errorf("class %s is defined twice", c.Name)
+		}
+		e.classes[c.Name] = c
+	}
+	return e, nil
+}
+
+// KeyPurposes lists the data-key purposes the engine needs for its classes.
+func KeyPurposes(classes []*Class) []keys.Purpose {
+	ps := []keys.Purpose{keys.ValueEncryption, keys.TokenDigest, keys.Fingerprint, keys.AuditDigest}
+	for _, c := range classes {
+		if c.Generator == FPE {
+			ps = append(ps, keys.FPEPurpose(c.Name))
+		}
+	}
+	return ps
+}
+
+// Classes returns the classes sorted by name.
+func (e *Engine) Classes() []*Class {
+	out := make([]*Class, 0, len(e.classes))
+	for _, c := range e.classes {
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// TokenizeItem is one value to tokenize.
+type TokenizeItem struct {
+	Class, Value, Scope string
+}
+
+// TokenizeResult is one item's outcome: Token, or Err (an *errs.Error).
+type TokenizeResult struct {
+	Token     string
+	ExpiresAt *time.Time
+	Err       error
+}
+
+// DetokenizeItem is one token to reveal.
+type DetokenizeItem struct {
+	Class, Token string
+}
+
+// DetokenizeResult is one item's outcome: Value, or Err (an *errs.Error).
+type DetokenizeResult struct {
+	Value string
+	Err   error
+	// Digest is the keyed audit digest of the token, set when a value is revealed, so
+	// that the audit log can record what was disclosed without recording the token.
+	Digest []byte
+}
+
+func (e *Engine) checkBatch(n int) error {
+	if n == 0 {
+		return errs.New(errs.InvalidArgument, "items: at least one item is required")
+	}
+	if e.limits.MaxItems > 0 && n > e.limits.MaxItems {
+		return errs.New(errs.InvalidArgument, "items: %d items exceed the limit of %d per request", n, e.limits.MaxItems)
+	}
+	return nil
+}
+
+func (e *Engine) class(name string) (*Class, error) {
+	if name == "" {
+		return nil, errs.New(errs.InvalidArgument, "class: required")
+	}
+	c, ok := e.classes[name]
+	if !ok {
+		if ValidClassName(name) {
+			return nil, errs.New(errs.InvalidArgument, "class %s: unknown class", name)
+		}
+		return nil, errs.New(errs.InvalidArgument, "class: unknown class (not a valid class name)")
+	}
+	return c, nil
+}
+
+func (e *Engine) checkText(c *Class, field, s string) error {
+	if s == "" {
+		return errs.New(errs.InvalidArgument, "class %s: %s: required", c.Name, field)
+	}
+	if e.limits.MaxValueBytes > 0 && len(s) > e.limits.MaxValueBytes {
+		return errs.New(errs.InvalidArgument, "class %s: %s: %d bytes exceed the limit of %d", c.Name, field, len(s), e.limits.MaxValueBytes)
+	}
+	if !utf8.ValidString(s) {
+		return errs.New(errs.InvalidArgument, "class %s: %s: not valid UTF-8", c.Name, field)
+	}
+	return nil
+}
+
+func formatErr(c *Class, field string, err error) error {
+	var fe *format.Error
+	if errors.As(err, &fe) {
+		return errs.New(errs.InvalidArgument, "class %s: %s %s", c.Name, field, fe.Error())
+	}
+	return errs.New(errs.InvalidArgument, "class %s: %s does not fit the class format", c.Name, field)
+}
+
+// pending is a tokenize item on its way into the vault.
+type pending struct {
+	idx    int
+	class  *Class
+	parsed *format.Parsed
+	value  string
+	scope  string
+	fp     []byte
+	core   []byte
+	exp    *time.Time
+}
+
+// Tokenize tokenizes items. ttl, when positive, overrides the classes' default lifetime.
+// Item failures are in the results; a returned error fails the whole request.
+func (e *Engine) Tokenize(ctx context.Context, items []TokenizeItem, ttl time.Duration) ([]TokenizeResult, error) {
+	if err := e.checkBatch(len(items)); err != nil {
+		return nil, err
+	}
+	if ttl < 0 {
+		return nil, errs.New(errs.InvalidArgument, "ttl: must not be negative")
+	}
+	now := e.now()
+	results := make([]TokenizeResult, len(items))
+	var work []*pending
+	for i, it := range items {
+		c, err := e.class(it.Class)
+		if err == nil {
+			err = e.checkText(c, "value", it.Value)
+		}
+		if err != nil {
+			results[i].Err = err
+			continue
+		}
+		p, err := c.format.Parse(it.Value)
+		if err != nil {
+			results[i].Err = formatErr(c, "value", err)
+			continue
+		}
+		if c.PreservePrefix+c.PreserveSuffix >= len(p.Core) {
+			results[i].Err = errs.New(errs.InvalidArgument, "class %s: value is too short for the class's preserved characters", c.Name)
+			continue
+		}
+		w := &pending{idx: i, class: c, parsed: p, value: it.Value, scope: it.Scope}
+		life := c.TTL
+		if ttl > 0 {
+			life = ttl
+		}
+		if life > 0 {
+			t := now.Add(life).UTC()
+			w.exp = &t
+		}
+		work = append(work, w)
+	}
+	if len(work) > 0 {
+		if err := e.store(ctx, work); err != nil {
+			return nil, err
+		}
+	}
+	for _, w := range work {
+		r := &results[w.idx]
+		if w.core == nil {
+			r.Err = errs.New(errs.ResourceExhausted, "class %s: no free token found after %d attempts; the class's token space is nearly full", w.class.Name, maxAttempts)
+			continue
+		}
+		r.Token = w.parsed.Template.Render(w.core)
+		r.ExpiresAt = w.exp
+	}
+	return results, nil
+}
+
+// store inserts the mappings of work, redrawing tokens that collide, and for static
+// classes adopting the token of a value stored before (by this or another replica).
+// On return, w.core is the token's core, or nil when no free token was found.
+func (e *Engine) store(ctx context.Context, work []*pending) error {
+	encKey, err := e.keys.Current(keys.ValueEncryption)
+	if err != nil {
+		return errs.Wrap(errs.Unavailable, err, "data keys not loaded")
+	}
+	digKey, err := e.keys.Current(keys.TokenDigest)
+	if err != nil {
+		return errs.Wrap(errs.Unavailable, err, "data keys not loaded")
+	}
+	fpKey, err := e.keys.Current(keys.Fingerprint)
+	if err != nil {
+		return errs.Wrap(errs.Unavailable, err, "data keys not loaded")
+	}
+	aead, err := e.aead(encKey)
+	if err != nil {
+		return err
+	}
+
+	// Static values seen before get their token back without a write.
+	var static []*pending
+	for _, w := range work {
+		if w.class.Mode == Static {
+			w.fp = fingerprint(fpKey.Material, w.class.Name, w.scope, w.parsed.Normalized)
+			static = append(static, w)
+		}
+	}
+	if err := e.adoptExisting(ctx, static, aead); err != nil {
+		return err
+	}
+
+	todo := make([]*pending, 0, len(work))
+	for _, w := range work {
+		if w.core == nil {
+			todo = append(todo, w)
+		}
+	}
+	for attempt := 0; attempt < maxAttempts && len(todo) > 0; attempt++ {
+		ms := make([]store.Mapping, len(todo))
+		for i, w := range todo {
+			core, err := e.randomCore(w.class, w.parsed)
+			if err != nil {
+				return errs.Wrap(errs.Internal, err, "token generation failed")
+			}
+			w.core = core
+			d := digest(digKey.Material, w.class.Name, core)
+			m := store.Mapping{
+				Class: w.class.Name, Scope: w.scope, TokenDigest: d, DigestVersion: digKey.Version,
+				ValueCT: seal(aead, valueAAD(w.class.Name, d), []byte(w.value)), KeyVersion: encKey.Version,
+				ExpiresAt: w.exp,
+			}
+			if w.class.Mode == Static {
+				m.Fingerprint, m.FingerprintVersion = w.fp, fpKey.Version
+				m.TokenCT = seal(aead, tokenAAD(w.class.Name, w.fp), core)
+			}
+			ms[i] = m
+		}
+		inserted, err := e.vault.InsertMappings(ctx, ms)
+		if err != nil {
+			return errs.Wrap(errs.Unavailable, err, "token vault unavailable")
+		}
+		var retry, lost []*pending
+		for i, w := range todo {
+			if inserted[i] {
+				continue
+			}
+			w.core = nil
+			if w.class.Mode == Static {
+				lost = append(lost, w)
+			} else {
+				retry = append(retry, w)
+			}
+		}
+		// A static insert that lost may have lost the race to another writer of the
+		// same value; adopt its token. Otherwise it was a token collision: redraw.
+		if err := e.adoptExisting(ctx, lost, aead); err != nil {
+			return err
+		}
+		var expired []store.FingerprintRef
+		for _, w := range lost {
+			if w.core == nil {
+				// Either a token collision or an expired mapping of the same value
+				// still holding the fingerprint: clear the latter, redraw for both.
+				expired = append(expired, store.FingerprintRef{Class: w.class.Name, Scope: w.scope, Fingerprint: w.fp})
+				retry = append(retry, w)
+			}
+		}
+		if len(expired) > 0 {
+			if _, err := e.vault.PurgeExpiredFingerprints(ctx, expired); err != nil {
+				return errs.Wrap(errs.Unavailable, err, "token vault unavailable")
+			}
+		}
+		todo = retry
+	}
+	return nil
+}
+
+// adoptExisting sets w.core for every static item whose value already has a token.
+func (e *Engine) adoptExisting(ctx context.Context, ws []*pending, aead cipher.AEAD) error {
+	if len(ws) == 0 {
+		return nil
+	}
+	refs := make([]store.FingerprintRef, len(ws))
+	for i, w := range ws {
+		refs[i] = store.FingerprintRef{Class: w.class.Name, Scope: w.scope, Fingerprint: w.fp}
+	}
+	found, err := e.vault.LookupFingerprints(ctx, refs)
+	if err != nil {
+		return errs.Wrap(errs.Unavailable, err, "token vault unavailable")
+	}
+	for i, w := range ws {
+		m, ok := found[refs[i].Key()]
+		if !ok {
+			continue
+		}
+		a, err := e.aeadVersion(m.KeyVersion)
+		if err != nil {
+			return err
+		}
+		core, err := open(a, tokenAAD(w.class.Name, w.fp), m.TokenCT)
+		if err != nil {
+			return errs.Wrap(errs.Internal, err, "stored token does not authenticate")
+		}
+		if len(core) != len(w.parsed.Core) {
+			// The same normalized value in another shape of another length cannot
+			// happen for the built-in formats; refuse rather than render wrongly.
+			return errs.New(errs.Internal, "class %s: stored token does not fit the value's shape", w.class.Name)
+		}
+		w.core = core
+		if m.ExpiresAt != nil {
+			w.exp = m.ExpiresAt
+		}
+	}
+	return nil
+}
+
+// randomCore draws a uniformly random token core for p's template that the format
+// accepts as a token and that keeps the class's preserved characters.
+func (e *Engine) randomCore(c *Class, p *format.Parsed) ([]byte, error) {
+	sets := p.Template.Sets()
+	core := make([]byte, len(sets))
+	for tries := 0; tries < 1000; tries++ {
+		for i, cs := range sets {
+			if i < c.PreservePrefix || i >= len(sets)-c.PreserveSuffix {
+				core[i] = p.Core[i]
+				continue
+			}
+			a := cs.Alphabet()
+			n, err := rand.Int(rand.Reader, big.NewInt(int64(len(a))))
+			if err != nil {
+				return nil, err
+			}
+			core[i] = a[n.Int64()]
+		}
+		if c.format.ValidToken(p.Template, core) && string(core) != string(p.Core) {
+			return core, nil
+		}
+	}
+	return nil, errors.New("no valid token shape found")
+}
+
+// Detokenize reveals the values of items. purpose must already have been validated.
+func (e *Engine) Detokenize(ctx context.Context, items []DetokenizeItem) ([]DetokenizeResult, error) {
+	if err := e.checkBatch(len(items)); err != nil {
+		return nil, err
+	}
+	results := make([]DetokenizeResult, len(items))
+	digKeys := e.keys.All(keys.TokenDigest)
+	if len(digKeys) == 0 {
+		return nil, errs.New(errs.Unavailable, "data keys not loaded")
+	}
+	type want struct {
+		idx     int
+		class   *Class
+		digests [][]byte
+		core    []byte
+	}
+	var wants []want
+	var refs []store.Ref
+	for i, it := range items {
+		c, err := e.class(it.Class)
+		if err == nil {
+			err = e.checkText(c, "token", it.Token)
+		}
+		if err != nil {
+			results[i].Err = err
+			continue
+		}
+		p, err := c.format.ParseToken(it.Token)
+		if err != nil {
+			results[i].Err = formatErr(c, "token", err)
+			continue
+		}
+		w := want{idx: i, class: c, core: p.Core}
+		for _, k := range digKeys {
+			d := digest(k.Material, c.Name, p.Core)
+			w.digests = append(w.digests, d)
+			refs = append(refs, store.Ref{Class: c.Name, Digest: d})
+		}
+		wants = append(wants, w)
+	}
+	if len(refs) == 0 {
+		return results, nil
+	}
+	found, err := e.vault.LookupTokens(ctx, refs)
+	if err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "token vault unavailable")
+	}
+	auditKey, err := e.keys.Current(keys.AuditDigest)
+	if err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "data keys not loaded")
+	}
+	for _, w := range wants {
+		r := &results[w.idx]
+		var m store.Mapping
+		ok := false
+		for _, d := range w.digests {
+			if m, ok = found[store.RefKey(w.class.Name, d)]; ok {
+				break
+			}
+		}
+		if !ok {
+			r.Err = errs.New(errs.NotFound, "class %s: token not found (unknown, deleted or expired)", w.class.Name)
+			continue
+		}
+		a, err := e.aeadVersion(m.KeyVersion)
+		if err != nil {
+			return nil, err
+		}
+		v, err := open(a, valueAAD(w.class.Name, m.TokenDigest), m.ValueCT)
+		if err != nil {
+			return nil, errs.Wrap(errs.Internal, err, "stored value does not authenticate")
+		}
+		r.Value = string(v)
+		r.Digest = AuditDigestOf(auditKey.Material, w.class.Name, w.core)
+	}
+	return results, nil
+}
+
+// DeleteItem names a mapping by token, or for static classes by value and scope.
+type DeleteItem struct {
+	Class, Token, Value, Scope string
+}
+
+// DeleteResult is one item's outcome.
+type DeleteResult struct {
+	Deleted bool
+	Err     error
+	Digest  []byte // audit digest of the token deleted, when deleted by token
+}
+
+// DeleteTokens deletes mappings.
+func (e *Engine) DeleteTokens(ctx context.Context, items []DeleteItem) ([]DeleteResult, error) {
+	if err := e.checkBatch(len(items)); err != nil {
+		return nil, err
+	}
+	results := make([]DeleteResult, len(items))
+	digKeys := e.keys.All(keys.TokenDigest)
+	fpKeys := e.keys.All(keys.Fingerprint)
+	auditKey, err := e.keys.Current(keys.AuditDigest)
+	if err != nil || len(digKeys) == 0 {
+		return nil, errs.New(errs.Unavailable, "data keys not loaded")
+	}
+	type target struct {
+		idx     int
+		digests [][]byte
+	}
+	var targets []target
+	var refs []store.Ref
+	var byValue []int
+	var fpRefs []store.FingerprintRef
+	for i, it := range items {
+		c, err := e.class(it.Class)
+		if err != nil {
+			results[i].Err = err
+			continue
+		}
+		switch {
+		case it.Token != "" && it.Value != "":
+			results[i].Err = errs.New(errs.InvalidArgument, "class %s: give token or value, not both", c.Name)
+		case it.Token != "":
+			if err := e.checkText(c, "token", it.Token); err != nil {
+				results[i].Err = err
+				continue
+			}
+			p, err := c.format.ParseToken(it.Token)
+			if err != nil {
+				results[i].Err = formatErr(c, "token", err)
+				continue
+			}
+			t := target{idx: i}
+			for _, k := range digKeys {
+				d := digest(k.Material, c.Name, p.Core)
+				t.digests = append(t.digests, d)
+				refs = append(refs, store.Ref{Class: c.Name, Digest: d})
+			}
+			results[i].Digest = AuditDigestOf(auditKey.Material, c.Name, p.Core)
+			targets = append(targets, t)
+		case it.Value != "":
+			if c.Mode != Static {
+				results[i].Err = errs.New(errs.InvalidArgument, "class %s: deleting by value needs a static class; give the token", c.Name)
+				continue
+			}
+			if err := e.checkText(c, "value", it.Value); err != nil {
+				results[i].Err = err
+				continue
+			}
+			p, err := c.format.Parse(it.Value)
+			if err != nil {
+				results[i].Err = formatErr(c, "value", err)
+				continue
+			}
+			for _, k := range fpKeys {
+				fpRefs = append(fpRefs, store.FingerprintRef{Class: c.Name, Scope: it.Scope, Fingerprint: fingerprint(k.Material, c.Name, it.Scope, p.Normalized)})
+				byValue = append(byValue, i)
+			}
+		default:
+			results[i].Err = errs.New(errs.InvalidArgument, "class %s: token or value is required", c.Name)
+		}
+	}
+	if len(fpRefs) > 0 {
+		found, err := e.vault.LookupFingerprints(ctx, fpRefs)
+		if err != nil {
+			return nil, errs.Wrap(errs.Unavailable, err, "token vault unavailable")
+		}
+		for j, r := range fpRefs {
+			if m, ok := found[r.Key()]; ok {
+				targets = append(targets, target{idx: byValue[j], digests: [][]byte{m.TokenDigest}})
+				refs = append(refs, store.Ref{Class: m.Class, Digest: m.TokenDigest})
+			}
+		}
+	}
+	if len(refs) > 0 {
+		deleted, err := e.vault.DeleteTokens(ctx, refs)
+		if err != nil {
+			return nil, errs.Wrap(errs.Unavailable, err, "token vault unavailable")
+		}
+		for _, t := range targets {
+			for _, d := range t.digests {
+				if deleted[store.RefKey(items[t.idx].Class, d)] {
+					results[t.idx].Deleted = true
+				}
+			}
+		}
+	}
+	for i := range results {
+		if results[i].Err == nil && !results[i].Deleted {
+			results[i].Err = errs.New(errs.NotFound, "class %s: no such mapping", items[i].Class)
+			results[i].Digest = nil
+		}
+	}
+	return results, nil
+}
+
+func (e *Engine) aead(k keys.Key) (cipher.AEAD, error) {
+	if a, ok := e.aeads.Load(k.Version); ok {
+		return a.(cipher.AEAD), nil
+	}
+	block, err := aes.NewCipher(k.Material)
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "data key unusable")
+	}
+	a, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "data key unusable")
+	}
+	e.aeads.Store(k.Version, a)
+	return a, nil
+}
+
+func (e *Engine) aeadVersion(v int) (cipher.AEAD, error) {
+	if a, ok := e.aeads.Load(v); ok {
+		return a.(cipher.AEAD), nil
+	}
+	k, err := e.keys.Version(keys.ValueEncryption, v)
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "data key version missing")
+	}
+	return e.aead(k)
+}
+
+// digest is the vault's lookup key for a token: HMAC-SHA-256(key, class ‖ 0 ‖ core).
+func digest(key []byte, class string, core []byte) []byte {
+	return keyedHash(key, "token", class, string(core))
+}
+
+// fingerprint identifies a normalized value within a class and scope.
+func fingerprint(key []byte, class, scope, normalized string) []byte {
+	return keyedHash(key, "value", class, scope, normalized)
+}
+
+// AuditDigestOf is the digest of a token recorded in audit events. It uses its own key
+// so that audit records cannot be joined to vault rows without it.
+func AuditDigestOf(key []byte, class string, core []byte) []byte {
+	return keyedHash(key, "audit", class, string(core))
+}
+
+// keyedHash is HMAC-SHA-256 over length-prefixed parts, so that no two part lists
+// encode alike.
+func keyedHash(key []byte, parts ...string) []byte {
+	m := hmac.New(sha256.New, key)
+	var n [4]byte
+	for _, p := range parts {
+		n[0], n[1], n[2], n[3] = byte(len(p)>>24), byte(len(p)>>16), byte(len(p)>>8), byte(len(p))
+		m.Write(n[:])
+		m.Write([]byte(p))
+	}
+	return m.Sum(nil)
+}
+
+func valueAAD(class string, digest []byte) []byte {
+	return append([]byte("tokenizer/v1/value\x00"+class+"\x00"), digest...)
+}
+
+func tokenAAD(class string, fp []byte) []byte {
+	return append([]byte("tokenizer/v1/token\x00"+class+"\x00"), fp...)
+}
+
+func seal(a cipher.AEAD, aad, plaintext []byte) []byte {
+	nonce := make([]byte, a.NonceSize(), a.NonceSize()+len(plaintext)+a.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		panic("crypto/rand failed") // crypto/rand.Read does not fail on supported platforms
+	}
+	return a.Seal(nonce, nonce, plaintext, aad)
+}
+
+func open(a cipher.AEAD, aad, ct []byte) ([]byte, error) {
+	ns := a.NonceSize()
+	if len(ct) < ns {
+		return nil, errors.New("ciphertext too short")
+	}
+	return a.Open(nil, ct[:ns], ct[ns:], aad)
+}
