@@ -18,13 +18,15 @@ build:
 	$(GO) build -o $(BIN)/tokenizer ./cmd/tokenizer
 
 ## test: run every test (real PostgreSQL at $$TEST_DATABASE_URL), race detector on
-test:
+test: tools
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
 
-## bench: run the Go benchmarks
+## bench: run the Go benchmarks, including FF1 against github.com/capitalone/fpe
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
+	cd bench && $(GO) test -run '^$$' -bench . -benchmem ./...
 
 ## tools: build the pinned protoc plugins from tools/go.mod
 tools:

@@ -102,7 +102,7 @@ func provider(cfg *config.Config, log *slog.Logger) (keys.Provider, error) {
 			slog.String("key_file", cfg.Keys.LocalFile), slog.Bool("created", created))
 		return p, nil
 	}
-	return nil, fmt.Errorf("keys.provider %q is not available", cfg.Keys.Provider)
+	return nil, fmt.Errorf("keys.provider %q is not available in this build yet; run with --dev for the local development provider", cfg.Keys.Provider)
 }
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {

@@ -292,7 +292,6 @@ func (c *Config) Validate() error {
 			bad("keys.local_file", "required with the local provider")
 		}
 	case "vault":
-		bad("keys.provider", "the vault provider is not available in this build yet; use --dev for the local development provider")
 	default:
 		bad("keys.provider", "want local or vault")
 	}

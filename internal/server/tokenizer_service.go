@@ -212,4 +212,3 @@ func (t *tokenizerService) ListClasses(context.Context, *tokenizerv1.ListClasses
 type auditService struct {
 	tokenizerv1.UnimplementedAuditServiceServer
 }
-

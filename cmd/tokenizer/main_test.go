@@ -1,0 +1,258 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
+
+	"github.com/phivault/tokenizer/internal/testutil/pgtest"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tokenizer-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "tokenizer")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build tokenizer: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a tokenizer process whose stderr (JSON logs) is collected.
+type proc struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	logs []string
+	done chan error
+}
+
+func (p *proc) lines() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.logs...)
+}
+
+// field returns attribute key of the first log line with message msg.
+func (p *proc) field(msg, key string) string {
+	for _, l := range p.lines() {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == msg {
+			if s, ok := m[key].(string); ok {
+				return s
+			}
+		}
+	}
+	return ""
+}
+
+func startProc(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), env...)
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	p := &proc{cmd: cmd, done: make(chan error, 1)}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.logs = append(p.logs, sc.Text())
+			p.mu.Unlock()
+		}
+		p.done <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+	})
+	return p
+}
+
+func waitReady(t *testing.T, adminAddr string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + adminAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 50*time.Millisecond, "service not ready")
+}
+
+// TestGracefulShutdown holds a stream open across SIGTERM: the request in flight
+// completes, and only then does the process exit, with status 0.
+func TestGracefulShutdown(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDatabase(t)
+	p := startProc(t, []string{"TOKENIZER_DATABASE_URL=" + db, "TOKENIZER_LOG_FORMAT=json"},
+		"serve", "--dev", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
+	require.Eventually(t, func() bool { return p.field("listening", "admin") != "" }, 30*time.Second, 20*time.Millisecond)
+	waitReady(t, p.field("listening", "admin"))
+
+	conn, err := grpc.NewClient(p.field("listening", "grpc"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	client := tokenizerv1.NewTokenizerServiceClient(conn)
+	stream, err := client.TokenizeStream(t.Context())
+	require.NoError(t, err)
+	require.NoError(t, stream.Send(&tokenizerv1.TokenizeRequest{Items: []*tokenizerv1.TokenizeItem{{Class: "ssn", Value: "123-45-6789"}}}))
+	_, err = stream.Recv()
+	require.NoError(t, err)
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Eventually(t, func() bool {
+		for _, l := range p.lines() {
+			if strings.Contains(l, "shutting down") {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 10*time.Millisecond)
+
+	// The stream began before SIGTERM: it is still served.
+	require.NoError(t, stream.Send(&tokenizerv1.TokenizeRequest{Items: []*tokenizerv1.TokenizeItem{{Class: "ssn", Value: "234-56-7890"}}}))
+	resp, err := stream.Recv()
+	require.NoError(t, err)
+	assert.Regexp(t, `^9\d\d-\d\d-\d{4}$`, resp.Results[0].Token)
+	select {
+	case <-p.done:
+		t.Fatal("process exited while a request was in flight")
+	default:
+	}
+	require.NoError(t, stream.CloseSend())
+	_, err = stream.Recv()
+	assert.ErrorIs(t, err, io.EOF)
+
+	select {
+	case err := <-p.done:
+		assert.NoError(t, err, "exit status")
+	case <-time.After(30 * time.Second):
+		t.Fatal("process did not exit after the stream finished")
+	}
+	// New connections are refused once it has gone.
+	_, err = client.Tokenize(context.Background(), &tokenizerv1.TokenizeRequest{Items: []*tokenizerv1.TokenizeItem{{Class: "ssn", Value: "123-45-6789"}}})
+	assert.Error(t, err)
+}
+
+// readmeExamples returns the shell block under "### Examples" in the README.
+func readmeExamples(t *testing.T) string {
+	t.Helper()
+	raw, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	_, after, ok := strings.Cut(string(raw), "### Examples")
+	require.True(t, ok, "README has an Examples section")
+	m := regexp.MustCompile("(?s)```sh\n(.*?)```").FindStringSubmatch(after)
+	require.NotNil(t, m, "Examples section has a sh block")
+	return m[1]
+}
+
+// TestREADMEExamples runs the README's examples exactly as written against the service
+// on its default ports, as `make run` starts it.
+func TestREADMEExamples(t *testing.T) {
+	tools, err := filepath.Abs("../../.cache/tools")
+	require.NoError(t, err)
+	path := tools + string(os.PathListSeparator) + os.Getenv("PATH")
+	_, err = exec.LookPath(filepath.Join(tools, "grpcurl"))
+	require.NoError(t, err, "grpcurl is missing: run `make tools` (make test does)")
+
+	db := pgtest.NewDatabase(t)
+	p := startProc(t, []string{"TOKENIZER_DATABASE_URL=" + db, "TOKENIZER_LOG_FORMAT=json"}, "serve", "--dev")
+	waitReady(t, "127.0.0.1:9102")
+
+	script := readmeExamples(t)
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
+	cmd.Env = append(os.Environ(), "PATH="+path)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "README examples failed:\n%s", out)
+	o := string(out)
+	assert.Regexp(t, `\{"results":\[\{"reference":"r1","token":"9\d\d-\d\d-\d{4}"\}\]\}`, o)
+	assert.Contains(t, o, `{"results":[{"reference":"r1","value":"123-45-6789"}]}`)
+	assert.Contains(t, o, "tokenizer.v1.TokenizerService")
+	assert.Contains(t, o, "tokenizer.v1.AuditService")
+	assert.Contains(t, o, "grpc.health.v1.Health")
+	assert.Regexp(t, `"token": "9\d\d-\d\d-\d{4}"`, o, "grpcurl tokenize")
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-p.done:
+		assert.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("did not stop")
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	t.Parallel()
+	run := func(env []string, args ...string) (int, string) {
+		cmd := exec.Command(binary, args...)
+		cmd.Dir = t.TempDir()
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode(), string(out)
+		}
+		require.NoError(t, err)
+		return 0, string(out)
+	}
+	code, out := run(nil, "version")
+	assert.Equal(t, 0, code)
+	assert.Contains(t, out, "tokenizer")
+
+	code, out = run(nil, "serve", "--grpc-addr", "nonsense")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, out, "grpc_addr: want host:port")
+
+	code, out = run(nil, "serve", "--keys-provider", "local")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, out, "keys.provider: the local key provider is for development only")
+
+	code, out = run([]string{"TOKENIZER_LIMITS_MAX_ITEMS=lots"}, "serve", "--dev")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, out, "TOKENIZER_LIMITS_MAX_ITEMS: want a whole number")
+
+	cfg := filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte("dev: true\nclasses:\n  - name: ssn\n    format: ssn\n    mode: sometimes\n"), 0o600))
+	code, out = run(nil, "serve", "--config", cfg)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, out, `classes[0]: class ssn: mode "sometimes"`)
+
+	db := pgtest.NewDatabase(t)
+	code, out = run([]string{"TOKENIZER_DATABASE_URL=" + db}, "migrate")
+	assert.Equal(t, 0, code, out)
+	assert.Contains(t, out, "applied migrations [1]")
+	code, out = run([]string{"TOKENIZER_DATABASE_URL=" + db}, "migrate")
+	assert.Equal(t, 0, code, out)
+	assert.Contains(t, out, "up to date")
+
+	code, _ = run(nil, "frobnicate")
+	assert.Equal(t, 2, code)
+}
