@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +37,32 @@ func (m *safeJSON) sanitize(err error) error {
 		return fmt.Errorf("request body exceeds the limit of %d bytes", m.maxBytes)
 	}
 	return errBadJSON
+}
+
+// Marshal compacts protojson's output: protojson varies its whitespace on purpose from
+// build to build, and clients (and the README) deserve one stable form.
+func (m *safeJSON) Marshal(v any) ([]byte, error) {
+	out, err := m.JSONPb.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, out); err != nil {
+		return out, nil
+	}
+	return buf.Bytes(), nil
+}
+
+// NewEncoder writes compact JSON, one value per call.
+func (m *safeJSON) NewEncoder(w io.Writer) runtime.Encoder {
+	return runtime.EncoderFunc(func(v any) error {
+		out, err := m.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(append(out, m.Delimiter()...))
+		return err
+	})
 }
 
 func (m *safeJSON) Unmarshal(data []byte, v any) error {
