@@ -16,6 +16,7 @@ import (
 	"github.com/phivault/tokenizer/internal/keys"
 	"github.com/phivault/tokenizer/internal/server"
 	"github.com/phivault/tokenizer/internal/store"
+	"github.com/phivault/tokenizer/internal/vault"
 )
 
 // Exit codes.
@@ -28,9 +29,13 @@ const (
 const usage = `tokenizer: PHI tokenization service
 
 Usage:
-  tokenizer serve [flags]     run the service (gRPC, REST gateway, admin port)
-  tokenizer migrate [flags]   apply database migrations
-  tokenizer version           print the version
+  tokenizer serve [flags]       run the service (gRPC, REST gateway, admin port)
+  tokenizer migrate [flags]     apply database migrations
+  tokenizer keys status         show data-key versions and how many rows each encrypts
+  tokenizer keys rotate         add a value-encryption key version; new tokens use it
+  tokenizer keys reencrypt      move every row to the newest value-encryption key
+  tokenizer keys rewrap         rewrap stored data keys after a KEK rotation in Vault
+  tokenizer version             print the version
 
 Every command reads the same configuration: flags, then TOKENIZER_* environment,
 then the YAML file named by --config or TOKENIZER_CONFIG. Run "tokenizer serve -h"
@@ -49,6 +54,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serve(ctx, rest, getenv, stderr)
 	case "migrate":
 		return migrate(ctx, rest, getenv, stdout, stderr)
+	case "keys":
+		return keysCmd(ctx, rest, getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "tokenizer", Version())
 		return exitOK
@@ -68,8 +75,8 @@ func Version() string {
 	return "devel"
 }
 
-func load(name string, args []string, getenv func(string) string, stderr io.Writer) (*config.Config, int) {
-	cfg, err := config.Load(name, args, getenv, stderr)
+func load(name string, args []string, getenv func(string) string, stderr io.Writer, extra func(*flag.FlagSet)) (*config.Config, int) {
+	cfg, err := config.Load(name, args, getenv, stderr, extra)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil, exitOK
 	}
@@ -91,32 +98,40 @@ func NewLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-func provider(cfg *config.Config, log *slog.Logger) (keys.Provider, error) {
+// Provider builds the configured key provider.
+func Provider(cfg *config.Config, log *slog.Logger) (keys.Provider, func(), error) {
 	switch cfg.Keys.Provider {
 	case "local":
 		p, created, err := keys.OpenLocal(cfg.Keys.LocalFile)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		log.Warn("DEVELOPMENT KEY PROVIDER: the key-encryption key is a local file. NOT FOR PHI: use keys.provider=vault in production",
 			slog.String("key_file", cfg.Keys.LocalFile), slog.Bool("created", created))
-		return p, nil
+		return p, func() {}, nil
+	case "vault":
+		c, err := vault.New(cfg.Keys.Vault, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		return keys.NewVaultProvider(c), c.Close, nil
 	}
-	return nil, fmt.Errorf("keys.provider %q is not available in this build yet; run with --dev for the local development provider", cfg.Keys.Provider)
+	return nil, nil, fmt.Errorf("keys.provider %q: want local or vault", cfg.Keys.Provider)
 }
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
-	cfg, code := load("serve", args, getenv, stderr)
+	cfg, code := load("serve", args, getenv, stderr, nil)
 	if cfg == nil {
 		return code
 	}
 	log := NewLogger(cfg, stderr)
 	log.Debug("configuration", slog.String("config", cfg.String()))
-	p, err := provider(cfg, log)
+	p, closeP, err := Provider(cfg, log)
 	if err != nil {
 		log.Error("key provider", slog.String("error", err.Error()))
 		return exitFailure
 	}
+	defer closeP()
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	srv, err := server.New(ctx, cfg, log, p)
@@ -132,7 +147,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 }
 
 func migrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	cfg, code := load("migrate", args, getenv, stderr)
+	cfg, code := load("migrate", args, getenv, stderr, nil)
 	if cfg == nil {
 		return code
 	}

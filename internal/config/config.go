@@ -19,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/phivault/tokenizer/internal/tokenizer"
+	"github.com/phivault/tokenizer/internal/vault"
 )
 
 // Config is every setting of the service.
@@ -58,8 +59,14 @@ type DatabaseConfig struct {
 
 // KeysConfig selects the key provider.
 type KeysConfig struct {
-	Provider  string `yaml:"provider" usage:"local (development only) or vault"`
-	LocalFile string `yaml:"local_file" usage:"key file of the local provider (created if missing)"`
+	Provider  string       `yaml:"provider" usage:"local (development only) or vault"`
+	LocalFile string       `yaml:"local_file" usage:"key file of the local provider (created if missing)"`
+	// CheckInterval is how often the provider is checked; while it fails, requests fail
+	// closed with UNAVAILABLE (sealing Vault stops every reveal).
+	CheckInterval time.Duration `yaml:"check_interval" usage:"how often the key provider is checked (requests fail while it is down)"`
+	// ReloadInterval is how often stored data keys are re-read (rotations, rewraps).
+	ReloadInterval time.Duration `yaml:"reload_interval" usage:"how often stored data keys are re-read"`
+	Vault          vault.Config  `yaml:"vault"`
 }
 
 // LimitsConfig bounds requests.
@@ -81,7 +88,7 @@ func Defaults() *Config {
 			MaxConns:       16,
 			ConnectTimeout: 3 * time.Second,
 		},
-		Keys:            KeysConfig{LocalFile: ".tokenizer/dev-kek.hex"},
+		Keys:            KeysConfig{LocalFile: ".tokenizer/dev-kek.hex", CheckInterval: 2 * time.Second, ReloadInterval: 30 * time.Second},
 		Limits:          LimitsConfig{MaxItems: 1000, MaxValueBytes: 1024, MaxMessageBytes: 4 << 20},
 		RequestTimeout:  10 * time.Second,
 		ShutdownTimeout: 30 * time.Second,
@@ -90,8 +97,20 @@ func Defaults() *Config {
 
 // DefaultClasses is the development class set, served when no classes are configured.
 func DefaultClasses() []tokenizer.ClassConfig {
+	static := func(name, format string) tokenizer.ClassConfig {
+		return tokenizer.ClassConfig{Name: name, Format: format, Mode: tokenizer.Static, Generator: tokenizer.Random}
+	}
 	return []tokenizer.ClassConfig{
-		{Name: "ssn", Format: "ssn", Mode: tokenizer.Dynamic},
+		static("ssn", "ssn"),
+		static("phone", "phone"),
+		static("email", "email"),
+		static("name", "name"),
+		static("date", "date"),
+		static("npi", "npi"),
+		static("credit_card", "credit_card"),
+		static("mrn", "MRN-99999999"),
+		{Name: "ssn_fpe", Format: "ssn", Mode: tokenizer.Static, Generator: tokenizer.FPE},
+		{Name: "ssn_dynamic", Format: "ssn", Mode: tokenizer.Dynamic},
 	}
 }
 
@@ -164,10 +183,14 @@ func (s setting) set(raw string) error {
 
 // Load builds the configuration from args (flags after the subcommand), the
 // environment and the YAML file named by --config or TOKENIZER_CONFIG.
-func Load(name string, args []string, getenv func(string) string, stderr io.Writer) (*Config, error) {
+// extra, when not nil, registers the subcommand's own flags.
+func Load(name string, args []string, getenv func(string) string, stderr io.Writer, extra func(*flag.FlagSet)) (*Config, error) {
 	c := Defaults()
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	if extra != nil {
+		extra(fs)
+	}
 	configPath := fs.String("config", "", "YAML configuration file (env TOKENIZER_CONFIG)")
 	settings := c.settings()
 	raw := map[string]*string{}
@@ -292,8 +315,19 @@ func (c *Config) Validate() error {
 			bad("keys.local_file", "required with the local provider")
 		}
 	case "vault":
+		v := c.Keys.Vault
+		v.Defaults()
+		if err := v.Validate(); err != nil {
+			problems = append(problems, err.Error())
+		}
 	default:
 		bad("keys.provider", "want local or vault")
+	}
+	if c.Keys.CheckInterval <= 0 {
+		bad("keys.check_interval", "must be positive")
+	}
+	if c.Keys.ReloadInterval <= 0 {
+		bad("keys.reload_interval", "must be positive")
 	}
 	if c.Limits.MaxItems < 1 {
 		bad("limits.max_items", "must be at least 1")
@@ -344,6 +378,12 @@ func (c *Config) Redacted() *Config {
 	r := *c
 	r.Classes = append([]tokenizer.ClassConfig(nil), c.Classes...)
 	r.Database.URL = RedactURL(c.Database.URL)
+	if r.Keys.Vault.Token != "" {
+		r.Keys.Vault.Token = "REDACTED"
+	}
+	if r.Keys.Vault.SecretID != "" {
+		r.Keys.Vault.SecretID = "REDACTED"
+	}
 	return &r
 }
 

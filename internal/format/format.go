@@ -6,47 +6,70 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
-// Charset is the set of characters a tokenizable position may hold.
+// Charset is the set of characters a tokenizable position may hold in a token.
 type Charset uint8
 
 // Charsets of tokenizable positions.
 const (
-	Literal Charset = iota // not tokenizable: kept as is
-	Digit                  // 0-9
-	Upper                  // A-Z
-	Lower                  // a-z
-	Alnum                  // 0-9 A-Z a-z
+	Literal    Charset = iota // not tokenizable: kept as is
+	Digit                     // 0-9
+	Upper                     // A-Z (a value may hold any upper-case letter)
+	Lower                     // a-z (a value may hold any lower-case letter)
+	Alnum                     // 0-9 A-Z a-z
+	LowerAlnum                // 0-9 a-z (e-mail local parts: case-insensitive)
 )
 
-// Alphabet returns the symbols of cs, in a fixed order (the FF1 numeral order).
+const (
+	digits  = "0123456789"
+	upper   = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	lower   = "abcdefghijklmnopqrstuvwxyz"
+	letters = upper
+)
+
+// Alphabet returns the symbols a token may hold at a position of cs, in a fixed order.
 func (cs Charset) Alphabet() string {
 	switch cs {
 	case Digit:
-		return "0123456789"
+		return digits
 	case Upper:
-		return "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		return upper
 	case Lower:
-		return "abcdefghijklmnopqrstuvwxyz"
+		return lower
 	case Alnum:
-		return "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+		return digits + upper + lower
+	case LowerAlnum:
+		return digits + lower
 	}
 	return ""
 }
 
-// Contains reports whether c is in cs.
-func (cs Charset) Contains(c byte) bool {
+// FPEAlphabet is the alphabet FF1 runs over for positions of cs. Upper and lower-case
+// positions share the 26 letters, so that a name's token does not depend on its case;
+// the template puts the case back.
+func (cs Charset) FPEAlphabet() string {
+	if cs == Upper || cs == Lower {
+		return letters
+	}
+	return cs.Alphabet()
+}
+
+// ContainsASCII reports whether r is one of cs's token symbols.
+func (cs Charset) ContainsASCII(r rune) bool {
 	switch cs {
 	case Digit:
-		return c >= '0' && c <= '9'
+		return r >= '0' && r <= '9'
 	case Upper:
-		return c >= 'A' && c <= 'Z'
+		return r >= 'A' && r <= 'Z'
 	case Lower:
-		return c >= 'a' && c <= 'z'
+		return r >= 'a' && r <= 'z'
 	case Alnum:
-		return c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z'
+		return r >= '0' && r <= '9' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z'
+	case LowerAlnum:
+		return r >= '0' && r <= '9' || r >= 'a' && r <= 'z'
 	}
 	return false
 }
@@ -60,31 +83,24 @@ type Slot struct {
 // Template is the shape of one value: which positions are kept and which are replaced.
 type Template []Slot
 
-// Core extracts the tokenizable characters of value, which must fit t.
-func (t Template) Core(value string) []byte {
-	core := make([]byte, 0, len(t))
-	i := 0
-	for _, s := range t {
-		r, n := utf8.DecodeRuneInString(value[i:])
-		if s.Set != Literal {
-			core = append(core, byte(r))
-		}
-		i += n
-	}
-	return core
-}
-
-// Render fills t's tokenizable positions with core, in order.
-func (t Template) Render(core []byte) string {
+// Render fills t's tokenizable positions with core, in order. Letters take the case of
+// their slot.
+func (t Template) Render(core []rune) string {
 	var sb strings.Builder
 	sb.Grow(len(t) + 4)
 	j := 0
 	for _, s := range t {
-		if s.Set == Literal {
+		switch s.Set {
+		case Literal:
 			sb.WriteRune(s.Lit)
 			continue
+		case Upper:
+			sb.WriteRune(unicode.ToUpper(core[j]))
+		case Lower, LowerAlnum:
+			sb.WriteRune(unicode.ToLower(core[j]))
+		default:
+			sb.WriteRune(core[j])
 		}
-		sb.WriteByte(core[j])
 		j++
 	}
 	return sb.String()
@@ -101,32 +117,60 @@ func (t Template) Sets() []Charset {
 	return out
 }
 
-// match reports whether value fits t exactly.
-func (t Template) match(value string) bool {
+// Fits reports whether core can be rendered in t: each symbol is in its slot's charset
+// (letters in either case for letter slots).
+func (t Template) Fits(core []rune) bool {
+	sets := t.Sets()
+	if len(sets) != len(core) {
+		return false
+	}
+	for i, cs := range sets {
+		r := core[i]
+		if cs == Upper || cs == Lower {
+			r = unicode.ToUpper(r)
+			cs = Upper
+		}
+		if cs == LowerAlnum {
+			r = unicode.ToLower(r)
+		}
+		if !cs.ContainsASCII(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// matchASCII splits value by a fixed template; tokenizable positions must hold ASCII
+// symbols of their charset.
+func (t Template) matchASCII(value string) ([]rune, bool) {
+	core := make([]rune, 0, len(t))
 	i := 0
 	for _, s := range t {
 		if i >= len(value) {
-			return false
+			return nil, false
 		}
 		r, n := utf8.DecodeRuneInString(value[i:])
 		if s.Set == Literal {
 			if r != s.Lit {
-				return false
+				return nil, false
 			}
-		} else if n != 1 || !s.Set.Contains(value[i]) {
-			return false
+		} else {
+			if !s.Set.ContainsASCII(r) {
+				return nil, false
+			}
+			core = append(core, r)
 		}
 		i += n
 	}
-	return i == len(value)
+	return core, i == len(value)
 }
 
-// Parsed is a value split by its format.
+// Parsed is a value (or token) split by its format.
 type Parsed struct {
 	// Template is the shape the value was given in; tokens are rendered in it.
 	Template Template
 	// Core is the tokenizable characters, in order.
-	Core []byte
+	Core []rune
 	// Normalized is the canonical form used for static fingerprints, so that the same
 	// identifier sent in two shapes (an SSN with and without dashes) is one value.
 	Normalized string
@@ -136,17 +180,28 @@ type Parsed struct {
 type Format interface {
 	// Name is the format's name as configured ("ssn", or the pattern itself).
 	Name() string
-	// Parse validates value. Its errors are *Error and never contain the value.
+	// Parse validates a value. Its errors are *Error and never contain the value.
 	Parse(value string) (*Parsed, error)
-	// ParseToken validates a token of this format; tokens may lie where values may not
-	// (e.g. SSN tokens in the never-issued 9xx area).
+	// ParseToken validates a token; tokens may lie where values may not (e.g. SSN tokens
+	// in the never-issued 9xx area).
 	ParseToken(token string) (*Parsed, error)
-	// ValidToken reports whether core, rendered in tmpl, is an acceptable token: it
-	// enforces distinguishability and check digits.
-	ValidToken(tmpl Template, core []byte) bool
+	// ValidToken reports whether core, in tmpl, is an acceptable token: it enforces
+	// distinguishability, check digits and calendar validity.
+	ValidToken(tmpl Template, core []rune) bool
 	// Distinguishable reports whether every valid token differs from every valid value.
 	Distinguishable() bool
+	// CheckPosition returns the core position that Complete derives from the others
+	// (a check digit), given the positions fixed (preserved) in clear; -1 when none.
+	CheckPosition(n int, fixed []bool) int
+	// Complete sets the derived position pos of core.
+	Complete(core []rune, pos int)
 }
+
+// noCheck is embedded by formats without a derived position.
+type noCheck struct{}
+
+func (noCheck) CheckPosition(int, []bool) int { return -1 }
+func (noCheck) Complete([]rune, int)          {}
 
 // ErrMismatch is wrapped by every Error: the value does not fit the format.
 var ErrMismatch = errors.New("value does not fit the format")
@@ -166,3 +221,7 @@ func (e *Error) Error() string {
 
 // Unwrap makes errors.Is(err, ErrMismatch) true.
 func (e *Error) Unwrap() error { return ErrMismatch }
+
+func mismatch(format, reason string, args ...any) error {
+	return &Error{Format: format, Reason: fmt.Sprintf(reason, args...)}
+}

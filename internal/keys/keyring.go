@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -39,6 +40,8 @@ type Store interface {
 	DataKeys(ctx context.Context) ([]WrappedKey, error)
 	// InsertDataKey stores k unless its (purpose, version) exists; inserted reports which.
 	InsertDataKey(ctx context.Context, k WrappedKey) (inserted bool, err error)
+	// ReplaceWrapped swaps the wrapped form of a key for one that wraps the same key.
+	ReplaceWrapped(ctx context.Context, p Purpose, version int, old, wrapped []byte) error
 }
 
 // ErrNoKey means a purpose or version has no key.
@@ -170,4 +173,38 @@ func (k *Keyring) All(p Purpose) []Key {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	return slices.Clone(k.keys[p])
+}
+
+// RewrapAll re-encrypts every stored data key under the provider's newest KEK version
+// (after a KEK rotation in Vault), checking that each still unwraps to the same key.
+// It returns how many keys were rewrapped.
+func (k *Keyring) RewrapAll(ctx context.Context) (int, error) {
+	rw, ok := k.provider.(Rewrapper)
+	if !ok {
+		return 0, fmt.Errorf("key provider %s cannot rewrap", k.provider.Name())
+	}
+	stored, err := k.store.DataKeys(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read data keys: %w", err)
+	}
+	n := 0
+	for _, w := range stored {
+		before, err := k.provider.Unwrap(ctx, w.Wrapped)
+		if err != nil {
+			return n, fmt.Errorf("unwrap data key %s v%d: %w", w.Purpose, w.Version, err)
+		}
+		out, err := rw.Rewrap(ctx, w.Wrapped)
+		if err != nil {
+			return n, fmt.Errorf("rewrap data key %s v%d: %w", w.Purpose, w.Version, err)
+		}
+		after, err := k.provider.Unwrap(ctx, out)
+		if err != nil || !bytes.Equal(before, after) {
+			return n, fmt.Errorf("rewrapped data key %s v%d does not unwrap to the same key", w.Purpose, w.Version)
+		}
+		if err := k.store.ReplaceWrapped(ctx, w.Purpose, w.Version, w.Wrapped, out); err != nil {
+			return n, fmt.Errorf("store rewrapped key %s v%d: %w", w.Purpose, w.Version, err)
+		}
+		n++
+	}
+	return n, k.Reload(ctx)
 }

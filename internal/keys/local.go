@@ -2,6 +2,10 @@ package keys
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/base64"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -18,6 +22,7 @@ import (
 // It exists so that the service runs without Vault; it is not for PHI.
 type Local struct {
 	aead cipher.AEAD
+	sign ed25519.PrivateKey
 }
 
 const localWrapVersion = 1
@@ -47,7 +52,13 @@ func OpenLocal(path string) (p *Local, created bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	return &Local{aead: aead}, created, nil
+	// The signing key is derived from the file key, so that the development provider
+	// signs audit checkpoints through the same interface as Vault.
+	seed, err := hkdf.Key(sha256.New, kek, nil, "tokenizer/local-signing/v1", ed25519.SeedSize)
+	if err != nil {
+		return nil, false, err
+	}
+	return &Local{aead: aead, sign: ed25519.NewKeyFromSeed(seed)}, created, nil
 }
 
 func createKeyFile(path string) ([]byte, error) {
@@ -103,6 +114,41 @@ func (l *Local) Unwrap(_ context.Context, wrapped []byte) ([]byte, error) {
 	}
 	return dk, nil
 }
+
+// Rewrap re-encrypts a wrapped key with a fresh nonce (the file key does not rotate).
+func (l *Local) Rewrap(ctx context.Context, wrapped []byte) ([]byte, error) {
+	dk, err := l.Unwrap(ctx, wrapped)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, l.aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	out := append([]byte{localWrapVersion}, nonce...)
+	return l.aead.Seal(out, nonce, dk, localAAD), nil
+}
+
+// Sign signs message with the derived ed25519 key; the signature is "local:v1:" and
+// base64.
+func (l *Local) Sign(_ context.Context, message []byte) (string, error) {
+	return localSigPrefix + base64.StdEncoding.EncodeToString(ed25519.Sign(l.sign, message)), nil
+}
+
+// Verify checks a signature made by Sign.
+func (l *Local) Verify(_ context.Context, message []byte, signature string) (bool, error) {
+	raw, ok := strings.CutPrefix(signature, localSigPrefix)
+	if !ok {
+		return false, nil
+	}
+	sig, err := base64.StdEncoding.DecodeString(raw)
+	if err != nil {
+		return false, nil
+	}
+	return ed25519.Verify(l.sign.Public().(ed25519.PublicKey), message, sig), nil
+}
+
+const localSigPrefix = "local:v1:"
 
 // Check always succeeds: the key is in memory.
 func (l *Local) Check(context.Context) error { return nil }

@@ -38,8 +38,12 @@ type Server struct {
 	provider keys.Provider
 	store    *store.Store
 
-	engine atomic.Pointer[tokenizer.Engine]
-	ready  atomic.Bool
+	engine  atomic.Pointer[tokenizer.Engine]
+	keyring atomic.Pointer[keys.Keyring]
+	ready   atomic.Bool
+	// keysDown is set while the key provider fails its check: requests then fail
+	// closed, so that sealing Vault stops every reveal.
+	keysDown atomic.Bool
 	// initErr is why the service is not ready yet, for /readyz and logs.
 	initErr atomic.Pointer[string]
 
@@ -141,6 +145,9 @@ func (s *Server) engineReady() (*tokenizer.Engine, error) {
 	if e == nil {
 		return nil, errs.New(errs.Unavailable, "service is not ready: database or keys not available yet")
 	}
+	if s.keysDown.Load() {
+		return nil, errs.New(errs.Unavailable, "key service unavailable")
+	}
 	return e, nil
 }
 
@@ -174,8 +181,45 @@ func (s *Server) initialize(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.keyring.Store(kr)
 	s.engine.Store(eng)
 	return nil
+}
+
+// monitorKeys checks the key provider every CheckInterval and re-reads the stored data
+// keys every ReloadInterval (rotations and rewraps made by `tokenizer keys`).
+func (s *Server) monitorKeys(ctx context.Context) {
+	check := time.NewTicker(s.cfg.Keys.CheckInterval)
+	defer check.Stop()
+	reload := time.NewTicker(s.cfg.Keys.ReloadInterval)
+	defer reload.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-check.C:
+			cctx, cancel := context.WithTimeout(ctx, s.cfg.Keys.CheckInterval)
+			err := s.provider.Check(cctx)
+			cancel()
+			down := err != nil
+			if s.keysDown.Swap(down) != down {
+				if down {
+					s.log.Error("key provider unavailable: refusing requests", slog.String("error", err.Error()))
+				} else {
+					s.log.Info("key provider available again")
+				}
+				s.setServing(!down)
+			}
+		case <-reload.C:
+			if kr := s.keyring.Load(); kr != nil && !s.keysDown.Load() {
+				rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				if err := kr.Reload(rctx); err != nil {
+					s.log.Warn("reload data keys failed; keeping the loaded ones", slog.String("error", err.Error()))
+				}
+				cancel()
+			}
+		}
+	}
 }
 
 func (s *Server) initLoop(ctx context.Context) {
@@ -188,6 +232,7 @@ func (s *Server) initLoop(ctx context.Context) {
 			s.initErr.Store(nil)
 			s.setServing(true)
 			s.log.InfoContext(ctx, "ready")
+			s.monitorKeys(ctx)
 			return
 		}
 		msg := err.Error()

@@ -180,10 +180,10 @@ func TestEndToEndGRPCThenREST(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, raw)
 	assert.Contains(t, raw, `"value":"123-45-6789"`)
 
-	// Dynamic: the same value again gets another token, which also detokenizes.
+	// Static: the same value again gets the same token.
 	again, err := r.tokenizer().Tokenize(ctx, &tokenizerv1.TokenizeRequest{Items: []*tokenizerv1.TokenizeItem{{Class: "ssn", Value: "123-45-6789"}}})
 	require.NoError(t, err)
-	assert.NotEqual(t, a.Token, again.Results[0].Token)
+	assert.Equal(t, a.Token, again.Results[0].Token)
 }
 
 func TestBatchWithInvalidItems(t *testing.T) {
@@ -270,7 +270,6 @@ func TestRESTBadInput(t *testing.T) {
 func TestTokensSurviveRestart(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.classes = append(config.DefaultClasses(), tokenizer.ClassConfig{Name: "mrn", Format: "MRN-99999999", Mode: tokenizer.Static})
 	r := e.start(t, true)
 	resp, err := r.tokenizer().Tokenize(t.Context(), &tokenizerv1.TokenizeRequest{Items: []*tokenizerv1.TokenizeItem{
 		{Class: "ssn", Value: "456-78-9012"},
@@ -364,7 +363,6 @@ func TestStartWithoutDatabase(t *testing.T) {
 func TestNoValuesInLogs(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.classes = append(config.DefaultClasses(), tokenizer.ClassConfig{Name: "mrn", Format: "MRN-99999999", Mode: tokenizer.Static})
 	r := e.start(t, true)
 	const value = "867-53-0999"
 	const mrn = "MRN-86753099"
@@ -422,7 +420,6 @@ func TestStreams(t *testing.T) {
 func TestDeleteAndListClasses(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.classes = append(config.DefaultClasses(), tokenizer.ClassConfig{Name: "mrn", Format: "MRN-99999999", Mode: tokenizer.Static})
 	r := e.start(t, true)
 	ctx := t.Context()
 	resp, err := r.tokenizer().Tokenize(ctx, &tokenizerv1.TokenizeRequest{Items: []*tokenizerv1.TokenizeItem{
@@ -432,7 +429,7 @@ func TestDeleteAndListClasses(t *testing.T) {
 	del, err := r.tokenizer().DeleteTokens(ctx, &tokenizerv1.DeleteTokensRequest{Items: []*tokenizerv1.DeleteItem{
 		{Class: "ssn", Token: resp.Results[0].Token, Reference: "by-token"},
 		{Class: "mrn", Value: "MRN-11112222", Reference: "by-value"},
-		{Class: "ssn", Value: "222-33-4444", Reference: "dynamic-by-value"},
+		{Class: "ssn_dynamic", Value: "222-33-4444", Reference: "dynamic-by-value"},
 	}})
 	require.NoError(t, err)
 	assert.True(t, del.Results[0].Deleted)
@@ -450,11 +447,18 @@ func TestDeleteAndListClasses(t *testing.T) {
 
 	list, err := r.tokenizer().ListClasses(ctx, &tokenizerv1.ListClassesRequest{})
 	require.NoError(t, err)
-	require.Len(t, list.Classes, 2)
-	assert.Equal(t, "ssn", list.Classes[0].Name)
-	assert.Equal(t, "dynamic", list.Classes[0].Mode)
-	assert.True(t, list.Classes[0].Distinguishable)
-	assert.Equal(t, "MRN-99999999", list.Classes[1].Format)
+	byName := map[string]*tokenizerv1.TokenClass{}
+	for _, c := range list.Classes {
+		byName[c.Name] = c
+	}
+	require.Len(t, byName, len(config.DefaultClasses()))
+	assert.Equal(t, "static", byName["ssn"].Mode)
+	assert.Equal(t, "random", byName["ssn"].Generator)
+	assert.True(t, byName["ssn"].Distinguishable)
+	assert.Equal(t, "fpe", byName["ssn_fpe"].Generator)
+	assert.False(t, byName["ssn_fpe"].Distinguishable)
+	assert.Equal(t, "dynamic", byName["ssn_dynamic"].Mode)
+	assert.Equal(t, "MRN-99999999", byName["mrn"].Format)
 
 	resp2, err := http.Get("http://" + r.addrs.HTTP + "/v1/classes")
 	require.NoError(t, err)

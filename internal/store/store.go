@@ -234,3 +234,16 @@ func (s *Store) InsertDataKey(ctx context.Context, k keys.WrappedKey) (bool, err
 	}
 	return tag.RowsAffected() == 1, nil
 }
+
+// ReplaceWrapped implements keys.Store: it swaps a key's wrapped form if it is still old.
+func (s *Store) ReplaceWrapped(ctx context.Context, p keys.Purpose, version int, old, wrapped []byte) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE data_keys SET wrapped = $4 WHERE purpose = $1 AND version = $2 AND wrapped = $3`,
+		string(p), version, old, wrapped)
+	if err != nil {
+		return classify("replace wrapped key", err)
+	}
+	if tag.RowsAffected() != 1 {
+		return &Error{Op: "replace wrapped key", kind: ErrConflict}
+	}
+	return nil
+}

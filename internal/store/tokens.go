@@ -198,3 +198,60 @@ func (s *Store) PurgeExpiredFingerprints(ctx context.Context, refs []Fingerprint
 	}
 	return tag.RowsAffected(), nil
 }
+
+// Reencrypt moves up to limit rows whose value key version is below current to the
+// current version, in one transaction; fn re-encrypts a row in place (ValueCT,
+// TokenCT, KeyVersion). Rows locked by another re-encryptor are skipped. It returns
+// how many rows moved.
+func (s *Store) Reencrypt(ctx context.Context, current, limit int, fn func(m *Mapping) error) (int, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, classify("begin re-encryption", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it is a no-op
+	rows, err := tx.Query(ctx, `
+		SELECT class, token_digest, fingerprint, value_ct, token_ct, key_version
+		FROM tokens WHERE key_version < $1
+		ORDER BY class, token_digest LIMIT $2 FOR UPDATE SKIP LOCKED`, current, limit)
+	if err != nil {
+		return 0, classify("select rows to re-encrypt", err)
+	}
+	var ms []Mapping
+	var m Mapping
+	var kv int32
+	_, err = pgx.ForEachRow(rows, []any{&m.Class, &m.TokenDigest, &m.Fingerprint, &m.ValueCT, &m.TokenCT, &kv}, func() error {
+		m.KeyVersion = int(kv)
+		ms = append(ms, m)
+		m = Mapping{}
+		return nil
+	})
+	if err != nil {
+		return 0, classify("select rows to re-encrypt", err)
+	}
+	for i := range ms {
+		if err := fn(&ms[i]); err != nil {
+			return 0, err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE tokens SET value_ct = $3, token_ct = $4, key_version = $5 WHERE class = $1 AND token_digest = $2`,
+			ms[i].Class, ms[i].TokenDigest, ms[i].ValueCT, ms[i].TokenCT, ms[i].KeyVersion); err != nil {
+			return 0, classify("re-encrypt row", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, classify("commit re-encryption", err)
+	}
+	return len(ms), nil
+}
+
+// CountByKeyVersion returns how many rows each value key version encrypts.
+func (s *Store) CountByKeyVersion(ctx context.Context) (map[int]int64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT key_version, count(*) FROM tokens GROUP BY key_version`)
+	if err != nil {
+		return nil, classify("count rows by key version", err)
+	}
+	out := map[int]int64{}
+	var v int32
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&v, &n}, func() error { out[int(v)] = n; return nil })
+	return out, classify("count rows by key version", err)
+}

@@ -43,6 +43,8 @@ type ClassConfig struct {
 	PreserveSuffix  int   `yaml:"preserve_suffix"`
 	MinLength       int   `yaml:"min_length"`
 	MaxLength       int   `yaml:"max_length"`
+	// EmailDomain is "keep" (default) or "tokenize", for the email format.
+	EmailDomain string `yaml:"email_domain"`
 }
 
 // Class is a compiled token class.
@@ -51,7 +53,7 @@ type Class struct {
 	format format.Format
 }
 
-// Format returns the class's format.
+// FormatImpl returns the class's compiled format.
 func (c *Class) FormatImpl() format.Format { return c.format }
 
 var classNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
@@ -88,24 +90,50 @@ func Compile(cfg ClassConfig) (*Class, error) {
 	default:
 		return nil, fmt.Errorf("class %s: mode %q: want static or dynamic", cfg.Name, cfg.Mode)
 	}
-	if cfg.Generator == FPE {
-		return nil, fmt.Errorf("class %s: generator fpe is not available in this build yet", cfg.Name)
-	}
 	if cfg.TTL < 0 {
 		return nil, fmt.Errorf("class %s: ttl must not be negative", cfg.Name)
 	}
 	if cfg.PreservePrefix < 0 || cfg.PreserveSuffix < 0 {
 		return nil, fmt.Errorf("class %s: preserve_prefix and preserve_suffix must not be negative", cfg.Name)
 	}
-	distinguishable := true
+	switch cfg.EmailDomain {
+	case "", "keep", "tokenize":
+	default:
+		return nil, fmt.Errorf("class %s: email_domain %q: want keep or tokenize", cfg.Name, cfg.EmailDomain)
+	}
+	// Distinguishable tokens are the default where the format supports them. FF1 maps
+	// the values' domain onto itself, so fpe tokens cannot be kept apart from values.
+	supported := format.SupportsDistinguishable(cfg.Format)
+	distinguishable := supported && cfg.Generator != FPE
 	if cfg.Distinguishable != nil {
+		if *cfg.Distinguishable && !supported {
+			return nil, fmt.Errorf("class %s: format %s cannot make distinguishable tokens; set distinguishable: false", cfg.Name, cfg.Format)
+		}
+		if *cfg.Distinguishable && cfg.Generator == FPE {
+			return nil, fmt.Errorf("class %s: distinguishable tokens need the random generator (FF1 maps the value domain onto itself); set distinguishable: false or generator: random", cfg.Name)
+		}
 		distinguishable = *cfg.Distinguishable
 	}
-	f, err := format.New(cfg.Format, format.Options{Distinguishable: distinguishable, MinLen: cfg.MinLength, MaxLen: cfg.MaxLength})
+	if distinguishable && cfg.PreservePrefix > 0 {
+		switch cfg.Format {
+		case "ssn", "npi", "date", "phone":
+			return nil, fmt.Errorf("class %s: distinguishable %s tokens differ from values in their first characters, so preserve_prefix must be 0", cfg.Name, cfg.Format)
+		}
+	}
+	f, err := format.New(cfg.Format, format.Options{
+		Distinguishable: distinguishable, MinLen: cfg.MinLength, MaxLen: cfg.MaxLength,
+		TokenizeDomain: cfg.EmailDomain == "tokenize",
+	})
 	if err != nil {
 		return nil, fmt.Errorf("class %s: format: %w", cfg.Name, err)
 	}
 	d := f.Distinguishable()
 	cfg.Distinguishable = &d
-	return &Class{ClassConfig: cfg, format: f}, nil
+	c := &Class{ClassConfig: cfg, format: f}
+	if cfg.Generator == FPE {
+		if err := checkFPEDomain(c); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
 }

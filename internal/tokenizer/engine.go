@@ -2,14 +2,8 @@ package tokenizer
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"math/big"
 	"sort"
 	"sync"
 	"time"
@@ -44,7 +38,8 @@ type Engine struct {
 	limits  Limits
 	now     func() time.Time
 
-	aeads sync.Map // key version → cipher.AEAD
+	aeads sync.Map // value-encryption key version → cipher.AEAD
+	ff1s  sync.Map // class ‖ alphabet → *fpe.FF1
 }
 
 // maxAttempts bounds the redraws of a random token that collides with an existing one.
@@ -164,8 +159,9 @@ type pending struct {
 	value  string
 	scope  string
 	fp     []byte
-	core   []byte
+	core   []rune // the token's core once decided
 	exp    *time.Time
+	err    error
 }
 
 // Tokenize tokenizes items. ttl, when positive, overrides the classes' default lifetime.
@@ -184,6 +180,9 @@ func (e *Engine) Tokenize(ctx context.Context, items []TokenizeItem, ttl time.Du
 		c, err := e.class(it.Class)
 		if err == nil {
 			err = e.checkText(c, "value", it.Value)
+		}
+		if err == nil && len(it.Scope) > 256 {
+			err = errs.New(errs.InvalidArgument, "class %s: scope: at most 256 bytes", c.Name)
 		}
 		if err != nil {
 			results[i].Err = err
@@ -216,19 +215,22 @@ func (e *Engine) Tokenize(ctx context.Context, items []TokenizeItem, ttl time.Du
 	}
 	for _, w := range work {
 		r := &results[w.idx]
-		if w.core == nil {
+		switch {
+		case w.err != nil:
+			r.Err = w.err
+		case w.core == nil:
 			r.Err = errs.New(errs.ResourceExhausted, "class %s: no free token found after %d attempts; the class's token space is nearly full", w.class.Name, maxAttempts)
-			continue
+		default:
+			r.Token = w.parsed.Template.Render(w.core)
+			r.ExpiresAt = w.exp
 		}
-		r.Token = w.parsed.Template.Render(w.core)
-		r.ExpiresAt = w.exp
 	}
 	return results, nil
 }
 
-// store inserts the mappings of work, redrawing tokens that collide, and for static
-// classes adopting the token of a value stored before (by this or another replica).
-// On return, w.core is the token's core, or nil when no free token was found.
+// store inserts the mappings of work, redrawing random tokens that collide, and for
+// static classes adopting the token of a value stored before (by any replica).
+// On return each item has a core, an err, or neither (no free token was found).
 func (e *Engine) store(ctx context.Context, work []*pending) error {
 	encKey, err := e.keys.Current(keys.ValueEncryption)
 	if err != nil {
@@ -247,15 +249,18 @@ func (e *Engine) store(ctx context.Context, work []*pending) error {
 		return err
 	}
 
-	// Static values seen before get their token back without a write.
-	var static []*pending
+	// Static random values seen before get their token back without a write. FPE
+	// tokens need no lookup: they are computed, and a repeat insert conflicts.
+	var lookup []*pending
 	for _, w := range work {
 		if w.class.Mode == Static {
 			w.fp = fingerprint(fpKey.Material, w.class.Name, w.scope, w.parsed.Normalized)
-			static = append(static, w)
+			if w.class.Generator == Random {
+				lookup = append(lookup, w)
+			}
 		}
 	}
-	if err := e.adoptExisting(ctx, static, aead); err != nil {
+	if err := e.adoptExisting(ctx, lookup); err != nil {
 		return err
 	}
 
@@ -265,32 +270,52 @@ func (e *Engine) store(ctx context.Context, work []*pending) error {
 			todo = append(todo, w)
 		}
 	}
+	rng := newRand()
 	for attempt := 0; attempt < maxAttempts && len(todo) > 0; attempt++ {
-		ms := make([]store.Mapping, len(todo))
-		for i, w := range todo {
-			core, err := e.randomCore(w.class, w.parsed)
-			if err != nil {
-				return errs.Wrap(errs.Internal, err, "token generation failed")
+		ms := make([]store.Mapping, 0, len(todo))
+		batch := todo[:0:0]
+		for _, w := range todo {
+			var core []rune
+			var err error
+			if w.class.Generator == FPE {
+				core, err = e.fpeCore(w.class, w.parsed, w.scope)
+			} else {
+				core, err = randomCore(w.class, w.parsed, rng)
 			}
-			w.core = core
-			d := digest(digKey.Material, w.class.Name, core)
-			m := store.Mapping{
-				Class: w.class.Name, Scope: w.scope, TokenDigest: d, DigestVersion: digKey.Version,
-				ValueCT: seal(aead, valueAAD(w.class.Name, d), []byte(w.value)), KeyVersion: encKey.Version,
-				ExpiresAt: w.exp,
+			if err == nil {
+				w.core = core
+				var d []byte
+				if d, err = e.tokenDigest(digKey, w.class, w.parsed.Template, core); err == nil {
+					m := store.Mapping{
+						Class: w.class.Name, Scope: w.scope, TokenDigest: d, DigestVersion: digKey.Version,
+						ValueCT: seal(aead, valueAAD(w.class.Name, d), []byte(w.value)), KeyVersion: encKey.Version,
+						ExpiresAt: w.exp,
+					}
+					if w.class.Mode == Static {
+						m.Fingerprint, m.FingerprintVersion = w.fp, fpKey.Version
+						m.TokenCT = seal(aead, tokenAAD(w.class.Name, w.fp), []byte(string(core)))
+					}
+					ms = append(ms, m)
+					batch = append(batch, w)
+					continue
+				}
 			}
-			if w.class.Mode == Static {
-				m.Fingerprint, m.FingerprintVersion = w.fp, fpKey.Version
-				m.TokenCT = seal(aead, tokenAAD(w.class.Name, w.fp), core)
+			w.core = nil
+			if errs.KindOf(err) == errs.InvalidArgument {
+				w.err = err
+				continue
 			}
-			ms[i] = m
+			return err
+		}
+		if len(batch) == 0 {
+			break
 		}
 		inserted, err := e.vault.InsertMappings(ctx, ms)
 		if err != nil {
 			return errs.Wrap(errs.Unavailable, err, "token vault unavailable")
 		}
 		var retry, lost []*pending
-		for i, w := range todo {
+		for i, w := range batch {
 			if inserted[i] {
 				continue
 			}
@@ -302,15 +327,14 @@ func (e *Engine) store(ctx context.Context, work []*pending) error {
 			}
 		}
 		// A static insert that lost may have lost the race to another writer of the
-		// same value; adopt its token. Otherwise it was a token collision: redraw.
-		if err := e.adoptExisting(ctx, lost, aead); err != nil {
+		// same value: adopt its token. Otherwise it was a token collision, or an expired
+		// mapping of the same value still holds the fingerprint: clear that, redraw.
+		if err := e.adoptExisting(ctx, lost); err != nil {
 			return err
 		}
 		var expired []store.FingerprintRef
 		for _, w := range lost {
 			if w.core == nil {
-				// Either a token collision or an expired mapping of the same value
-				// still holding the fingerprint: clear the latter, redraw for both.
 				expired = append(expired, store.FingerprintRef{Class: w.class.Name, Scope: w.scope, Fingerprint: w.fp})
 				retry = append(retry, w)
 			}
@@ -325,8 +349,18 @@ func (e *Engine) store(ctx context.Context, work []*pending) error {
 	return nil
 }
 
-// adoptExisting sets w.core for every static item whose value already has a token.
-func (e *Engine) adoptExisting(ctx context.Context, ws []*pending, aead cipher.AEAD) error {
+// tokenDigest renders core as a token, normalizes it as a presented token would be,
+// and returns its lookup digest.
+func (e *Engine) tokenDigest(k keys.Key, c *Class, tmpl format.Template, core []rune) ([]byte, error) {
+	tp, err := c.format.ParseToken(tmpl.Render(core))
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "generated token does not parse")
+	}
+	return digest(k.Material, c.Name, tp.Normalized), nil
+}
+
+// adoptExisting sets w.core for every static item whose value already has a live token.
+func (e *Engine) adoptExisting(ctx context.Context, ws []*pending) error {
 	if len(ws) == 0 {
 		return nil
 	}
@@ -351,59 +385,36 @@ func (e *Engine) adoptExisting(ctx context.Context, ws []*pending, aead cipher.A
 		if err != nil {
 			return errs.Wrap(errs.Internal, err, "stored token does not authenticate")
 		}
-		if len(core) != len(w.parsed.Core) {
-			// The same normalized value in another shape of another length cannot
-			// happen for the built-in formats; refuse rather than render wrongly.
-			return errs.New(errs.Internal, "class %s: stored token does not fit the value's shape", w.class.Name)
+		rs := []rune(string(core))
+		if !w.parsed.Template.Fits(rs) {
+			// The same normalized value in a shape the stored token cannot fill: refuse
+			// rather than render a token that would not detokenize.
+			w.err = errs.New(errs.InvalidArgument, "class %s: value's shape does not fit the token issued for it earlier", w.class.Name)
+			w.core = nil
+			continue
 		}
-		w.core = core
-		if m.ExpiresAt != nil {
-			w.exp = m.ExpiresAt
-		}
+		w.core = rs
+		w.exp = m.ExpiresAt
 	}
 	return nil
 }
 
-// randomCore draws a uniformly random token core for p's template that the format
-// accepts as a token and that keeps the class's preserved characters.
-func (e *Engine) randomCore(c *Class, p *format.Parsed) ([]byte, error) {
-	sets := p.Template.Sets()
-	core := make([]byte, len(sets))
-	for tries := 0; tries < 1000; tries++ {
-		for i, cs := range sets {
-			if i < c.PreservePrefix || i >= len(sets)-c.PreserveSuffix {
-				core[i] = p.Core[i]
-				continue
-			}
-			a := cs.Alphabet()
-			n, err := rand.Int(rand.Reader, big.NewInt(int64(len(a))))
-			if err != nil {
-				return nil, err
-			}
-			core[i] = a[n.Int64()]
-		}
-		if c.format.ValidToken(p.Template, core) && string(core) != string(p.Core) {
-			return core, nil
-		}
-	}
-	return nil, errors.New("no valid token shape found")
-}
-
-// Detokenize reveals the values of items. purpose must already have been validated.
+// Detokenize reveals the values of items. The purpose of use is checked by the caller.
 func (e *Engine) Detokenize(ctx context.Context, items []DetokenizeItem) ([]DetokenizeResult, error) {
 	if err := e.checkBatch(len(items)); err != nil {
 		return nil, err
 	}
 	results := make([]DetokenizeResult, len(items))
 	digKeys := e.keys.All(keys.TokenDigest)
-	if len(digKeys) == 0 {
+	auditKey, err := e.keys.Current(keys.AuditDigest)
+	if err != nil || len(digKeys) == 0 {
 		return nil, errs.New(errs.Unavailable, "data keys not loaded")
 	}
 	type want struct {
 		idx     int
 		class   *Class
 		digests [][]byte
-		core    []byte
+		norm    string
 	}
 	var wants []want
 	var refs []store.Ref
@@ -421,9 +432,9 @@ func (e *Engine) Detokenize(ctx context.Context, items []DetokenizeItem) ([]Deto
 			results[i].Err = formatErr(c, "token", err)
 			continue
 		}
-		w := want{idx: i, class: c, core: p.Core}
+		w := want{idx: i, class: c, norm: p.Normalized}
 		for _, k := range digKeys {
-			d := digest(k.Material, c.Name, p.Core)
+			d := digest(k.Material, c.Name, p.Normalized)
 			w.digests = append(w.digests, d)
 			refs = append(refs, store.Ref{Class: c.Name, Digest: d})
 		}
@@ -435,10 +446,6 @@ func (e *Engine) Detokenize(ctx context.Context, items []DetokenizeItem) ([]Deto
 	found, err := e.vault.LookupTokens(ctx, refs)
 	if err != nil {
 		return nil, errs.Wrap(errs.Unavailable, err, "token vault unavailable")
-	}
-	auditKey, err := e.keys.Current(keys.AuditDigest)
-	if err != nil {
-		return nil, errs.Wrap(errs.Unavailable, err, "data keys not loaded")
 	}
 	for _, w := range wants {
 		r := &results[w.idx]
@@ -462,7 +469,7 @@ func (e *Engine) Detokenize(ctx context.Context, items []DetokenizeItem) ([]Deto
 			return nil, errs.Wrap(errs.Internal, err, "stored value does not authenticate")
 		}
 		r.Value = string(v)
-		r.Digest = AuditDigestOf(auditKey.Material, w.class.Name, w.core)
+		r.Digest = AuditDigestOf(auditKey.Material, w.class.Name, w.norm)
 	}
 	return results, nil
 }
@@ -493,6 +500,7 @@ func (e *Engine) DeleteTokens(ctx context.Context, items []DeleteItem) ([]Delete
 	}
 	type target struct {
 		idx     int
+		class   string
 		digests [][]byte
 	}
 	var targets []target
@@ -518,13 +526,13 @@ func (e *Engine) DeleteTokens(ctx context.Context, items []DeleteItem) ([]Delete
 				results[i].Err = formatErr(c, "token", err)
 				continue
 			}
-			t := target{idx: i}
+			t := target{idx: i, class: c.Name}
 			for _, k := range digKeys {
-				d := digest(k.Material, c.Name, p.Core)
+				d := digest(k.Material, c.Name, p.Normalized)
 				t.digests = append(t.digests, d)
 				refs = append(refs, store.Ref{Class: c.Name, Digest: d})
 			}
-			results[i].Digest = AuditDigestOf(auditKey.Material, c.Name, p.Core)
+			results[i].Digest = AuditDigestOf(auditKey.Material, c.Name, p.Normalized)
 			targets = append(targets, t)
 		case it.Value != "":
 			if c.Mode != Static {
@@ -555,7 +563,7 @@ func (e *Engine) DeleteTokens(ctx context.Context, items []DeleteItem) ([]Delete
 		}
 		for j, r := range fpRefs {
 			if m, ok := found[r.Key()]; ok {
-				targets = append(targets, target{idx: byValue[j], digests: [][]byte{m.TokenDigest}})
+				targets = append(targets, target{idx: byValue[j], class: m.Class, digests: [][]byte{m.TokenDigest}})
 				refs = append(refs, store.Ref{Class: m.Class, Digest: m.TokenDigest})
 			}
 		}
@@ -567,7 +575,7 @@ func (e *Engine) DeleteTokens(ctx context.Context, items []DeleteItem) ([]Delete
 		}
 		for _, t := range targets {
 			for _, d := range t.digests {
-				if deleted[store.RefKey(items[t.idx].Class, d)] {
+				if deleted[store.RefKey(t.class, d)] {
 					results[t.idx].Deleted = true
 				}
 			}
@@ -580,84 +588,4 @@ func (e *Engine) DeleteTokens(ctx context.Context, items []DeleteItem) ([]Delete
 		}
 	}
 	return results, nil
-}
-
-func (e *Engine) aead(k keys.Key) (cipher.AEAD, error) {
-	if a, ok := e.aeads.Load(k.Version); ok {
-		return a.(cipher.AEAD), nil
-	}
-	block, err := aes.NewCipher(k.Material)
-	if err != nil {
-		return nil, errs.Wrap(errs.Internal, err, "data key unusable")
-	}
-	a, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, errs.Wrap(errs.Internal, err, "data key unusable")
-	}
-	e.aeads.Store(k.Version, a)
-	return a, nil
-}
-
-func (e *Engine) aeadVersion(v int) (cipher.AEAD, error) {
-	if a, ok := e.aeads.Load(v); ok {
-		return a.(cipher.AEAD), nil
-	}
-	k, err := e.keys.Version(keys.ValueEncryption, v)
-	if err != nil {
-		return nil, errs.Wrap(errs.Internal, err, "data key version missing")
-	}
-	return e.aead(k)
-}
-
-// digest is the vault's lookup key for a token: HMAC-SHA-256(key, class ‖ 0 ‖ core).
-func digest(key []byte, class string, core []byte) []byte {
-	return keyedHash(key, "token", class, string(core))
-}
-
-// fingerprint identifies a normalized value within a class and scope.
-func fingerprint(key []byte, class, scope, normalized string) []byte {
-	return keyedHash(key, "value", class, scope, normalized)
-}
-
-// AuditDigestOf is the digest of a token recorded in audit events. It uses its own key
-// so that audit records cannot be joined to vault rows without it.
-func AuditDigestOf(key []byte, class string, core []byte) []byte {
-	return keyedHash(key, "audit", class, string(core))
-}
-
-// keyedHash is HMAC-SHA-256 over length-prefixed parts, so that no two part lists
-// encode alike.
-func keyedHash(key []byte, parts ...string) []byte {
-	m := hmac.New(sha256.New, key)
-	var n [4]byte
-	for _, p := range parts {
-		n[0], n[1], n[2], n[3] = byte(len(p)>>24), byte(len(p)>>16), byte(len(p)>>8), byte(len(p))
-		m.Write(n[:])
-		m.Write([]byte(p))
-	}
-	return m.Sum(nil)
-}
-
-func valueAAD(class string, digest []byte) []byte {
-	return append([]byte("tokenizer/v1/value\x00"+class+"\x00"), digest...)
-}
-
-func tokenAAD(class string, fp []byte) []byte {
-	return append([]byte("tokenizer/v1/token\x00"+class+"\x00"), fp...)
-}
-
-func seal(a cipher.AEAD, aad, plaintext []byte) []byte {
-	nonce := make([]byte, a.NonceSize(), a.NonceSize()+len(plaintext)+a.Overhead())
-	if _, err := rand.Read(nonce); err != nil {
-		panic("crypto/rand failed") // crypto/rand.Read does not fail on supported platforms
-	}
-	return a.Seal(nonce, nonce, plaintext, aad)
-}
-
-func open(a cipher.AEAD, aad, ct []byte) ([]byte, error) {
-	ns := a.NonceSize()
-	if len(ct) < ns {
-		return nil, errors.New("ciphertext too short")
-	}
-	return a.Open(nil, ct[:ns], ct[ns:], aad)
 }

@@ -1,0 +1,153 @@
+package tokenizer
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+
+	"github.com/phivault/tokenizer/internal/errs"
+	"github.com/phivault/tokenizer/internal/fpe"
+	"github.com/phivault/tokenizer/internal/keys"
+	"github.com/phivault/tokenizer/internal/store"
+)
+
+// ff1 returns the FF1 cipher of class c for alphabet, under the class's FPE key.
+func (e *Engine) ff1(c *Class, alphabet string) (*fpe.FF1, error) {
+	id := c.Name + "\x00" + alphabet
+	if f, ok := e.ff1s.Load(id); ok {
+		return f.(*fpe.FF1), nil
+	}
+	k, err := e.keys.Current(keys.FPEPurpose(c.Name))
+	if err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "data keys not loaded")
+	}
+	f, err := fpe.NewFF1(k.Material, alphabet)
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "fpe key unusable")
+	}
+	e.ff1s.Store(id, f)
+	return f, nil
+}
+
+func (e *Engine) aead(k keys.Key) (cipher.AEAD, error) {
+	if a, ok := e.aeads.Load(k.Version); ok {
+		return a.(cipher.AEAD), nil
+	}
+	block, err := aes.NewCipher(k.Material)
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "data key unusable")
+	}
+	a, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "data key unusable")
+	}
+	e.aeads.Store(k.Version, a)
+	return a, nil
+}
+
+func (e *Engine) aeadVersion(v int) (cipher.AEAD, error) {
+	if a, ok := e.aeads.Load(v); ok {
+		return a.(cipher.AEAD), nil
+	}
+	k, err := e.keys.Version(keys.ValueEncryption, v)
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "data key version missing")
+	}
+	return e.aead(k)
+}
+
+// digest is the vault's lookup key for a token: a keyed hash of the class and the
+// token's normalized form.
+func digest(key []byte, class, normalizedToken string) []byte {
+	return keyedHash(key, "token", class, normalizedToken)
+}
+
+// fingerprint identifies a normalized value within a class and scope.
+func fingerprint(key []byte, class, scope, normalized string) []byte {
+	return keyedHash(key, "value", class, scope, normalized)
+}
+
+// AuditDigestOf is the digest of a token recorded in audit events. It uses its own key
+// so that audit records cannot be joined to vault rows without it.
+func AuditDigestOf(key []byte, class, normalizedToken string) []byte {
+	return keyedHash(key, "audit", class, normalizedToken)
+}
+
+// keyedHash is HMAC-SHA-256 over length-prefixed parts, so that no two part lists
+// encode alike.
+func keyedHash(key []byte, parts ...string) []byte {
+	m := hmac.New(sha256.New, key)
+	var n [4]byte
+	for _, p := range parts {
+		n[0], n[1], n[2], n[3] = byte(len(p)>>24), byte(len(p)>>16), byte(len(p)>>8), byte(len(p))
+		m.Write(n[:])
+		m.Write([]byte(p))
+	}
+	return m.Sum(nil)
+}
+
+func valueAAD(class string, digest []byte) []byte {
+	return append([]byte("tokenizer/v1/value\x00"+class+"\x00"), digest...)
+}
+
+func tokenAAD(class string, fp []byte) []byte {
+	return append([]byte("tokenizer/v1/token\x00"+class+"\x00"), fp...)
+}
+
+func seal(a cipher.AEAD, aad, plaintext []byte) []byte {
+	nonce := make([]byte, a.NonceSize(), a.NonceSize()+len(plaintext)+a.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		panic("crypto/rand failed") // crypto/rand.Read does not fail on supported platforms
+	}
+	return a.Seal(nonce, nonce, plaintext, aad)
+}
+
+func open(a cipher.AEAD, aad, ct []byte) ([]byte, error) {
+	ns := a.NonceSize()
+	if len(ct) < ns {
+		return nil, errors.New("ciphertext too short")
+	}
+	return a.Open(nil, ct[:ns], ct[ns:], aad)
+}
+
+// Reencrypter is what re-encryption needs of the token vault.
+type Reencrypter interface {
+	Reencrypt(ctx context.Context, current, limit int, fn func(m *store.Mapping) error) (int, error)
+}
+
+// Reencrypt moves up to batch rows to the current value-encryption key version and
+// returns how many moved; call it until it returns 0.
+func (e *Engine) Reencrypt(ctx context.Context, r Reencrypter, batch int) (int, error) {
+	cur, err := e.keys.Current(keys.ValueEncryption)
+	if err != nil {
+		return 0, errs.Wrap(errs.Unavailable, err, "data keys not loaded")
+	}
+	next, err := e.aead(cur)
+	if err != nil {
+		return 0, err
+	}
+	return r.Reencrypt(ctx, cur.Version, batch, func(m *store.Mapping) error {
+		old, err := e.aeadVersion(m.KeyVersion)
+		if err != nil {
+			return err
+		}
+		v, err := open(old, valueAAD(m.Class, m.TokenDigest), m.ValueCT)
+		if err != nil {
+			return errs.Wrap(errs.Internal, err, "stored value does not authenticate")
+		}
+		m.ValueCT = seal(next, valueAAD(m.Class, m.TokenDigest), v)
+		if m.TokenCT != nil {
+			t, err := open(old, tokenAAD(m.Class, m.Fingerprint), m.TokenCT)
+			if err != nil {
+				return errs.Wrap(errs.Internal, err, "stored token does not authenticate")
+			}
+			m.TokenCT = seal(next, tokenAAD(m.Class, m.Fingerprint), t)
+		}
+		m.KeyVersion = cur.Version
+		return nil
+	})
+}

@@ -1,0 +1,400 @@
+// Package vault is the HashiCorp Vault client of the service: Transit data keys
+// (datakey/wrapped, decrypt, rewrap) and signatures (sign, verify), with token, AppRole
+// or Kubernetes authentication and token renewal.
+package vault
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+	"github.com/hashicorp/vault/api/auth/approle"
+	"github.com/hashicorp/vault/api/auth/kubernetes"
+)
+
+// Config says where Vault is and how to log in.
+type Config struct {
+	Address string `yaml:"address" usage:"Vault address, e.g. https://vault.internal:8200"`
+	// AuthMethod is token, approle or kubernetes.
+	AuthMethod string `yaml:"auth_method" usage:"token, approle or kubernetes"`
+	Token      string `yaml:"token" sensitive:"true" usage:"Vault token (auth_method token)"`
+	RoleID     string `yaml:"role_id" usage:"AppRole role ID"`
+	// SecretIDFile holds the AppRole secret ID (preferred to SecretID in config).
+	SecretID       string `yaml:"secret_id" sensitive:"true" usage:"AppRole secret ID"`
+	SecretIDFile   string `yaml:"secret_id_file" usage:"file holding the AppRole secret ID"`
+	KubernetesRole string `yaml:"kubernetes_role" usage:"Vault role for Kubernetes auth"`
+	// KubernetesTokenFile is the service account token (default: the in-pod path).
+	KubernetesTokenFile string        `yaml:"kubernetes_token_file" usage:"service account token file for Kubernetes auth"`
+	AuthMount           string        `yaml:"auth_mount" usage:"mount path of the auth method (default: its name)"`
+	TransitMount        string        `yaml:"transit_mount" usage:"mount path of the Transit engine"`
+	KEKName             string        `yaml:"kek_name" usage:"Transit key that wraps data keys"`
+	SigningKey          string        `yaml:"signing_key" usage:"Transit ed25519 key that signs audit checkpoints"`
+	CACert              string        `yaml:"ca_cert" usage:"CA bundle for Vault's TLS certificate"`
+	Timeout             time.Duration `yaml:"timeout" usage:"timeout of one Vault request"`
+	MaxRetries          int           `yaml:"max_retries" usage:"retries of a failed Vault request, with backoff"`
+}
+
+// Defaults fills unset fields.
+func (c *Config) Defaults() {
+	if c.AuthMethod == "" {
+		c.AuthMethod = "token"
+	}
+	if c.TransitMount == "" {
+		c.TransitMount = "transit"
+	}
+	if c.KEKName == "" {
+		c.KEKName = "tokenizer-kek"
+	}
+	if c.SigningKey == "" {
+		c.SigningKey = "tokenizer-audit"
+	}
+	if c.KubernetesTokenFile == "" {
+		c.KubernetesTokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 5 * time.Second
+	}
+	if c.MaxRetries == 0 {
+		c.MaxRetries = 2
+	}
+}
+
+// Validate names the first wrong setting.
+func (c *Config) Validate() error {
+	if c.Address == "" {
+		return errors.New("keys.vault.address: required with keys.provider=vault")
+	}
+	switch c.AuthMethod {
+	case "token":
+		if c.Token == "" {
+			return errors.New("keys.vault.token: required with auth_method token")
+		}
+	case "approle":
+		if c.RoleID == "" || (c.SecretID == "" && c.SecretIDFile == "") {
+			return errors.New("keys.vault.role_id and secret_id (or secret_id_file): required with auth_method approle")
+		}
+	case "kubernetes":
+		if c.KubernetesRole == "" {
+			return errors.New("keys.vault.kubernetes_role: required with auth_method kubernetes")
+		}
+	default:
+		return errors.New("keys.vault.auth_method: want token, approle or kubernetes")
+	}
+	if c.Timeout < 0 || c.MaxRetries < 0 {
+		return errors.New("keys.vault.timeout and max_retries must not be negative")
+	}
+	return nil
+}
+
+// ErrUnavailable is wrapped when Vault cannot be reached, is sealed, or answers 5xx.
+var ErrUnavailable = errors.New("vault unavailable")
+
+// ErrRejected is wrapped when Vault refuses a request (4xx): permission, bad input.
+var ErrRejected = errors.New("vault rejected the request")
+
+// Client talks to one Vault.
+type Client struct {
+	cfg Config
+	api *api.Client
+	log *slog.Logger
+
+	mu       sync.Mutex
+	loggedIn bool
+	stop     context.CancelFunc
+}
+
+// New returns a client. It logs in lazily, on the first request, so that a service can
+// start (not ready) while Vault is down.
+func New(cfg Config, log *slog.Logger) (*Client, error) {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ac := api.DefaultConfig()
+	ac.Address = cfg.Address
+	ac.Timeout = cfg.Timeout
+	ac.MaxRetries = cfg.MaxRetries
+	ac.MinRetryWait = 100 * time.Millisecond
+	ac.MaxRetryWait = time.Second
+	if cfg.CACert != "" {
+		if err := ac.ConfigureTLS(&api.TLSConfig{CACert: cfg.CACert}); err != nil {
+			return nil, fmt.Errorf("keys.vault.ca_cert: %w", err)
+		}
+	}
+	c, err := api.NewClient(ac)
+	if err != nil {
+		return nil, fmt.Errorf("vault client: %w", err)
+	}
+	c.ClearToken()
+	return &Client{cfg: cfg, api: c, log: log}, nil
+}
+
+// Close stops token renewal.
+func (c *Client) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stop != nil {
+		c.stop()
+	}
+}
+
+// classify maps a Vault client error to ErrUnavailable or ErrRejected. The text kept
+// is Vault's, which never holds our plaintext: we send it keys it wraps and hashes.
+func classify(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var re *api.ResponseError
+	if errors.As(err, &re) {
+		if re.StatusCode >= 500 || re.StatusCode == http.StatusTooManyRequests {
+			return fmt.Errorf("vault %s: HTTP %d: %w", op, re.StatusCode, ErrUnavailable)
+		}
+		return fmt.Errorf("vault %s: HTTP %d %s: %w", op, re.StatusCode, strings.Join(re.Errors, "; "), ErrRejected)
+	}
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("vault %s: %w", op, err)
+	}
+	return fmt.Errorf("vault %s: %w (%s)", op, ErrUnavailable, redact(err.Error()))
+}
+
+// redact keeps connection errors short and free of tokens.
+func redact(s string) string {
+	if i := strings.Index(s, "X-Vault-Token"); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
+}
+
+// ensureLogin logs in once, and again after the token lapses.
+func (c *Client) ensureLogin(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.loggedIn {
+		return nil
+	}
+	secret, err := c.login(ctx)
+	if err != nil {
+		return err
+	}
+	c.loggedIn = true
+	if secret != nil && secret.Auth != nil && (secret.Auth.Renewable || c.cfg.AuthMethod != "token") {
+		wctx, cancel := context.WithCancel(context.Background())
+		c.stop = cancel
+		go c.watch(wctx, secret)
+	}
+	return nil
+}
+
+func (c *Client) login(ctx context.Context) (*api.Secret, error) {
+	switch c.cfg.AuthMethod {
+	case "token":
+		c.api.SetToken(c.cfg.Token)
+		s, err := c.api.Auth().Token().LookupSelfWithContext(ctx)
+		if err != nil {
+			c.api.ClearToken()
+			return nil, classify("token lookup", err)
+		}
+		renewable, _ := s.TokenIsRenewable()
+		ttl, _ := s.TokenTTL()
+		return &api.Secret{Auth: &api.SecretAuth{ClientToken: c.cfg.Token, Renewable: renewable, LeaseDuration: int(ttl.Seconds())}}, nil
+	case "approle":
+		sid := &approle.SecretID{FromString: c.cfg.SecretID}
+		if c.cfg.SecretIDFile != "" {
+			sid = &approle.SecretID{FromFile: c.cfg.SecretIDFile}
+		}
+		opts := []approle.LoginOption{}
+		if c.cfg.AuthMount != "" {
+			opts = append(opts, approle.WithMountPath(c.cfg.AuthMount))
+		}
+		a, err := approle.NewAppRoleAuth(c.cfg.RoleID, sid, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("vault approle: %w", err)
+		}
+		s, err := c.api.Auth().Login(ctx, a)
+		if err != nil {
+			return nil, classify("approle login", err)
+		}
+		return s, nil
+	case "kubernetes":
+		opts := []kubernetes.LoginOption{kubernetes.WithServiceAccountTokenPath(c.cfg.KubernetesTokenFile)}
+		if c.cfg.AuthMount != "" {
+			opts = append(opts, kubernetes.WithMountPath(c.cfg.AuthMount))
+		}
+		a, err := kubernetes.NewKubernetesAuth(c.cfg.KubernetesRole, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("vault kubernetes auth: %w", err)
+		}
+		s, err := c.api.Auth().Login(ctx, a)
+		if err != nil {
+			return nil, classify("kubernetes login", err)
+		}
+		return s, nil
+	}
+	return nil, fmt.Errorf("vault: unknown auth method %q", c.cfg.AuthMethod)
+}
+
+// watch renews the token while Vault allows, and logs in again when it cannot be
+// renewed any more (AppRole and Kubernetes); a plain token then stays as it is.
+func (c *Client) watch(ctx context.Context, secret *api.Secret) {
+	for {
+		w, err := c.api.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: secret})
+		if err != nil {
+			c.log.Warn("vault token renewal unavailable", slog.String("error", err.Error()))
+			return
+		}
+		go w.Start()
+		select {
+		case <-ctx.Done():
+			w.Stop()
+			return
+		case err := <-w.DoneCh():
+			w.Stop()
+			if err != nil {
+				c.log.Warn("vault token renewal stopped", slog.String("error", redact(err.Error())))
+			}
+		case <-w.RenewCh():
+			c.log.Debug("vault token renewed")
+			continue
+		}
+		if c.cfg.AuthMethod == "token" {
+			return
+		}
+		for backoff := time.Second; ; backoff = min(backoff*2, 30*time.Second) {
+			lctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+			s, err := c.login(lctx)
+			cancel()
+			if err == nil {
+				secret = s
+				c.log.Info("vault login renewed", slog.String("auth_method", c.cfg.AuthMethod))
+				break
+			}
+			c.log.Warn("vault login failed; retrying", slog.String("error", err.Error()), slog.Duration("retry_in", backoff))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+		}
+	}
+}
+
+func (c *Client) write(ctx context.Context, op, path string, data map[string]any) (*api.Secret, error) {
+	if err := c.ensureLogin(ctx); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout*time.Duration(c.cfg.MaxRetries+1))
+	defer cancel()
+	s, err := c.api.Logical().WriteWithContext(ctx, path, data)
+	if err != nil {
+		var re *api.ResponseError
+		if errors.As(err, &re) && re.StatusCode == http.StatusForbidden && c.cfg.AuthMethod != "token" {
+			// The token may have lapsed: log in again on the next request.
+			c.mu.Lock()
+			c.loggedIn = false
+			c.mu.Unlock()
+		}
+		return nil, classify(op, err)
+	}
+	if s == nil || s.Data == nil {
+		return nil, fmt.Errorf("vault %s: empty response: %w", op, ErrUnavailable)
+	}
+	return s, nil
+}
+
+func (c *Client) transit(parts ...string) string {
+	return c.cfg.TransitMount + "/" + strings.Join(parts, "/")
+}
+
+// DataKey creates a 256-bit data key with Transit datakey/wrapped: Vault returns only
+// the key wrapped under the KEK. Unwrap it with Decrypt.
+func (c *Client) DataKey(ctx context.Context) (wrapped string, err error) {
+	s, err := c.write(ctx, "datakey", c.transit("datakey", "wrapped", c.cfg.KEKName), map[string]any{"bits": 256})
+	if err != nil {
+		return "", err
+	}
+	ct, _ := s.Data["ciphertext"].(string)
+	if ct == "" {
+		return "", fmt.Errorf("vault datakey: no ciphertext: %w", ErrUnavailable)
+	}
+	return ct, nil
+}
+
+// Decrypt unwraps a data key (Transit decrypt).
+func (c *Client) Decrypt(ctx context.Context, wrapped string) ([]byte, error) {
+	s, err := c.write(ctx, "decrypt", c.transit("decrypt", c.cfg.KEKName), map[string]any{"ciphertext": wrapped})
+	if err != nil {
+		return nil, err
+	}
+	pt, _ := s.Data["plaintext"].(string)
+	key, err := base64.StdEncoding.DecodeString(pt)
+	if err != nil {
+		return nil, fmt.Errorf("vault decrypt: plaintext is not base64: %w", ErrRejected)
+	}
+	return key, nil
+}
+
+// Rewrap re-encrypts a wrapped key under the KEK's newest version (Transit rewrap);
+// the plaintext never leaves Vault.
+func (c *Client) Rewrap(ctx context.Context, wrapped string) (string, error) {
+	s, err := c.write(ctx, "rewrap", c.transit("rewrap", c.cfg.KEKName), map[string]any{"ciphertext": wrapped})
+	if err != nil {
+		return "", err
+	}
+	ct, _ := s.Data["ciphertext"].(string)
+	if ct == "" {
+		return "", fmt.Errorf("vault rewrap: no ciphertext: %w", ErrUnavailable)
+	}
+	return ct, nil
+}
+
+// Sign signs message with the signing key (Transit sign; ed25519).
+func (c *Client) Sign(ctx context.Context, message []byte) (string, error) {
+	s, err := c.write(ctx, "sign", c.transit("sign", c.cfg.SigningKey), map[string]any{"input": base64.StdEncoding.EncodeToString(message)})
+	if err != nil {
+		return "", err
+	}
+	sig, _ := s.Data["signature"].(string)
+	if sig == "" {
+		return "", fmt.Errorf("vault sign: no signature: %w", ErrUnavailable)
+	}
+	return sig, nil
+}
+
+// Verify checks a signature made by Sign.
+func (c *Client) Verify(ctx context.Context, message []byte, signature string) (bool, error) {
+	s, err := c.write(ctx, "verify", c.transit("verify", c.cfg.SigningKey), map[string]any{
+		"input": base64.StdEncoding.EncodeToString(message), "signature": signature,
+	})
+	if err != nil {
+		if errors.Is(err, ErrRejected) {
+			return false, nil // a malformed signature is a bad one
+		}
+		return false, err
+	}
+	ok, _ := s.Data["valid"].(bool)
+	return ok, nil
+}
+
+// Check reports whether Vault answers, is unsealed, and accepts our login.
+func (c *Client) Check(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	h, err := c.api.Sys().HealthWithContext(ctx)
+	if err != nil {
+		return classify("health", err)
+	}
+	if h.Sealed {
+		return fmt.Errorf("vault is sealed: %w", ErrUnavailable)
+	}
+	return c.ensureLogin(ctx)
+}
