@@ -7,7 +7,9 @@ PROTOC ?= protoc
 PROTO_FILES := $(wildcard proto/tokenizer/v1/*.proto)
 export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 
-.PHONY: run test test-race bench proto proto-check lint build tools fmt
+VAULT_BIN := $(CURDIR)/.cache/vaultdev/vault
+
+.PHONY: run run-vault test bench proto proto-check lint build tools vault
 
 ## run: start the service in development mode (local keys, migrations applied, plaintext)
 run: build
@@ -17,8 +19,8 @@ run: build
 build:
 	$(GO) build -o $(BIN)/tokenizer ./cmd/tokenizer
 
-## test: run every test (real PostgreSQL at $$TEST_DATABASE_URL), race detector on
-test: tools
+## test: run every test (real PostgreSQL at $$TEST_DATABASE_URL, real Vault dev server), race detector on
+test: tools vault
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
@@ -27,6 +29,15 @@ test: tools
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
 	cd bench && $(GO) test -run '^$$' -bench . -benchmem ./...
+
+## vault: build HashiCorp Vault v1.13.0 from tools/vaultdev (only when its go.sum changes)
+vault: $(VAULT_BIN)
+$(VAULT_BIN): tools/vaultdev/go.mod tools/vaultdev/go.sum tools/vaultdev/main.go
+	cd tools/vaultdev && $(GO) build -o $(VAULT_BIN) .
+
+## run-vault: start a Vault dev server (Transit, keys created) and the service against it
+run-vault: build vault
+	bash scripts/run-vault.sh
 
 ## tools: build the pinned protoc plugins from tools/go.mod
 tools:

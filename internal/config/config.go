@@ -59,8 +59,8 @@ type DatabaseConfig struct {
 
 // KeysConfig selects the key provider.
 type KeysConfig struct {
-	Provider  string       `yaml:"provider" usage:"local (development only) or vault"`
-	LocalFile string       `yaml:"local_file" usage:"key file of the local provider (created if missing)"`
+	Provider  string `yaml:"provider" usage:"local (development only) or vault"`
+	LocalFile string `yaml:"local_file" usage:"key file of the local provider (created if missing)"`
 	// CheckInterval is how often the provider is checked; while it fails, requests fail
 	// closed with UNAVAILABLE (sealing Vault stops every reveal).
 	CheckInterval time.Duration `yaml:"check_interval" usage:"how often the key provider is checked (requests fail while it is down)"`

@@ -47,7 +47,7 @@ func (v *VaultProvider) NewDataKey(ctx context.Context) ([]byte, []byte, error) 
 func (v *VaultProvider) Unwrap(ctx context.Context, wrapped []byte) ([]byte, error) {
 	dk, err := v.c.Decrypt(ctx, string(wrapped))
 	if err != nil {
-		if errors.Is(err, vault.ErrRejected) {
+		if errors.Is(err, vault.ErrRejected) && !errors.Is(err, vault.ErrPermission) {
 			return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
 		return nil, wrapVaultErr(err)

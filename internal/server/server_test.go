@@ -31,7 +31,9 @@ import (
 	"github.com/phivault/tokenizer/internal/server"
 	"github.com/phivault/tokenizer/internal/testutil/netproxy"
 	"github.com/phivault/tokenizer/internal/testutil/pgtest"
+	"github.com/phivault/tokenizer/internal/testutil/vaulttest"
 	"github.com/phivault/tokenizer/internal/tokenizer"
+	"github.com/phivault/tokenizer/internal/vault"
 )
 
 // syncBuffer collects log output from many goroutines.
@@ -58,6 +60,8 @@ type env struct {
 	classes []tokenizer.ClassConfig
 	logs    *syncBuffer
 	mutate  func(*config.Config)
+	// vaultAddr, when set, makes the server use the Vault provider at that address.
+	vaultAddr string
 }
 
 func newEnv(t *testing.T) *env {
@@ -96,6 +100,11 @@ func (e *env) start(t *testing.T, waitReady bool) *running {
 	cfg.Database.URL = e.dbURL
 	cfg.Database.ConnectTimeout = 2 * time.Second
 	cfg.Keys.Provider, cfg.Keys.LocalFile = "local", e.keyFile
+	cfg.Keys.CheckInterval, cfg.Keys.ReloadInterval = 100*time.Millisecond, 200*time.Millisecond
+	if e.vaultAddr != "" {
+		cfg.Keys.Provider = "vault"
+		cfg.Keys.Vault = vault.Config{Address: e.vaultAddr, Token: vaulttest.RootToken, Timeout: time.Second, MaxRetries: 1}
+	}
 	cfg.Log.Level, cfg.Log.Format = "debug", "json"
 	cfg.Classes = e.classes
 	if len(cfg.Classes) == 0 {
@@ -106,8 +115,17 @@ func (e *env) start(t *testing.T, waitReady bool) *running {
 	}
 	require.NoError(t, cfg.Validate())
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	p, _, err := keys.OpenLocal(cfg.Keys.LocalFile)
-	require.NoError(t, err)
+	var p keys.Provider
+	if cfg.Keys.Provider == "vault" {
+		vc, err := vault.New(cfg.Keys.Vault, log)
+		require.NoError(t, err)
+		t.Cleanup(vc.Close)
+		p = keys.NewVaultProvider(vc)
+	} else {
+		lp, _, err := keys.OpenLocal(cfg.Keys.LocalFile)
+		require.NoError(t, err)
+		p = lp
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.New(ctx, cfg, log, p)
 	require.NoError(t, err)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
+	"strings"
 	"unicode/utf8"
 
 	spb "google.golang.org/genproto/googleapis/rpc/status"
@@ -195,7 +197,9 @@ func (t *tokenizerService) DeleteTokens(ctx context.Context, req *tokenizerv1.De
 
 func (t *tokenizerService) ListClasses(context.Context, *tokenizerv1.ListClassesRequest) (*tokenizerv1.ListClassesResponse, error) {
 	resp := &tokenizerv1.ListClassesResponse{}
-	for _, c := range t.s.classes {
+	classes := slices.Clone(t.s.classes)
+	slices.SortFunc(classes, func(a, b *tokenizer.Class) int { return strings.Compare(a.Name, b.Name) })
+	for _, c := range classes {
 		tc := &tokenizerv1.TokenClass{
 			Name: c.Name, Format: c.Format, Mode: string(c.Mode), Generator: string(c.Generator),
 			Distinguishable: *c.Distinguishable,

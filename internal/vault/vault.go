@@ -99,6 +99,9 @@ var ErrUnavailable = errors.New("vault unavailable")
 // ErrRejected is wrapped when Vault refuses a request (4xx): permission, bad input.
 var ErrRejected = errors.New("vault rejected the request")
 
+// ErrPermission is wrapped (with ErrRejected) when Vault answers 403.
+var ErrPermission = errors.New("vault permission denied")
+
 // Client talks to one Vault.
 type Client struct {
 	cfg Config
@@ -153,8 +156,13 @@ func classify(op string, err error) error {
 	}
 	var re *api.ResponseError
 	if errors.As(err, &re) {
-		if re.StatusCode >= 500 || re.StatusCode == http.StatusTooManyRequests {
+		// Vault 1.13 answers a wrong AppRole secret ID with HTTP 500 "invalid secret
+		// id": a refused credential, not an outage.
+		if (re.StatusCode >= 500 || re.StatusCode == http.StatusTooManyRequests) && !credentialRefused(re.Errors) {
 			return fmt.Errorf("vault %s: HTTP %d: %w", op, re.StatusCode, ErrUnavailable)
+		}
+		if re.StatusCode == http.StatusForbidden {
+			return fmt.Errorf("vault %s: HTTP 403 %s: %w: %w", op, strings.Join(re.Errors, "; "), ErrPermission, ErrRejected)
 		}
 		return fmt.Errorf("vault %s: HTTP %d %s: %w", op, re.StatusCode, strings.Join(re.Errors, "; "), ErrRejected)
 	}
@@ -162,6 +170,16 @@ func classify(op string, err error) error {
 		return fmt.Errorf("vault %s: %w", op, err)
 	}
 	return fmt.Errorf("vault %s: %w (%s)", op, ErrUnavailable, redact(err.Error()))
+}
+
+func credentialRefused(msgs []string) bool {
+	for _, m := range msgs {
+		m = strings.ToLower(m)
+		if strings.Contains(m, "invalid secret id") || strings.Contains(m, "invalid role id") || strings.Contains(m, "permission denied") {
+			return true
+		}
+	}
+	return false
 }
 
 // redact keeps connection errors short and free of tokens.
@@ -295,14 +313,22 @@ func (c *Client) write(ctx context.Context, op, path string, data map[string]any
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout*time.Duration(c.cfg.MaxRetries+1))
 	defer cancel()
 	s, err := c.api.Logical().WriteWithContext(ctx, path, data)
-	if err != nil {
-		var re *api.ResponseError
-		if errors.As(err, &re) && re.StatusCode == http.StatusForbidden && c.cfg.AuthMethod != "token" {
-			// The token may have lapsed: log in again on the next request.
-			c.mu.Lock()
-			c.loggedIn = false
-			c.mu.Unlock()
+	var re *api.ResponseError
+	if err != nil && errors.As(err, &re) && re.StatusCode == http.StatusForbidden && c.cfg.AuthMethod != "token" {
+		// The token may have lapsed between renewals: log in again and retry once.
+		c.mu.Lock()
+		c.loggedIn = false
+		if c.stop != nil {
+			c.stop()
+			c.stop = nil
 		}
+		c.mu.Unlock()
+		if lerr := c.ensureLogin(ctx); lerr != nil {
+			return nil, lerr
+		}
+		s, err = c.api.Logical().WriteWithContext(ctx, path, data)
+	}
+	if err != nil {
 		return nil, classify(op, err)
 	}
 	if s == nil || s.Data == nil {

@@ -105,3 +105,20 @@ func Dump(tb testing.TB, dbURL string) string {
 	}
 	return string(out)
 }
+
+// Count returns the single integer a query yields.
+func Count(tb testing.TB, dbURL, query string, args ...any) int64 {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		tb.Fatalf("pgtest: connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	var n int64
+	if err := conn.QueryRow(ctx, query, args...).Scan(&n); err != nil {
+		tb.Fatalf("pgtest: count: %v", err)
+	}
+	return n
+}
