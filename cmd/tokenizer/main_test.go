@@ -256,3 +256,76 @@ func TestCommandLine(t *testing.T) {
 	code, _ = run(nil, "frobnicate")
 	assert.Equal(t, 2, code)
 }
+
+// TestStaticTokensAcrossTwoProcesses runs two service processes on one database: 32
+// clients tokenizing the same new values at the same moment through both get exactly
+// one token per value, and each process detokenizes the other's tokens.
+func TestStaticTokensAcrossTwoProcesses(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDatabase(t)
+	keyFile := filepath.Join(t.TempDir(), "kek.hex")
+	var procs []*proc
+	for range 2 {
+		p := startProc(t, []string{"TOKENIZER_DATABASE_URL=" + db, "TOKENIZER_LOG_FORMAT=json", "TOKENIZER_KEYS_LOCAL_FILE=" + keyFile},
+			"serve", "--dev", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
+		require.Eventually(t, func() bool { return p.field("listening", "admin") != "" }, 30*time.Second, 20*time.Millisecond)
+		waitReady(t, p.field("listening", "admin"))
+		procs = append(procs, p)
+	}
+	var clients []tokenizerv1.TokenizerServiceClient
+	for _, p := range procs {
+		conn, err := grpc.NewClient(p.field("listening", "grpc"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		require.NoError(t, err)
+		defer conn.Close()
+		clients = append(clients, tokenizerv1.NewTokenizerServiceClient(conn))
+	}
+	values := []*tokenizerv1.TokenizeItem{
+		{Class: "ssn", Value: "601-23-4567"}, {Class: "email", Value: "pat.doe@example.org"},
+		{Class: "mrn", Value: "MRN-31415926"}, {Class: "ssn_fpe", Value: "601-23-4567"},
+	}
+	const n = 32
+	got := make([][]string, n)
+	errc := make(chan error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			<-start
+			resp, err := clients[i%2].Tokenize(context.Background(), &tokenizerv1.TokenizeRequest{Items: values})
+			if err != nil {
+				errc <- err
+				return
+			}
+			for _, r := range resp.Results {
+				if r.Error != nil {
+					errc <- fmt.Errorf("item error: %s", r.Error.Message)
+					return
+				}
+				got[i] = append(got[i], r.Token)
+			}
+		}(i)
+	}
+	close(start)
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		require.NoError(t, err)
+	}
+	for i := range n {
+		assert.Equal(t, got[0], got[i], "client %d", i)
+	}
+	assert.Equal(t, int64(len(values)), pgtest.Count(t, db, "SELECT count(*) FROM tokens"), "one mapping per value")
+	for i, c := range clients {
+		var items []*tokenizerv1.DetokenizeItem
+		for j, v := range values {
+			items = append(items, &tokenizerv1.DetokenizeItem{Class: v.Class, Token: got[0][j]})
+		}
+		out, err := c.Detokenize(t.Context(), &tokenizerv1.DetokenizeRequest{PurposeOfUse: "TREAT", Items: items})
+		require.NoError(t, err)
+		for j, v := range values {
+			assert.Equal(t, v.Value, out.Results[j].Value, "process %d", i)
+		}
+	}
+}

@@ -35,6 +35,7 @@ Usage:
   tokenizer keys rotate         add a value-encryption key version; new tokens use it
   tokenizer keys reencrypt      move every row to the newest value-encryption key
   tokenizer keys rewrap         rewrap stored data keys after a KEK rotation in Vault
+  tokenizer bench [flags]       load-test a running service, with a Vault Transit baseline
   tokenizer version             print the version
 
 Every command reads the same configuration: flags, then TOKENIZER_* environment,
@@ -56,6 +57,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return migrate(ctx, rest, getenv, stdout, stderr)
 	case "keys":
 		return keysCmd(ctx, rest, getenv, stdout, stderr)
+	case "bench":
+		return bench(ctx, rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "tokenizer", Version())
 		return exitOK
@@ -79,6 +82,9 @@ func load(name string, args []string, getenv func(string) string, stderr io.Writ
 	cfg, err := config.Load(name, args, getenv, stderr, extra)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil, exitOK
+	}
+	if err == nil && name != "migrate" {
+		err = cfg.ValidateKeys()
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "tokenizer %s: %v\n", name, err)

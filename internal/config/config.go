@@ -306,21 +306,7 @@ func (c *Config) Validate() error {
 	if c.Database.ConnectTimeout <= 0 {
 		bad("database.connect_timeout", "must be positive")
 	}
-	switch c.Keys.Provider {
-	case "local":
-		if !c.Dev {
-			bad("keys.provider", "the local key provider is for development only; use --dev, or keys.provider=vault for PHI")
-		}
-		if c.Keys.LocalFile == "" {
-			bad("keys.local_file", "required with the local provider")
-		}
-	case "vault":
-		v := c.Keys.Vault
-		v.Defaults()
-		if err := v.Validate(); err != nil {
-			problems = append(problems, err.Error())
-		}
-	default:
+	if c.Keys.Provider != "local" && c.Keys.Provider != "vault" {
 		bad("keys.provider", "want local or vault")
 	}
 	if c.Keys.CheckInterval <= 0 {
@@ -353,6 +339,34 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("classes[%d]", i), "class %s is defined twice", cc.Name)
 		}
 		seen[cc.Name] = true
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(problems, "\n  "))
+	}
+	return nil
+}
+
+// ValidateKeys checks the key provider's settings, for the commands that use keys
+// (migrate does not).
+func (c *Config) ValidateKeys() error {
+	var problems []string
+	bad := func(key, format string, args ...any) {
+		problems = append(problems, key+": "+fmt.Sprintf(format, args...))
+	}
+	switch c.Keys.Provider {
+	case "local":
+		if !c.Dev {
+			bad("keys.provider", "the local key provider is for development only; use --dev, or keys.provider=vault for PHI")
+		}
+		if c.Keys.LocalFile == "" {
+			bad("keys.local_file", "required with the local provider")
+		}
+	case "vault":
+		v := c.Keys.Vault
+		v.Defaults()
+		if err := v.Validate(); err != nil {
+			problems = append(problems, err.Error())
+		}
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(problems, "\n  "))

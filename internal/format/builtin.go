@@ -67,6 +67,7 @@ func New(name string, opts Options) (Format, error) {
 // Pattern is a fixed-shape format such as MRN-99999999.
 type Pattern struct {
 	noCheck
+	coreIsNormal
 	name string
 	tmpl Template
 }
@@ -132,6 +133,7 @@ func (p *Pattern) Distinguishable() bool { return false }
 // run is a variable-length string of one charset (digits, alnum).
 type run struct {
 	noCheck
+	coreIsNormal
 	name     string
 	set      Charset
 	min, max int
@@ -180,6 +182,7 @@ func (r *run) Distinguishable() bool                    { return false }
 // the SSA's rules (area not 000, 666 or 900-999; group not 00; serial not 0000).
 type ssn struct {
 	noCheck
+	coreIsNormal
 	distinguishable bool
 	layouts         []Template
 }
@@ -245,6 +248,7 @@ func (s *ssn) Distinguishable() bool { return s.distinguishable }
 // codes N9X are reserved and never assigned: distinguishable tokens use them.
 type phone struct {
 	noCheck
+	coreIsNormal
 	distinguishable bool
 }
 
@@ -445,6 +449,7 @@ func (n *name) Distinguishable() bool                    { return false }
 // dates; distinguishable tokens lie in the years 2200-9999 and values before 2200.
 type date struct {
 	noCheck
+	coreIsNormal
 	distinguishable bool
 }
 
@@ -555,6 +560,7 @@ func lastFree(n int, fixed []bool) int {
 // computed over the prefix 80840 and the first nine. Issued NPIs start with 1 or 2;
 // distinguishable tokens start with 3-9 and still pass the check.
 type npi struct {
+	coreIsNormal
 	distinguishable bool
 }
 
@@ -610,6 +616,7 @@ func (n *npi) Complete(c []rune, pos int)            { setLuhn(npiPrefix, c, pos
 // Distinguishable tokens deliberately fail the Luhn check, so no payment system takes
 // them for a card.
 type card struct {
+	coreIsNormal
 	distinguishable bool
 }
 

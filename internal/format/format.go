@@ -197,6 +197,18 @@ type Format interface {
 	Complete(core []rune, pos int)
 }
 
+// CoreNormalizer is implemented by formats whose normalized form is the core itself,
+// so that a generated token's normalized form needs no rendering and parsing.
+type CoreNormalizer interface {
+	NormalizeCore(core []rune) string
+}
+
+// coreIsNormal is embedded by such formats.
+type coreIsNormal struct{}
+
+// NormalizeCore returns the core as a string.
+func (coreIsNormal) NormalizeCore(core []rune) string { return string(core) }
+
 // noCheck is embedded by formats without a derived position.
 type noCheck struct{}
 

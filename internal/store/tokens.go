@@ -28,29 +28,93 @@ type Ref struct {
 	Digest []byte
 }
 
+// InsertStatic inserts ms (static mappings) in one statement and, in the same round
+// trip, returns the live rows that already held the fingerprint of an item before the
+// statement began, keyed by FingerprintRef.Key. inserted[i] reports whether ms[i] went
+// in. An item neither inserted nor found lost a race to a concurrent writer (or hit a
+// token collision) and is retried by the caller.
+func (s *Store) InsertStatic(ctx context.Context, ms []Mapping) (inserted []bool, existing map[string]Mapping, err error) {
+	a := mappingArrays(ms)
+	rows, err := s.pool.Query(ctx, `
+		WITH q AS (
+			SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::int4[], $5::bytea[], $6::int4[],
+			                     $7::bytea[], $8::bytea[], $9::int4[], $10::timestamptz[])
+			         AS q(class, scope, token_digest, digest_version, fingerprint, fingerprint_version,
+			              value_ct, token_ct, key_version, expires_at)
+		), ins AS (
+			INSERT INTO tokens (class, scope, token_digest, digest_version, fingerprint, fingerprint_version,
+			                    value_ct, token_ct, key_version, expires_at)
+			SELECT * FROM q
+			ON CONFLICT DO NOTHING
+			RETURNING class, token_digest
+		)
+		SELECT true, class, '', token_digest, NULL::bytea, NULL::bytea, 0, NULL::timestamptz FROM ins
+		UNION ALL
+		SELECT false, t.class, t.scope, t.token_digest, t.fingerprint, t.token_ct, t.key_version, t.expires_at
+		FROM (SELECT * FROM q WHERE NOT EXISTS (
+		        SELECT 1 FROM ins WHERE ins.class = q.class AND ins.token_digest = q.token_digest)) AS lost
+		JOIN tokens t ON t.class = lost.class AND t.scope = lost.scope AND t.fingerprint = lost.fingerprint
+		WHERE t.expires_at IS NULL OR t.expires_at > now()`,
+		a.classes, a.scopes, a.digests, a.dvers, a.fps, a.fpvers, a.vals, a.toks, a.kvers, a.exps)
+	if err != nil {
+		return nil, nil, classify("insert static mappings", err)
+	}
+	got := map[string]bool{}
+	existing = map[string]Mapping{}
+	var isNew bool
+	var m Mapping
+	var kv int32
+	_, err = pgx.ForEachRow(rows, []any{&isNew, &m.Class, &m.Scope, &m.TokenDigest, &m.Fingerprint, &m.TokenCT, &kv, &m.ExpiresAt}, func() error {
+		if isNew {
+			got[RefKey(m.Class, m.TokenDigest)] = true
+		} else {
+			m.KeyVersion = int(kv)
+			existing[FingerprintRef{Class: m.Class, Scope: m.Scope, Fingerprint: m.Fingerprint}.Key()] = m
+		}
+		m = Mapping{}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, classify("insert static mappings", err)
+	}
+	inserted = make([]bool, len(ms))
+	for i, m := range ms {
+		inserted[i] = got[RefKey(m.Class, m.TokenDigest)]
+	}
+	return inserted, existing, nil
+}
+
+type arrays struct {
+	classes, scopes          []string
+	digests, fps, vals, toks [][]byte
+	dvers, kvers             []int32
+	fpvers                   []*int32
+	exps                     []*time.Time
+}
+
+func mappingArrays(ms []Mapping) arrays {
+	n := len(ms)
+	a := arrays{
+		classes: make([]string, n), scopes: make([]string, n), digests: make([][]byte, n), dvers: make([]int32, n),
+		fps: make([][]byte, n), fpvers: make([]*int32, n), vals: make([][]byte, n), toks: make([][]byte, n),
+		kvers: make([]int32, n), exps: make([]*time.Time, n),
+	}
+	for i, m := range ms {
+		a.classes[i], a.scopes[i], a.digests[i], a.dvers[i] = m.Class, m.Scope, m.TokenDigest, int32(m.DigestVersion)
+		a.fps[i], a.vals[i], a.toks[i], a.kvers[i], a.exps[i] = m.Fingerprint, m.ValueCT, m.TokenCT, int32(m.KeyVersion), m.ExpiresAt
+		if m.Fingerprint != nil {
+			v := int32(m.FingerprintVersion)
+			a.fpvers[i] = &v
+		}
+	}
+	return a
+}
+
 // InsertMappings inserts ms in one statement. A row whose token digest (or, for static
 // classes, fingerprint) already exists is skipped: inserted[i] reports whether ms[i]
 // went in, so that the caller can retry token collisions or reuse the existing token.
 func (s *Store) InsertMappings(ctx context.Context, ms []Mapping) (inserted []bool, err error) {
-	n := len(ms)
-	classes := make([]string, n)
-	scopes := make([]string, n)
-	digests := make([][]byte, n)
-	dvers := make([]int32, n)
-	fps := make([][]byte, n)
-	fpvers := make([]*int32, n)
-	vals := make([][]byte, n)
-	toks := make([][]byte, n)
-	kvers := make([]int32, n)
-	exps := make([]*time.Time, n)
-	for i, m := range ms {
-		classes[i], scopes[i], digests[i], dvers[i] = m.Class, m.Scope, m.TokenDigest, int32(m.DigestVersion)
-		fps[i], vals[i], toks[i], kvers[i], exps[i] = m.Fingerprint, m.ValueCT, m.TokenCT, int32(m.KeyVersion), m.ExpiresAt
-		if m.Fingerprint != nil {
-			v := int32(m.FingerprintVersion)
-			fpvers[i] = &v
-		}
-	}
+	a := mappingArrays(ms)
 	rows, err := s.pool.Query(ctx, `
 		INSERT INTO tokens (class, scope, token_digest, digest_version, fingerprint, fingerprint_version,
 		                    value_ct, token_ct, key_version, expires_at)
@@ -58,7 +122,7 @@ func (s *Store) InsertMappings(ctx context.Context, ms []Mapping) (inserted []bo
 		                     $7::bytea[], $8::bytea[], $9::int4[], $10::timestamptz[])
 		ON CONFLICT DO NOTHING
 		RETURNING class, token_digest`,
-		classes, scopes, digests, dvers, fps, fpvers, vals, toks, kvers, exps)
+		a.classes, a.scopes, a.digests, a.dvers, a.fps, a.fpvers, a.vals, a.toks, a.kvers, a.exps)
 	if err != nil {
 		return nil, classify("insert mappings", err)
 	}
@@ -72,7 +136,7 @@ func (s *Store) InsertMappings(ctx context.Context, ms []Mapping) (inserted []bo
 	if err != nil {
 		return nil, classify("insert mappings", err)
 	}
-	inserted = make([]bool, n)
+	inserted = make([]bool, len(ms))
 	for i, m := range ms {
 		inserted[i] = got[m.Class+"\x00"+string(m.TokenDigest)]
 	}

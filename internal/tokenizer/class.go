@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"fmt"
 	"regexp"
+	"sync"
 	"time"
 
 	"github.com/phivault/tokenizer/internal/format"
@@ -50,7 +51,8 @@ type ClassConfig struct {
 // Class is a compiled token class.
 type Class struct {
 	ClassConfig
-	format format.Format
+	format  format.Format
+	layouts sync.Map // core length → *layout
 }
 
 // FormatImpl returns the class's compiled format.

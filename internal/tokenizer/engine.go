@@ -2,8 +2,10 @@ package tokenizer
 
 import (
 	"context"
+	"crypto/cipher"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"sort"
 	"sync"
 	"time"
@@ -18,6 +20,7 @@ import (
 // Vault is what the engine needs of the token vault; *store.Store implements it.
 type Vault interface {
 	InsertMappings(ctx context.Context, ms []store.Mapping) ([]bool, error)
+	InsertStatic(ctx context.Context, ms []store.Mapping) ([]bool, map[string]store.Mapping, error)
 	LookupTokens(ctx context.Context, refs []store.Ref) (map[string]store.Mapping, error)
 	LookupFingerprints(ctx context.Context, refs []store.FingerprintRef) (map[string]store.Mapping, error)
 	PurgeExpiredFingerprints(ctx context.Context, refs []store.FingerprintRef) (int64, error)
@@ -40,6 +43,7 @@ type Engine struct {
 
 	aeads sync.Map // value-encryption key version → cipher.AEAD
 	ff1s  sync.Map // class ‖ alphabet → *fpe.FF1
+	macs  sync.Map // key material → *sync.Pool of HMAC states
 }
 
 // maxAttempts bounds the redraws of a random token that collides with an existing one.
@@ -249,92 +253,73 @@ func (e *Engine) store(ctx context.Context, work []*pending) error {
 		return err
 	}
 
-	// Static random values seen before get their token back without a write. FPE
-	// tokens need no lookup: they are computed, and a repeat insert conflicts.
-	var lookup []*pending
 	for _, w := range work {
 		if w.class.Mode == Static {
-			w.fp = fingerprint(fpKey.Material, w.class.Name, w.scope, w.parsed.Normalized)
-			if w.class.Generator == Random {
-				lookup = append(lookup, w)
-			}
+			w.fp = e.fingerprint(fpKey.Material, w.class.Name, w.scope, w.parsed.Normalized)
 		}
 	}
-	if err := e.adoptExisting(ctx, lookup); err != nil {
-		return err
-	}
-
-	todo := make([]*pending, 0, len(work))
-	for _, w := range work {
-		if w.core == nil {
-			todo = append(todo, w)
-		}
-	}
+	todo := work
 	rng := newRand()
 	for attempt := 0; attempt < maxAttempts && len(todo) > 0; attempt++ {
-		ms := make([]store.Mapping, 0, len(todo))
-		batch := todo[:0:0]
+		var static, dynamic []*pending
+		var staticMs, dynamicMs []store.Mapping
 		for _, w := range todo {
-			var core []rune
-			var err error
-			if w.class.Generator == FPE {
-				core, err = e.fpeCore(w.class, w.parsed, w.scope)
-			} else {
-				core, err = randomCore(w.class, w.parsed, rng)
-			}
-			if err == nil {
-				w.core = core
-				var d []byte
-				if d, err = e.tokenDigest(digKey, w.class, w.parsed.Template, core); err == nil {
-					m := store.Mapping{
-						Class: w.class.Name, Scope: w.scope, TokenDigest: d, DigestVersion: digKey.Version,
-						ValueCT: seal(aead, valueAAD(w.class.Name, d), []byte(w.value)), KeyVersion: encKey.Version,
-						ExpiresAt: w.exp,
-					}
-					if w.class.Mode == Static {
-						m.Fingerprint, m.FingerprintVersion = w.fp, fpKey.Version
-						m.TokenCT = seal(aead, tokenAAD(w.class.Name, w.fp), []byte(string(core)))
-					}
-					ms = append(ms, m)
-					batch = append(batch, w)
+			m, err := e.newMapping(w, rng, aead, encKey, digKey, fpKey)
+			if err != nil {
+				if errs.KindOf(err) == errs.InvalidArgument {
+					w.err = err
 					continue
 				}
+				return err
 			}
-			w.core = nil
-			if errs.KindOf(err) == errs.InvalidArgument {
-				w.err = err
-				continue
+			if w.class.Mode == Static {
+				static, staticMs = append(static, w), append(staticMs, m)
+			} else {
+				dynamic, dynamicMs = append(dynamic, w), append(dynamicMs, m)
 			}
-			return err
-		}
-		if len(batch) == 0 {
-			break
-		}
-		inserted, err := e.vault.InsertMappings(ctx, ms)
-		if err != nil {
-			return errs.Wrap(errs.Unavailable, err, "token vault unavailable")
 		}
 		var retry, lost []*pending
-		for i, w := range batch {
-			if inserted[i] {
-				continue
+		if len(static) > 0 {
+			// One round trip: new values go in, values seen before come back.
+			inserted, existing, err := e.vault.InsertStatic(ctx, staticMs)
+			if err != nil {
+				return errs.Wrap(errs.Unavailable, err, "token vault unavailable")
 			}
-			w.core = nil
-			if w.class.Mode == Static {
+			for i, w := range static {
+				if inserted[i] {
+					continue
+				}
+				w.core = nil
+				if m, ok := existing[store.FingerprintRef{Class: w.class.Name, Scope: w.scope, Fingerprint: w.fp}.Key()]; ok {
+					if err := e.adopt(w, m); err != nil {
+						return err
+					}
+					continue
+				}
 				lost = append(lost, w)
-			} else {
-				retry = append(retry, w)
 			}
 		}
-		// A static insert that lost may have lost the race to another writer of the
-		// same value: adopt its token. Otherwise it was a token collision, or an expired
-		// mapping of the same value still holds the fingerprint: clear that, redraw.
+		if len(dynamic) > 0 {
+			inserted, err := e.vault.InsertMappings(ctx, dynamicMs)
+			if err != nil {
+				return errs.Wrap(errs.Unavailable, err, "token vault unavailable")
+			}
+			for i, w := range dynamic {
+				if !inserted[i] {
+					w.core = nil // a token collision: redraw
+					retry = append(retry, w)
+				}
+			}
+		}
+		// A static item neither inserted nor found lost a race to a concurrent writer
+		// of the same value (adopt its token), collided with another token, or met an
+		// expired mapping of the same value still holding the fingerprint (clear it).
 		if err := e.adoptExisting(ctx, lost); err != nil {
 			return err
 		}
 		var expired []store.FingerprintRef
 		for _, w := range lost {
-			if w.core == nil {
+			if w.core == nil && w.err == nil {
 				expired = append(expired, store.FingerprintRef{Class: w.class.Name, Scope: w.scope, Fingerprint: w.fp})
 				retry = append(retry, w)
 			}
@@ -349,14 +334,46 @@ func (e *Engine) store(ctx context.Context, work []*pending) error {
 	return nil
 }
 
+// newMapping decides a token for w (FF1 or random) and builds its vault row.
+func (e *Engine) newMapping(w *pending, rng *mrand.Rand, aead cipher.AEAD, encKey, digKey, fpKey keys.Key) (store.Mapping, error) {
+	var core []rune
+	var err error
+	if w.class.Generator == FPE {
+		core, err = e.fpeCore(w.class, w.parsed, w.scope)
+	} else {
+		core, err = randomCore(w.class, w.parsed, rng)
+	}
+	if err != nil {
+		return store.Mapping{}, err
+	}
+	d, err := e.tokenDigest(digKey, w.class, w.parsed.Template, core)
+	if err != nil {
+		return store.Mapping{}, err
+	}
+	w.core = core
+	m := store.Mapping{
+		Class: w.class.Name, Scope: w.scope, TokenDigest: d, DigestVersion: digKey.Version,
+		ValueCT: seal(aead, valueAAD(w.class.Name, d), []byte(w.value)), KeyVersion: encKey.Version,
+		ExpiresAt: w.exp,
+	}
+	if w.class.Mode == Static {
+		m.Fingerprint, m.FingerprintVersion = w.fp, fpKey.Version
+		m.TokenCT = seal(aead, tokenAAD(w.class.Name, w.fp), []byte(string(core)))
+	}
+	return m, nil
+}
+
 // tokenDigest renders core as a token, normalizes it as a presented token would be,
 // and returns its lookup digest.
 func (e *Engine) tokenDigest(k keys.Key, c *Class, tmpl format.Template, core []rune) ([]byte, error) {
+	if n, ok := c.format.(format.CoreNormalizer); ok {
+		return e.digest(k.Material, c.Name, n.NormalizeCore(core)), nil
+	}
 	tp, err := c.format.ParseToken(tmpl.Render(core))
 	if err != nil {
 		return nil, errs.Wrap(errs.Internal, err, "generated token does not parse")
 	}
-	return digest(k.Material, c.Name, tp.Normalized), nil
+	return e.digest(k.Material, c.Name, tp.Normalized), nil
 }
 
 // adoptExisting sets w.core for every static item whose value already has a live token.
@@ -373,29 +390,35 @@ func (e *Engine) adoptExisting(ctx context.Context, ws []*pending) error {
 		return errs.Wrap(errs.Unavailable, err, "token vault unavailable")
 	}
 	for i, w := range ws {
-		m, ok := found[refs[i].Key()]
-		if !ok {
-			continue
+		if m, ok := found[refs[i].Key()]; ok {
+			if err := e.adopt(w, m); err != nil {
+				return err
+			}
 		}
-		a, err := e.aeadVersion(m.KeyVersion)
-		if err != nil {
-			return err
-		}
-		core, err := open(a, tokenAAD(w.class.Name, w.fp), m.TokenCT)
-		if err != nil {
-			return errs.Wrap(errs.Internal, err, "stored token does not authenticate")
-		}
-		rs := []rune(string(core))
-		if !w.parsed.Template.Fits(rs) {
-			// The same normalized value in a shape the stored token cannot fill: refuse
-			// rather than render a token that would not detokenize.
-			w.err = errs.New(errs.InvalidArgument, "class %s: value's shape does not fit the token issued for it earlier", w.class.Name)
-			w.core = nil
-			continue
-		}
-		w.core = rs
-		w.exp = m.ExpiresAt
 	}
+	return nil
+}
+
+// adopt gives w the token stored in m for the same value.
+func (e *Engine) adopt(w *pending, m store.Mapping) error {
+	a, err := e.aeadVersion(m.KeyVersion)
+	if err != nil {
+		return err
+	}
+	core, err := open(a, tokenAAD(w.class.Name, w.fp), m.TokenCT)
+	if err != nil {
+		return errs.Wrap(errs.Internal, err, "stored token does not authenticate")
+	}
+	rs := []rune(string(core))
+	if !w.parsed.Template.Fits(rs) {
+		// The same normalized value in a shape the stored token cannot fill: refuse
+		// rather than render a token that would not detokenize.
+		w.err = errs.New(errs.InvalidArgument, "class %s: value's shape does not fit the token issued for it earlier", w.class.Name)
+		w.core = nil
+		return nil
+	}
+	w.core = rs
+	w.exp = m.ExpiresAt
 	return nil
 }
 
@@ -434,7 +457,7 @@ func (e *Engine) Detokenize(ctx context.Context, items []DetokenizeItem) ([]Deto
 		}
 		w := want{idx: i, class: c, norm: p.Normalized}
 		for _, k := range digKeys {
-			d := digest(k.Material, c.Name, p.Normalized)
+			d := e.digest(k.Material, c.Name, p.Normalized)
 			w.digests = append(w.digests, d)
 			refs = append(refs, store.Ref{Class: c.Name, Digest: d})
 		}
@@ -469,7 +492,7 @@ func (e *Engine) Detokenize(ctx context.Context, items []DetokenizeItem) ([]Deto
 			return nil, errs.Wrap(errs.Internal, err, "stored value does not authenticate")
 		}
 		r.Value = string(v)
-		r.Digest = AuditDigestOf(auditKey.Material, w.class.Name, w.norm)
+		r.Digest = e.auditDigest(auditKey.Material, w.class.Name, w.norm)
 	}
 	return results, nil
 }
@@ -528,11 +551,11 @@ func (e *Engine) DeleteTokens(ctx context.Context, items []DeleteItem) ([]Delete
 			}
 			t := target{idx: i, class: c.Name}
 			for _, k := range digKeys {
-				d := digest(k.Material, c.Name, p.Normalized)
+				d := e.digest(k.Material, c.Name, p.Normalized)
 				t.digests = append(t.digests, d)
 				refs = append(refs, store.Ref{Class: c.Name, Digest: d})
 			}
-			results[i].Digest = AuditDigestOf(auditKey.Material, c.Name, p.Normalized)
+			results[i].Digest = e.auditDigest(auditKey.Material, c.Name, p.Normalized)
 			targets = append(targets, t)
 		case it.Value != "":
 			if c.Mode != Static {
@@ -549,7 +572,7 @@ func (e *Engine) DeleteTokens(ctx context.Context, items []DeleteItem) ([]Delete
 				continue
 			}
 			for _, k := range fpKeys {
-				fpRefs = append(fpRefs, store.FingerprintRef{Class: c.Name, Scope: it.Scope, Fingerprint: fingerprint(k.Material, c.Name, it.Scope, p.Normalized)})
+				fpRefs = append(fpRefs, store.FingerprintRef{Class: c.Name, Scope: it.Scope, Fingerprint: e.fingerprint(k.Material, c.Name, it.Scope, p.Normalized)})
 				byValue = append(byValue, i)
 			}
 		default:

@@ -38,8 +38,18 @@ type layout struct {
 	free  []int
 }
 
-func (c *Class) layoutFor(n int) layout {
-	l := layout{fixed: make([]bool, n)}
+// layoutFor returns the (immutable, cached) layout of cores of length n.
+func (c *Class) layoutFor(n int) *layout {
+	if l, ok := c.layouts.Load(n); ok {
+		return l.(*layout)
+	}
+	l := c.computeLayout(n)
+	c.layouts.Store(n, l)
+	return l
+}
+
+func (c *Class) computeLayout(n int) *layout {
+	l := &layout{fixed: make([]bool, n)}
 	for i := range n {
 		l.fixed[i] = i < c.PreservePrefix || i >= n-c.PreserveSuffix
 	}

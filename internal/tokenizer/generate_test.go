@@ -128,8 +128,10 @@ var generators = map[string]valueGen{
 	"alnum": func(r *mrand.Rand) string {
 		return lettersN(r, 3, true) + digitsN(r, 3) + lettersN(r, 2+r.IntN(5), false)
 	},
-	"MRN-99999999":  func(r *mrand.Rand) string { return "MRN-" + digitsN(r, 8) },
-	"AA-9999-aa":    func(r *mrand.Rand) string { return lettersN(r, 2, true) + "-" + digitsN(r, 4) + "-" + lettersN(r, 2, false) },
+	"MRN-99999999": func(r *mrand.Rand) string { return "MRN-" + digitsN(r, 8) },
+	"AA-9999-aa": func(r *mrand.Rand) string {
+		return lettersN(r, 2, true) + "-" + digitsN(r, 4) + "-" + lettersN(r, 2, false)
+	},
 	"ID\\9XXXXXXXX": func(r *mrand.Rand) string { return "ID9" + lettersN(r, 4, true) + digitsN(r, 4) },
 }
 
@@ -270,7 +272,9 @@ func TestSpecificTokenRules(t *testing.T) {
 	check("npi", 500, func(s string) bool { return s[0] != '1' && s[0] != '2' && luhnComplete("80840", s[:9]) == s })
 	check("npi", 200, func(s string) bool { return (s[0] == '1' || s[0] == '2') && luhnComplete("80840", s[:9]) == s },
 		func(c *ClassConfig) { c.Distinguishable = ptr(false) })
-	digitsOnly := func(s string) string { return strings.Map(func(r rune) rune { return map[bool]rune{true: r, false: -1}[unicode.IsDigit(r)] }, s) }
+	digitsOnly := func(s string) string {
+		return strings.Map(func(r rune) rune { return map[bool]rune{true: r, false: -1}[unicode.IsDigit(r)] }, s)
+	}
 	check("credit_card", 500, func(s string) bool { d := digitsOnly(s); return luhnComplete("", d[:len(d)-1]) != d })
 	check("credit_card", 500, func(s string) bool { d := digitsOnly(s); return luhnComplete("", d[:len(d)-1]) == d },
 		func(c *ClassConfig) { c.Distinguishable = ptr(false) })
@@ -278,7 +282,11 @@ func TestSpecificTokenRules(t *testing.T) {
 		d, err := time.Parse("2006-01-02", s)
 		return err == nil && d.Year() >= 2200
 	})
-	check("phone", 500, func(s string) bool { d := digitsOnly(s); d = d[len(d)-10:]; return d[1] == '9' && d[0] >= '2' && d[3] >= '2' })
+	check("phone", 500, func(s string) bool {
+		d := digitsOnly(s)
+		d = d[len(d)-10:]
+		return d[1] == '9' && d[0] >= '2' && d[3] >= '2'
+	})
 	// preserve keeps the last four digits of a card and still makes a valid token.
 	check("credit_card", 300, func(s string) bool { d := digitsOnly(s); return luhnComplete("", d[:len(d)-1]) == d },
 		func(c *ClassConfig) { c.Distinguishable, c.PreserveSuffix, c.PreservePrefix = ptr(false), 4, 6 })

@@ -9,11 +9,14 @@ CREATE TABLE data_keys (
     PRIMARY KEY (purpose, version)
 );
 
--- The token vault. A row is found by a keyed digest of its token; the token itself is
--- not stored in clear. value_ct is AES-256-GCM with associated data binding it to the
--- class and the token digest. Static classes also keep a keyed fingerprint of the
--- normalized value (unique per class and scope) and the token, encrypted, so that a
--- repeated value gets its token back.
+-- The token vault. A row is found by a keyed digest of its token (128 bits of an
+-- HMAC-SHA-256 over the class and the normalized token); the token itself is not stored
+-- in clear. value_ct is AES-256-GCM with associated data binding it to the class and
+-- the token digest. Static classes also keep a keyed fingerprint of the normalized
+-- value (over class, scope and value, so unique on its own) and the token, encrypted,
+-- so that a repeated value gets its token back. The two keys are random, so every
+-- insert lands on a random B-tree page: they are kept short and alone in their
+-- indexes, and no other index is written per row.
 CREATE TABLE tokens (
     class               text        NOT NULL,
     token_digest        bytea       NOT NULL,
@@ -26,10 +29,8 @@ CREATE TABLE tokens (
     key_version         integer     NOT NULL,
     created_at          timestamptz NOT NULL DEFAULT now(),
     expires_at          timestamptz,
-    PRIMARY KEY (class, token_digest)
+    PRIMARY KEY (token_digest)
 );
 
-CREATE UNIQUE INDEX tokens_fingerprint ON tokens (class, scope, fingerprint)
-    WHERE fingerprint IS NOT NULL;
+CREATE UNIQUE INDEX tokens_fingerprint ON tokens (fingerprint) WHERE fingerprint IS NOT NULL;
 CREATE INDEX tokens_expires_at ON tokens (expires_at) WHERE expires_at IS NOT NULL;
-CREATE INDEX tokens_key_version ON tokens (key_version);
