@@ -283,7 +283,7 @@ func (e *Engine) store(ctx context.Context, work []*pending) error {
 			// One round trip: new values go in, values seen before come back.
 			inserted, existing, err := e.vault.InsertStatic(ctx, staticMs)
 			if err != nil {
-				return errs.Wrap(errs.Unavailable, err, "token vault unavailable")
+				return vaultErr(ctx, err)
 			}
 			for i, w := range static {
 				if inserted[i] {
@@ -302,7 +302,7 @@ func (e *Engine) store(ctx context.Context, work []*pending) error {
 		if len(dynamic) > 0 {
 			inserted, err := e.vault.InsertMappings(ctx, dynamicMs)
 			if err != nil {
-				return errs.Wrap(errs.Unavailable, err, "token vault unavailable")
+				return vaultErr(ctx, err)
 			}
 			for i, w := range dynamic {
 				if !inserted[i] {
@@ -326,7 +326,7 @@ func (e *Engine) store(ctx context.Context, work []*pending) error {
 		}
 		if len(expired) > 0 {
 			if _, err := e.vault.PurgeExpiredFingerprints(ctx, expired); err != nil {
-				return errs.Wrap(errs.Unavailable, err, "token vault unavailable")
+				return vaultErr(ctx, err)
 			}
 		}
 		todo = retry
@@ -363,6 +363,15 @@ func (e *Engine) newMapping(w *pending, rng *mrand.Rand, aead cipher.AEAD, encKe
 	return m, nil
 }
 
+// vaultErr is the error of a failed vault call: the caller's own cancellation or
+// deadline as such, anything else as UNAVAILABLE.
+func vaultErr(ctx context.Context, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return ctxErr
+	}
+	return errs.Wrap(errs.Unavailable, err, "token vault unavailable")
+}
+
 // tokenDigest renders core as a token, normalizes it as a presented token would be,
 // and returns its lookup digest.
 func (e *Engine) tokenDigest(k keys.Key, c *Class, tmpl format.Template, core []rune) ([]byte, error) {
@@ -387,7 +396,7 @@ func (e *Engine) adoptExisting(ctx context.Context, ws []*pending) error {
 	}
 	found, err := e.vault.LookupFingerprints(ctx, refs)
 	if err != nil {
-		return errs.Wrap(errs.Unavailable, err, "token vault unavailable")
+		return vaultErr(ctx, err)
 	}
 	for i, w := range ws {
 		if m, ok := found[refs[i].Key()]; ok {
@@ -468,7 +477,7 @@ func (e *Engine) Detokenize(ctx context.Context, items []DetokenizeItem) ([]Deto
 	}
 	found, err := e.vault.LookupTokens(ctx, refs)
 	if err != nil {
-		return nil, errs.Wrap(errs.Unavailable, err, "token vault unavailable")
+		return nil, vaultErr(ctx, err)
 	}
 	for _, w := range wants {
 		r := &results[w.idx]
@@ -582,7 +591,7 @@ func (e *Engine) DeleteTokens(ctx context.Context, items []DeleteItem) ([]Delete
 	if len(fpRefs) > 0 {
 		found, err := e.vault.LookupFingerprints(ctx, fpRefs)
 		if err != nil {
-			return nil, errs.Wrap(errs.Unavailable, err, "token vault unavailable")
+			return nil, vaultErr(ctx, err)
 		}
 		for j, r := range fpRefs {
 			if m, ok := found[r.Key()]; ok {
@@ -594,7 +603,7 @@ func (e *Engine) DeleteTokens(ctx context.Context, items []DeleteItem) ([]Delete
 	if len(refs) > 0 {
 		deleted, err := e.vault.DeleteTokens(ctx, refs)
 		if err != nil {
-			return nil, errs.Wrap(errs.Unavailable, err, "token vault unavailable")
+			return nil, vaultErr(ctx, err)
 		}
 		for _, t := range targets {
 			for _, d := range t.digests {
