@@ -9,18 +9,18 @@ export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=
 
 VAULT_BIN := $(CURDIR)/.cache/vaultdev/vault
 
-.PHONY: run run-vault test bench proto proto-check lint build tools vault
+.PHONY: run run-vault test bench proto proto-check lint build tools vault fhir-validator
 
 ## run: start the service in development mode (local keys, migrations applied, plaintext)
 run: build
-	$(BIN)/tokenizer serve --dev
+	$(BIN)/tokenizer serve
 
 ## build: compile the tokenizer binary into ./bin
 build:
 	$(GO) build -o $(BIN)/tokenizer ./cmd/tokenizer
 
 ## test: run every test (real PostgreSQL at $$TEST_DATABASE_URL, real Vault dev server), race detector on
-test: tools vault
+test: tools vault fhir-validator
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
@@ -38,6 +38,11 @@ $(VAULT_BIN): tools/vaultdev/go.mod tools/vaultdev/go.sum tools/vaultdev/main.go
 ## run-vault: start a Vault dev server (Transit, keys created) and the service against it
 run-vault: build vault
 	bash scripts/run-vault.sh
+
+## fhir-validator: install the pinned FHIR validator (npm package fhir) used by the audit export test
+fhir-validator: tools/fhir-validate/node_modules/.package-lock.json
+tools/fhir-validate/node_modules/.package-lock.json: tools/fhir-validate/package-lock.json
+	cd tools/fhir-validate && npm ci --no-audit --no-fund --silent
 
 ## tools: build the pinned protoc plugins from tools/go.mod
 tools:

@@ -74,26 +74,7 @@ func (p *proc) field(msg, key string) string {
 
 func startProc(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
-	cmd.Dir = t.TempDir()
-	cmd.Env = append(os.Environ(), env...)
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	p := &proc{cmd: cmd, done: make(chan error, 1)}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.logs = append(p.logs, sc.Text())
-			p.mu.Unlock()
-		}
-		p.done <- cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-	})
-	return p
+	return startProcIn(t, t.TempDir(), env, args...)
 }
 
 func waitReady(t *testing.T, adminAddr string) {
@@ -328,4 +309,99 @@ func TestStaticTokensAcrossTwoProcesses(t *testing.T) {
 			assert.Equal(t, v.Value, out.Results[j].Value, "process %d", i)
 		}
 	}
+}
+
+// TestAuditCommands runs `tokenizer audit verify|export|disclosures` the way an auditor
+// would, beside a running service, with the same configuration (a tokenizer.yaml in
+// the working directory, as `make run` has).
+func TestAuditCommands(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDatabase(t)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer.yaml"), []byte(fmt.Sprintf(`dev: true
+grpc_addr: 127.0.0.1:0
+http_addr: 127.0.0.1:0
+admin_addr: 127.0.0.1:0
+log:
+  format: json
+database:
+  url: %s
+audit:
+  checkpoint_sink: checkpoints.jsonl
+  checkpoint_every: 3
+`, db)), 0o600))
+	run := func(args ...string) (int, string) {
+		cmd := exec.Command(binary, args...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode(), string(out)
+		}
+		require.NoError(t, err)
+		return 0, string(out)
+	}
+
+	p := startProcIn(t, dir, nil, "serve")
+	require.Eventually(t, func() bool { return p.field("listening", "admin") != "" }, 30*time.Second, 20*time.Millisecond)
+	waitReady(t, p.field("listening", "admin"))
+	conn, err := grpc.NewClient(p.field("listening", "grpc"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	c := tokenizerv1.NewTokenizerServiceClient(conn)
+	resp, err := c.Tokenize(t.Context(), &tokenizerv1.TokenizeRequest{Items: []*tokenizerv1.TokenizeItem{{Class: "ssn", Value: "555-44-3333"}}})
+	require.NoError(t, err)
+	tok := resp.Results[0].Token
+	for _, purpose := range []string{"TREAT", "HOPERAT", "PUBHLTH"} {
+		_, err := c.Detokenize(t.Context(), &tokenizerv1.DetokenizeRequest{PurposeOfUse: purpose, Items: []*tokenizerv1.DetokenizeItem{{Class: "ssn", Token: tok}}})
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "checkpoints.jsonl"))
+		return len(b) > 0
+	}, 10*time.Second, 50*time.Millisecond, "a checkpoint reaches the sink")
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	<-p.done
+
+	code, out := run("audit", "verify", "--checkpoint", "checkpoints.jsonl")
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "OK: 4 events")
+
+	code, out = run("audit", "disclosures", "--class", "ssn", "--token", tok)
+	require.Equal(t, 0, code, out)
+	assert.Equal(t, 3, strings.Count(out, `"purpose_of_use"`), out)
+	assert.Contains(t, out, `"purpose_of_use":"PUBHLTH"`)
+
+	code, out = run("audit", "export", "--format", "csv")
+	require.Equal(t, 0, code, out)
+	assert.True(t, strings.HasPrefix(out, "seq,time,request_id"), out)
+	assert.Contains(t, out, "list_disclosures", "the CLI's own queries are audited")
+
+	// A superuser rewrites event 2: verify fails, names seq 2, exits non-zero.
+	pgtest.Exec(t, db, `SET session_replication_role = replica; UPDATE audit_events SET body = replace(body, 'HOPERAT', 'TREAT') WHERE seq = 3`)
+	code, out = run("audit", "verify")
+	assert.Equal(t, 1, code, out)
+	assert.Contains(t, out, "FAILED at seq 3")
+}
+
+// startProcIn is startProc in a given working directory.
+func startProcIn(t *testing.T, dir string, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	p := &proc{cmd: cmd, done: make(chan error, 1)}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.logs = append(p.logs, sc.Text())
+			p.mu.Unlock()
+		}
+		p.done <- cmd.Wait()
+	}()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return p
 }

@@ -35,6 +35,10 @@ Usage:
   tokenizer keys rotate         add a value-encryption key version; new tokens use it
   tokenizer keys reencrypt      move every row to the newest value-encryption key
   tokenizer keys rewrap         rewrap stored data keys after a KEK rotation in Vault
+  tokenizer audit verify        recompute the audit chain and check signed checkpoints
+                                [--from N] [--to M] [--checkpoint FILE]
+  tokenizer audit export        write the audit log: --format jsonl|csv|fhir [--from] [--to]
+  tokenizer audit disclosures   list every reveal of a token: --class C --token T
   tokenizer bench [flags]       load-test a running service, with a Vault Transit baseline
   tokenizer version             print the version
 
@@ -59,6 +63,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return keysCmd(ctx, rest, getenv, stdout, stderr)
 	case "bench":
 		return bench(ctx, rest, stdout, stderr)
+	case "audit":
+		return auditCmd(ctx, rest, getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "tokenizer", Version())
 		return exitOK
@@ -92,6 +98,8 @@ func load(name string, args []string, getenv func(string) string, stderr io.Writ
 	}
 	return cfg, -1
 }
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // NewLogger builds the service logger. Messages are fixed strings; values never reach it.
 func NewLogger(cfg *config.Config, w io.Writer) *slog.Logger {

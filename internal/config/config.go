@@ -22,8 +22,14 @@ import (
 	"github.com/phivault/tokenizer/internal/vault"
 )
 
+// DefaultFile is read when no configuration file is named.
+const DefaultFile = "tokenizer.yaml"
+
 // Config is every setting of the service.
 type Config struct {
+	// File is the configuration file read, if any.
+	File string `yaml:"-" flag:"-"`
+
 	// Dev enables development mode: the local key provider, migrations at start, the
 	// tokenizer database created if missing, text logs.
 	Dev       bool   `yaml:"dev" usage:"development mode: local keys, auto-migrate, text logs (not for PHI)"`
@@ -35,6 +41,7 @@ type Config struct {
 	Database DatabaseConfig `yaml:"database"`
 	Keys     KeysConfig     `yaml:"keys"`
 	Limits   LimitsConfig   `yaml:"limits"`
+	Audit    AuditConfig    `yaml:"audit"`
 
 	RequestTimeout  time.Duration `yaml:"request_timeout" usage:"deadline for one request's work"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" usage:"how long in-flight requests may take to finish on SIGTERM"`
@@ -76,6 +83,16 @@ type LimitsConfig struct {
 	MaxMessageBytes int `yaml:"max_message_bytes" usage:"bytes per request message"`
 }
 
+// AuditConfig sets up the audit log's checkpoints.
+type AuditConfig struct {
+	CheckpointEvery    int           `yaml:"checkpoint_every" usage:"sign a checkpoint after this many events"`
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval" usage:"sign a checkpoint at least this often (when there are new events)"`
+	// CheckpointSink is where checkpoints are copied outside the database: "stdout",
+	// "none", or a file path (appended to).
+	CheckpointSink string        `yaml:"checkpoint_sink" usage:"stdout, none, or a file that checkpoints are appended to"`
+	WriteTimeout   time.Duration `yaml:"write_timeout" usage:"how long an audit append may take before the request fails"`
+}
+
 // Defaults returns the configuration used where nothing else sets a value.
 func Defaults() *Config {
 	return &Config{
@@ -90,6 +107,7 @@ func Defaults() *Config {
 		},
 		Keys:            KeysConfig{LocalFile: ".tokenizer/dev-kek.hex", CheckInterval: 2 * time.Second, ReloadInterval: 30 * time.Second},
 		Limits:          LimitsConfig{MaxItems: 1000, MaxValueBytes: 1024, MaxMessageBytes: 4 << 20},
+		Audit:           AuditConfig{CheckpointEvery: 1000, CheckpointInterval: time.Minute, CheckpointSink: "stdout", WriteTimeout: 5 * time.Second},
 		RequestTimeout:  10 * time.Second,
 		ShutdownTimeout: 30 * time.Second,
 	}
@@ -134,7 +152,7 @@ func collect(prefix string, v reflect.Value, out *[]setting) {
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		if f.Tag.Get("flag") == "-" {
+		if f.Tag.Get("flag") == "-" || f.Tag.Get("yaml") == "-" {
 			continue
 		}
 		key := prefix + strings.Split(f.Tag.Get("yaml"), ",")[0]
@@ -215,6 +233,14 @@ func Load(name string, args []string, getenv func(string) string, stderr io.Writ
 	if path == "" {
 		path = getenv("TOKENIZER_CONFIG")
 	}
+	if path == "" {
+		// A tokenizer.yaml in the working directory is read when no file is named, so
+		// that every command run beside `make run` shares its configuration.
+		if _, err := os.Stat(DefaultFile); err == nil {
+			path = DefaultFile
+		}
+	}
+	c.File = path
 	if path != "" {
 		body, err := os.ReadFile(path)
 		if err != nil {
@@ -323,6 +349,18 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxMessageBytes < 1024 {
 		bad("limits.max_message_bytes", "must be at least 1024")
+	}
+	if c.Audit.CheckpointEvery < 1 {
+		bad("audit.checkpoint_every", "must be at least 1")
+	}
+	if c.Audit.CheckpointInterval <= 0 {
+		bad("audit.checkpoint_interval", "must be positive")
+	}
+	if c.Audit.CheckpointSink == "" {
+		bad("audit.checkpoint_sink", "want stdout, none or a file path")
+	}
+	if c.Audit.WriteTimeout <= 0 {
+		bad("audit.write_timeout", "must be positive")
 	}
 	if c.RequestTimeout <= 0 {
 		bad("request_timeout", "must be positive")

@@ -15,12 +15,14 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/phivault/tokenizer/internal/audit"
 	"github.com/phivault/tokenizer/internal/policy"
 )
 
 // The interceptor chain, the same for every call and for REST (the gateway dials the
-// gRPC port): recover → request id → authenticate → metrics → handler. Authorization
-// and audit join the chain in their own issues.
+// gRPC port): recover → request id → metrics → audit → authenticate → handler. Audit
+// wraps authentication (and authorization) so that refused requests are audited too,
+// and it runs after the handler, before the response leaves.
 
 type requestIDKey struct{}
 
@@ -92,15 +94,21 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 		}
 		s.observe(ctx, info.FullMethod, err, start)
 	}()
+	ctx, rec := audit.WithRecord(ctx)
+	op, audited := operations[info.FullMethod]
 	ctx, err = s.authenticate(ctx)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		tctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+		resp, err = handler(tctx, req)
+		cancel()
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-	defer cancel()
-	resp, err = handler(ctx, req)
 	if err != nil {
-		err = toStatus(ctx, s.log, err).Err()
+		resp, err = nil, toStatus(ctx, s.log, err).Err()
+	}
+	if audited {
+		if aerr := s.audit(ctx, op, rec, err); aerr != nil {
+			return nil, aerr
+		}
 	}
 	return resp, err
 }
@@ -121,13 +129,21 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 		}
 		s.observe(ctx, info.FullMethod, err, start)
 	}()
+	ctx, rec := audit.WithRecord(ctx)
+	op, audited := operations[info.FullMethod]
 	ctx, err = s.authenticate(ctx)
-	if err != nil {
-		return err
+	if err == nil {
+		err = handler(srv, &wrappedStream{ServerStream: ss, ctx: ctx})
 	}
-	err = handler(srv, &wrappedStream{ServerStream: ss, ctx: ctx})
 	if err != nil {
 		err = toStatus(ctx, s.log, err).Err()
+	}
+	// Messages audit themselves; a stream that failed before any did, or that made
+	// none, gets one event here.
+	if audited && !rec.Audited {
+		if aerr := s.audit(ctx, op, rec, err); aerr != nil {
+			return aerr
+		}
 	}
 	return err
 }

@@ -14,6 +14,8 @@ type metrics struct {
 	items    *prometheus.CounterVec
 	panics   prometheus.Counter
 	ready    prometheus.Gauge
+
+	auditFailures prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -39,7 +41,11 @@ func newMetrics() *metrics {
 			Namespace: "tokenizer", Name: "ready", Help: "1 when the service is ready to serve.",
 		}),
 	}
-	m.registry.MustRegister(m.requests, m.duration, m.items, m.panics, m.ready,
+	m.auditFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "tokenizer", Subsystem: "audit", Name: "append_failures_total",
+		Help: "Requests failed closed because their audit event could not be written.",
+	})
+	m.registry.MustRegister(m.requests, m.duration, m.items, m.panics, m.ready, m.auditFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

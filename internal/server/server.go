@@ -7,9 +7,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +25,7 @@ import (
 
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 
+	"github.com/phivault/tokenizer/internal/audit"
 	"github.com/phivault/tokenizer/internal/config"
 	"github.com/phivault/tokenizer/internal/errs"
 	"github.com/phivault/tokenizer/internal/keys"
@@ -50,6 +54,10 @@ type Server struct {
 	grpc   *grpc.Server
 	health *health.Server
 
+	auditSink audit.Sink
+	writer    *audit.Writer
+	sinkFile  io.WriteCloser
+
 	grpcLis, httpLis, adminLis net.Listener
 }
 
@@ -58,8 +66,15 @@ type Addrs struct {
 	GRPC, HTTP, Admin string
 }
 
+// Option adjusts a server.
+type Option func(*Server)
+
+// WithAuditSink replaces the audit writer, to measure what auditing costs. The service
+// itself never runs without its audit log.
+func WithAuditSink(sink audit.Sink) Option { return func(s *Server) { s.auditSink = sink } }
+
 // New builds a server and binds its listeners; Run serves.
-func New(ctx context.Context, cfg *config.Config, log *slog.Logger, provider keys.Provider) (*Server, error) {
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger, provider keys.Provider, opts ...Option) (*Server, error) {
 	classes, err := cfg.CompiledClasses()
 	if err != nil {
 		return nil, err
@@ -70,6 +85,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, provider key
 		return nil, err
 	}
 	s.store = st
+	s.writer = audit.NewWriter(st, log, cfg.Audit.WriteTimeout)
+	s.auditSink = s.writer
+	for _, o := range opts {
+		o(s)
+	}
 
 	s.health = health.NewServer()
 	s.grpc = grpc.NewServer(
@@ -79,7 +99,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, provider key
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute}),
 	)
 	tokenizerv1.RegisterTokenizerServiceServer(s.grpc, &tokenizerService{s: s})
-	tokenizerv1.RegisterAuditServiceServer(s.grpc, &auditService{})
+	tokenizerv1.RegisterAuditServiceServer(s.grpc, &auditService{s: s})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	s.setServing(false)
@@ -186,6 +206,34 @@ func (s *Server) initialize(ctx context.Context) error {
 	return nil
 }
 
+// startCheckpoints signs the audit chain head periodically.
+func (s *Server) startCheckpoints(ctx context.Context) {
+	signer, ok := s.provider.(audit.Signer)
+	if !ok {
+		s.log.Warn("the key provider cannot sign: audit checkpoints are off")
+		return
+	}
+	var sink io.Writer
+	switch s.cfg.Audit.CheckpointSink {
+	case "none":
+	case "stdout":
+		sink = os.Stdout
+	default:
+		_ = os.MkdirAll(filepath.Dir(s.cfg.Audit.CheckpointSink), 0o700)
+		f, err := os.OpenFile(s.cfg.Audit.CheckpointSink, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			s.log.Error("audit checkpoint sink unusable; checkpoints stay in the database only", slog.String("error", err.Error()))
+		} else {
+			sink, s.sinkFile = f, f
+		}
+	}
+	cp := &audit.Checkpointer{
+		Store: s.store, Signer: signer, Sink: sink, Every: int64(s.cfg.Audit.CheckpointEvery),
+		Interval: s.cfg.Audit.CheckpointInterval, Log: s.log, Appended: s.writer.Appended,
+	}
+	go cp.Run(ctx)
+}
+
 // monitorKeys checks the key provider every CheckInterval and re-reads the stored data
 // keys every ReloadInterval (rotations and rewraps made by `tokenizer keys`).
 func (s *Server) monitorKeys(ctx context.Context) {
@@ -232,6 +280,7 @@ func (s *Server) initLoop(ctx context.Context) {
 			s.initErr.Store(nil)
 			s.setServing(true)
 			s.log.InfoContext(ctx, "ready")
+			s.startCheckpoints(ctx)
 			s.monitorKeys(ctx)
 			return
 		}
@@ -312,6 +361,10 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	_ = adminSrv.Shutdown(sctx)
 	wg.Wait()
+	s.writer.Close()
+	if s.sinkFile != nil {
+		s.sinkFile.Close()
+	}
 	s.log.Info("stopped")
 	return runErr
 }

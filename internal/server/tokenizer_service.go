@@ -15,6 +15,7 @@ import (
 
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 
+	"github.com/phivault/tokenizer/internal/audit"
 	"github.com/phivault/tokenizer/internal/errs"
 	"github.com/phivault/tokenizer/internal/policy"
 	"github.com/phivault/tokenizer/internal/tokenizer"
@@ -62,6 +63,11 @@ func (t *tokenizerService) Tokenize(ctx context.Context, req *tokenizerv1.Tokeni
 		}
 		ttl.Seconds, ttl.Nanos = req.GetTtl().GetSeconds(), req.GetTtl().GetNanos()
 	}
+	rec := audit.RecordFrom(ctx)
+	rec.Items = len(items)
+	for _, it := range items {
+		rec.Classes = append(rec.Classes, t.s.classLabel(it.Class))
+	}
 	results, err := eng.Tokenize(ctx, items, ttl.AsDuration())
 	if err != nil {
 		return nil, err
@@ -81,6 +87,9 @@ func (t *tokenizerService) Tokenize(ctx context.Context, req *tokenizerv1.Tokeni
 		}
 		resp.Results[i] = out
 		classes[i], errList[i] = items[i].Class, r.Err
+		if r.Err != nil {
+			rec.ItemsFailed++
+		}
 	}
 	t.countItems("tokenize", classes, errList)
 	return resp, nil
@@ -101,6 +110,18 @@ func checkPurpose(req *tokenizerv1.DetokenizeRequest) error {
 }
 
 func (t *tokenizerService) Detokenize(ctx context.Context, req *tokenizerv1.DetokenizeRequest) (*tokenizerv1.DetokenizeResponse, error) {
+	rec := audit.RecordFrom(ctx)
+	rec.Items = len(req.GetItems())
+	for _, it := range req.GetItems() {
+		rec.Classes = append(rec.Classes, t.s.classLabel(it.GetClass()))
+	}
+	if _, known := policy.PurposesOfUse[req.GetPurposeOfUse()]; known {
+		rec.PurposeOfUse = req.GetPurposeOfUse()
+		rec.BreakGlass = req.GetPurposeOfUse() == policy.BreakGlass
+	}
+	if utf8.ValidString(req.GetJustification()) && len(req.GetJustification()) <= maxJustificationBytes {
+		rec.Justification = req.GetJustification()
+	}
 	eng, err := t.s.engineReady()
 	if err != nil {
 		return nil, err
@@ -123,8 +144,10 @@ func (t *tokenizerService) Detokenize(ctx context.Context, req *tokenizerv1.Deto
 		out := &tokenizerv1.DetokenizeResult{Reference: req.GetItems()[i].GetReference()}
 		if r.Err != nil {
 			out.Error = t.itemStatus(ctx, r.Err)
+			rec.ItemsFailed++
 		} else {
 			out.Value = r.Value
+			rec.TokenDigests = append(rec.TokenDigests, r.Digest)
 		}
 		resp.Results[i] = out
 		classes[i], errList[i] = items[i].Class, r.Err
@@ -142,7 +165,9 @@ func (t *tokenizerService) TokenizeStream(stream tokenizerv1.TokenizerService_To
 		if err != nil {
 			return err
 		}
-		resp, err := t.Tokenize(stream.Context(), req)
+		resp, err := auditedMessage(t.s, stream.Context(), "tokenize_stream", func(ctx context.Context) (*tokenizerv1.TokenizeResponse, error) {
+			return t.Tokenize(ctx, req)
+		})
 		if err != nil {
 			return err
 		}
@@ -161,7 +186,9 @@ func (t *tokenizerService) DetokenizeStream(stream tokenizerv1.TokenizerService_
 		if err != nil {
 			return err
 		}
-		resp, err := t.Detokenize(stream.Context(), req)
+		resp, err := auditedMessage(t.s, stream.Context(), "detokenize_stream", func(ctx context.Context) (*tokenizerv1.DetokenizeResponse, error) {
+			return t.Detokenize(ctx, req)
+		})
 		if err != nil {
 			return err
 		}
@@ -180,6 +207,11 @@ func (t *tokenizerService) DeleteTokens(ctx context.Context, req *tokenizerv1.De
 	for i, it := range req.GetItems() {
 		items[i] = tokenizer.DeleteItem{Class: it.GetClass(), Token: it.GetToken(), Value: it.GetValue(), Scope: it.GetScope()}
 	}
+	rec := audit.RecordFrom(ctx)
+	rec.Items = len(items)
+	for _, it := range items {
+		rec.Classes = append(rec.Classes, t.s.classLabel(it.Class))
+	}
 	results, err := eng.DeleteTokens(ctx, items)
 	if err != nil {
 		return nil, err
@@ -189,6 +221,9 @@ func (t *tokenizerService) DeleteTokens(ctx context.Context, req *tokenizerv1.De
 		out := &tokenizerv1.DeleteResult{Reference: req.GetItems()[i].GetReference(), Deleted: r.Deleted}
 		if r.Err != nil {
 			out.Error = t.itemStatus(ctx, r.Err)
+			rec.ItemsFailed++
+		} else if r.Digest != nil {
+			rec.TokenDigests = append(rec.TokenDigests, r.Digest)
 		}
 		resp.Results[i] = out
 	}
@@ -211,8 +246,4 @@ func (t *tokenizerService) ListClasses(context.Context, *tokenizerv1.ListClasses
 		resp.Classes = append(resp.Classes, tc)
 	}
 	return resp, nil
-}
-
-type auditService struct {
-	tokenizerv1.UnimplementedAuditServiceServer
 }

@@ -145,6 +145,11 @@ func (s *Store) Migrate(ctx context.Context) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Nothing to do (the usual case at start): no lock, no DDL, so that a service
+	// role without CREATE rights can start in development mode too.
+	if v, err := s.SchemaVersion(ctx); err == nil && v == ms[len(ms)-1].version {
+		return nil, nil
+	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, classify("acquire connection", err)

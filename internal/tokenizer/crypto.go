@@ -190,3 +190,27 @@ func (e *Engine) Reencrypt(ctx context.Context, r Reencrypter, batch int) (int, 
 		return nil
 	})
 }
+
+// AuditDigests returns the audit digests a token of class may have been recorded
+// under (one per audit-digest key version), for the accounting of disclosures.
+func (e *Engine) AuditDigests(class, token string) ([][]byte, error) {
+	c, err := e.class(class)
+	if err == nil {
+		err = e.checkText(c, "token", token)
+	}
+	if err != nil {
+		return nil, err
+	}
+	p, err := c.format.ParseToken(token)
+	if err != nil {
+		return nil, formatErr(c, "token", err)
+	}
+	var out [][]byte
+	for _, k := range e.keys.All(keys.AuditDigest) {
+		out = append(out, e.auditDigest(k.Material, c.Name, p.Normalized))
+	}
+	if len(out) == 0 {
+		return nil, errs.New(errs.Unavailable, "data keys not loaded")
+	}
+	return out, nil
+}

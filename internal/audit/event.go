@@ -1,0 +1,158 @@
+// Package audit is the hash-chained, append-only audit log: one event per request,
+// written before the response (and before any revealed value) leaves the process;
+// Vault-signed checkpoints; verification; exports; the accounting of disclosures.
+package audit
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// FormatVersion is the version of the canonical event encoding (docs/audit.md).
+const FormatVersion = 1
+
+// TimeLayout is how event times are written: UTC, microseconds, always 6 digits.
+const TimeLayout = "2006-01-02T15:04:05.000000Z"
+
+// Event is one audited request. It holds no value and no token: revealed and deleted
+// tokens appear only as keyed digests.
+type Event struct {
+	Seq           int64
+	Time          time.Time
+	RequestID     string
+	Caller        string
+	Operation     string
+	Classes       []string
+	Items         int
+	ItemsFailed   int
+	Outcome       string // a gRPC code name: OK, PERMISSION_DENIED, ...
+	Reason        string // why a request was refused or failed, caller-safe
+	PurposeOfUse  string
+	Justification string
+	ClientAddress string
+	BreakGlass    bool
+	Masked        bool
+	TokenDigests  [][]byte
+}
+
+// Canonical is the event's canonical encoding, the bytes the chain hashes: a JSON
+// object with the keys in byte order, no white space, integers in decimal, strings
+// escaped only where JSON requires (", \ and U+0000-U+001F, as \u00xx in lower-case
+// hex, except \b \f \n \r \t), invalid UTF-8 replaced by U+FFFD, classes sorted and
+// unique, token digests in lower-case hex, in request order.
+func (e *Event) Canonical() []byte {
+	classes := slices.Clone(e.Classes)
+	slices.Sort(classes)
+	classes = slices.Compact(classes)
+	digests := make([]string, len(e.TokenDigests))
+	for i, d := range e.TokenDigests {
+		digests[i] = hex.EncodeToString(d)
+	}
+	var b []byte
+	b = append(b, '{')
+	b = appendBool(b, "break_glass", e.BreakGlass)
+	b = appendString(b, ",", "caller", e.Caller)
+	b = appendStrings(b, "classes", classes)
+	b = appendString(b, ",", "client_address", e.ClientAddress)
+	b = appendInt(b, "items", int64(e.Items))
+	b = appendInt(b, "items_failed", int64(e.ItemsFailed))
+	b = appendString(b, ",", "justification", e.Justification)
+	b = append(b, ',')
+	b = appendBool(b, "masked", e.Masked)
+	b = appendString(b, ",", "operation", e.Operation)
+	b = appendString(b, ",", "outcome", e.Outcome)
+	b = appendString(b, ",", "purpose_of_use", e.PurposeOfUse)
+	b = appendString(b, ",", "reason", e.Reason)
+	b = appendString(b, ",", "request_id", e.RequestID)
+	b = appendInt(b, "seq", e.Seq)
+	b = appendString(b, ",", "time", e.Time.UTC().Format(TimeLayout))
+	b = appendStrings(b, "token_digests", digests)
+	b = appendInt(b, "version", FormatVersion)
+	b = append(b, '}')
+	return b
+}
+
+// Hash is SHA-256(prev ‖ body).
+func Hash(prev, body []byte) []byte {
+	h := sha256.New()
+	h.Write(prev)
+	h.Write(body)
+	return h.Sum(nil)
+}
+
+// GenesisHash is the prev_hash of the first event: 32 zero bytes.
+var GenesisHash = make([]byte, sha256.Size)
+
+func appendKey(b []byte, key string) []byte {
+	b = append(b, '"')
+	b = append(b, key...)
+	return append(b, '"', ':')
+}
+
+func appendBool(b []byte, key string, v bool) []byte {
+	b = appendKey(b, key)
+	return strconv.AppendBool(b, v)
+}
+
+func appendInt(b []byte, key string, v int64) []byte {
+	b = append(b, ',')
+	b = appendKey(b, key)
+	return strconv.AppendInt(b, v, 10)
+}
+
+func appendString(b []byte, sep, key, v string) []byte {
+	b = append(b, sep...)
+	b = appendKey(b, key)
+	return appendQuoted(b, v)
+}
+
+func appendStrings(b []byte, key string, vs []string) []byte {
+	b = append(b, ',')
+	b = appendKey(b, key)
+	b = append(b, '[')
+	for i, v := range vs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendQuoted(b, v)
+	}
+	return append(b, ']')
+}
+
+const hexDigits = "0123456789abcdef"
+
+func appendQuoted(b []byte, s string) []byte {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"':
+			b = append(b, '\\', '"')
+		case c == '\\':
+			b = append(b, '\\', '\\')
+		case c == '\b':
+			b = append(b, '\\', 'b')
+		case c == '\f':
+			b = append(b, '\\', 'f')
+		case c == '\n':
+			b = append(b, '\\', 'n')
+		case c == '\r':
+			b = append(b, '\\', 'r')
+		case c == '\t':
+			b = append(b, '\\', 't')
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}

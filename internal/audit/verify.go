@@ -1,0 +1,287 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/phivault/tokenizer/internal/store"
+)
+
+// Signer signs and verifies checkpoints (keys.Signer: Vault Transit ed25519, or the
+// development key).
+type Signer interface {
+	Sign(ctx context.Context, message []byte) (string, error)
+	Verify(ctx context.Context, message []byte, signature string) (bool, error)
+}
+
+// CheckpointMessage is what a checkpoint signs.
+func CheckpointMessage(seq int64, hash []byte, t time.Time) []byte {
+	return fmt.Appendf(nil, "tokenizer audit checkpoint v1\nseq=%d\nhash=%x\ntime=%s\n", seq, hash, t.UTC().Format(TimeLayout))
+}
+
+// CheckpointLine is a checkpoint as written to the sink and read by `audit verify
+// --checkpoint`: one JSON object per line.
+type CheckpointLine struct {
+	Seq       int64  `json:"seq"`
+	Hash      string `json:"hash"`
+	Time      string `json:"time"`
+	Signature string `json:"signature"`
+}
+
+func lineOf(c store.Checkpoint) CheckpointLine {
+	return CheckpointLine{Seq: c.Seq, Hash: hex.EncodeToString(c.Hash), Time: c.Time.UTC().Format(TimeLayout), Signature: c.Signature}
+}
+
+func (l CheckpointLine) checkpoint() (store.Checkpoint, error) {
+	h, err := hex.DecodeString(l.Hash)
+	if err != nil {
+		return store.Checkpoint{}, errors.New("hash is not hex")
+	}
+	t, err := time.Parse(TimeLayout, l.Time)
+	if err != nil {
+		return store.Checkpoint{}, errors.New("time is not " + TimeLayout)
+	}
+	return store.Checkpoint{Seq: l.Seq, Hash: h, Time: t, Signature: l.Signature}, nil
+}
+
+// ReadCheckpoints reads checkpoint lines (a sink file).
+func ReadCheckpoints(r io.Reader) ([]store.Checkpoint, error) {
+	var out []store.Checkpoint
+	sc := bufio.NewScanner(r)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var l CheckpointLine
+		if err := json.Unmarshal(line, &l); err != nil {
+			return nil, fmt.Errorf("checkpoint line %d: not JSON", n)
+		}
+		c, err := l.checkpoint()
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint line %d: %w", n, err)
+		}
+		out = append(out, c)
+	}
+	return out, sc.Err()
+}
+
+// CheckpointStore is what checkpointing needs of the database.
+type CheckpointStore interface {
+	AuditHead(ctx context.Context) (int64, []byte, error)
+	InsertCheckpoint(ctx context.Context, c store.Checkpoint) error
+	LastCheckpointSeq(ctx context.Context) (int64, error)
+}
+
+// Checkpointer signs the chain head every Every events or Interval, whichever comes
+// first, stores the checkpoint and writes it to the sink.
+type Checkpointer struct {
+	Store    CheckpointStore
+	Signer   Signer
+	Sink     io.Writer // a file or stdout; nil for none
+	Every    int64
+	Interval time.Duration
+	Log      *slog.Logger
+	// Appended counts events appended by this process (Writer.Appended).
+	Appended func() int64
+
+	mu sync.Mutex
+}
+
+// Run checkpoints until ctx ends.
+func (c *Checkpointer) Run(ctx context.Context) {
+	tick := time.NewTicker(min(c.Interval, time.Second))
+	defer tick.Stop()
+	last := time.Now()
+	var lastCount int64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		n := c.Appended()
+		if n-lastCount < c.Every && time.Since(last) < c.Interval {
+			continue
+		}
+		if _, err := c.Checkpoint(ctx); err != nil {
+			c.Log.Warn("audit checkpoint failed", slog.String("error", err.Error()))
+			continue
+		}
+		last, lastCount = time.Now(), n
+	}
+}
+
+// Checkpoint signs the current head if it moved since the last checkpoint.
+func (c *Checkpointer) Checkpoint(ctx context.Context) (*store.Checkpoint, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	seq, hash, err := c.Store.AuditHead(ctx)
+	if err != nil || seq == 0 {
+		return nil, err
+	}
+	lastSeq, err := c.Store.LastCheckpointSeq(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if lastSeq >= seq {
+		return nil, nil
+	}
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	sig, err := c.Signer.Sign(ctx, CheckpointMessage(seq, hash, now))
+	if err != nil {
+		return nil, fmt.Errorf("sign checkpoint: %w", err)
+	}
+	cp := store.Checkpoint{Seq: seq, Hash: hash, Time: now, Signature: sig}
+	if err := c.Store.InsertCheckpoint(ctx, cp); err != nil {
+		return nil, err
+	}
+	if c.Sink != nil {
+		line, _ := json.Marshal(lineOf(cp))
+		if _, err := c.Sink.Write(append(line, '\n')); err != nil {
+			return &cp, fmt.Errorf("write checkpoint sink: %w", err)
+		}
+		if f, ok := c.Sink.(*os.File); ok {
+			_ = f.Sync()
+		}
+	}
+	c.Log.Info("audit checkpoint", slog.Int64("seq", seq), slog.String("hash", hex.EncodeToString(hash)))
+	return &cp, nil
+}
+
+// ChainReader is what verification needs of the database.
+type ChainReader interface {
+	ReadAudit(ctx context.Context, from, to int64, fn func(store.AuditRow) error) error
+	Checkpoints(ctx context.Context, from, to int64) ([]store.Checkpoint, error)
+}
+
+// Result is the outcome of a verification.
+type Result struct {
+	OK                 bool
+	EventsChecked      int64
+	CheckpointsChecked int64
+	FirstBadSeq        int64
+	Reason             string
+	HeadSeq            int64
+	HeadHash           []byte
+}
+
+func (r *Result) fail(seq int64, format string, args ...any) Result {
+	r.OK, r.FirstBadSeq, r.Reason = false, seq, fmt.Sprintf(format, args...)
+	return *r
+}
+
+// Verify recomputes the chain from seq from to seq to (0: the head) and checks every
+// stored checkpoint in that range and every held one (from a sink file). It reports
+// the first bad seq and why: a modified event (hash mismatch), a deleted event (gap),
+// reordered events (seq or prev_hash mismatch), a truncated tail (the chain ends before
+// a held checkpoint), or a forged checkpoint (bad signature, or a hash that is not the
+// chain's).
+func Verify(ctx context.Context, st ChainReader, signer Signer, from, to int64, held []store.Checkpoint) (Result, error) {
+	if from < 1 {
+		from = 1
+	}
+	r := Result{OK: true}
+	stored, err := st.Checkpoints(ctx, from, to)
+	if err != nil {
+		return r, err
+	}
+	cps := append(stored, held...)
+	for _, c := range cps {
+		ok, err := signer.Verify(ctx, CheckpointMessage(c.Seq, c.Hash, c.Time), c.Signature)
+		if err != nil {
+			return r, fmt.Errorf("verify checkpoint signature: %w", err)
+		}
+		if !ok {
+			return r.fail(c.Seq, "checkpoint at seq %d: signature does not verify (forged or altered checkpoint)", c.Seq), nil
+		}
+	}
+	want := map[int64][][]byte{}
+	for _, c := range cps {
+		if c.Seq >= from && (to <= 0 || c.Seq <= to) {
+			want[c.Seq] = append(want[c.Seq], c.Hash)
+		}
+	}
+
+	var prev []byte
+	expect := from
+	if from > 1 {
+		// The link into the range: the hash of the event before it.
+		err := st.ReadAudit(ctx, from-1, from-1, func(row store.AuditRow) error { prev = row.Hash; return nil })
+		if err != nil {
+			return r, err
+		}
+		if prev == nil {
+			return r.fail(from-1, "event %d, before the range, is missing", from-1), nil
+		}
+	} else {
+		prev = GenesisHash
+	}
+	var bad *Result
+	stop := errors.New("stop")
+	err = st.ReadAudit(ctx, from, to, func(row store.AuditRow) error {
+		if row.Seq != expect {
+			res := r.fail(expect, "event %d is missing (deleted), next stored event is %d", expect, row.Seq)
+			bad = &res
+			return stop
+		}
+		if !bytes.Equal(row.PrevHash, prev) {
+			res := r.fail(row.Seq, "event %d: prev_hash does not link to event %d (reordered or rewritten)", row.Seq, row.Seq-1)
+			bad = &res
+			return stop
+		}
+		var probe struct {
+			Seq *int64 `json:"seq"`
+		}
+		if err := json.Unmarshal([]byte(row.Body), &probe); err != nil || probe.Seq == nil || *probe.Seq != row.Seq {
+			res := r.fail(row.Seq, "event %d: body does not carry seq %d (reordered or altered)", row.Seq, row.Seq)
+			bad = &res
+			return stop
+		}
+		h := Hash(prev, []byte(row.Body))
+		if !bytes.Equal(h, row.Hash) {
+			res := r.fail(row.Seq, "event %d: hash does not match its content (modified)", row.Seq)
+			bad = &res
+			return stop
+		}
+		for _, ch := range want[row.Seq] {
+			if !bytes.Equal(ch, h) {
+				res := r.fail(row.Seq, "event %d: the chain's hash differs from the signed checkpoint (history rewritten)", row.Seq)
+				bad = &res
+				return stop
+			}
+			r.CheckpointsChecked++
+		}
+		delete(want, row.Seq)
+		prev = h
+		r.EventsChecked++
+		r.HeadSeq, r.HeadHash = row.Seq, h
+		expect++
+		return nil
+	})
+	if bad != nil {
+		return *bad, nil
+	}
+	if err != nil {
+		return r, err
+	}
+	for seq := range want {
+		// A checkpoint beyond the last event: the tail was cut off.
+		if to <= 0 || seq <= to {
+			return r.fail(r.HeadSeq+1, "the chain ends at seq %d, but a signed checkpoint covers seq %d (truncated)", r.HeadSeq, seq), nil
+		}
+	}
+	return r, nil
+}

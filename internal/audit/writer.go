@@ -1,0 +1,139 @@
+package audit
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/phivault/tokenizer/internal/store"
+)
+
+// Sink receives audit events. Append returns only once the event is durable; an
+// error means the request must fail and reveal nothing.
+type Sink interface {
+	Append(ctx context.Context, ev *Event) error
+}
+
+// Noop discards events. It exists to measure what auditing costs; the service never
+// runs with it.
+type Noop struct{}
+
+// Append discards ev.
+func (Noop) Append(context.Context, *Event) error { return nil }
+
+// ErrUnavailable is wrapped when the audit log cannot be written.
+var ErrUnavailable = errors.New("audit log unavailable")
+
+// ChainStore is what the writer needs of the database.
+type ChainStore interface {
+	AppendAudit(ctx context.Context, build func(headSeq int64, headHash []byte) ([]store.AuditRow, error)) error
+}
+
+// Writer appends events to the chain with group commit: while one batch commits,
+// the events that arrive queue up and go in the next transaction together. Any
+// number of writers (replicas) append to one chain; a PostgreSQL advisory lock
+// orders their batches.
+type Writer struct {
+	store    ChainStore
+	log      *slog.Logger
+	timeout  time.Duration
+	maxBatch int
+	queue    chan *pending
+	appended atomic.Int64
+	done     chan struct{}
+}
+
+type pending struct {
+	ev  *Event
+	err chan error
+}
+
+// NewWriter starts a writer; Close stops it.
+func NewWriter(st ChainStore, log *slog.Logger, timeout time.Duration) *Writer {
+	w := &Writer{store: st, log: log, timeout: timeout, maxBatch: 1024, queue: make(chan *pending, 4096), done: make(chan struct{})}
+	go w.run()
+	return w
+}
+
+// Appended is how many events this writer has committed.
+func (w *Writer) Appended() int64 { return w.appended.Load() }
+
+// Append queues ev and waits until its batch is committed. On success ev.Seq is set.
+func (w *Writer) Append(ctx context.Context, ev *Event) error {
+	p := &pending{ev: ev, err: make(chan error, 1)}
+	select {
+	case w.queue <- p:
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+	case <-w.done:
+		return fmt.Errorf("%w: writer stopped", ErrUnavailable)
+	}
+	// Wait for the commit even if ctx ends: the caller must not proceed before it
+	// knows whether the event is durable. The commit itself is bounded by timeout.
+	return <-p.err
+}
+
+// Close stops the writer after the queued events are written.
+func (w *Writer) Close() {
+	close(w.queue)
+	<-w.done
+}
+
+func (w *Writer) run() {
+	defer close(w.done)
+	for first := range w.queue {
+		batch := []*pending{first}
+	drain:
+		for len(batch) < w.maxBatch {
+			select {
+			case p, ok := <-w.queue:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, p)
+			default:
+				break drain
+			}
+		}
+		err := w.write(batch)
+		if err != nil {
+			w.log.Error("audit append failed: requests fail closed", slog.Int("events", len(batch)), slog.String("error", err.Error()))
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		} else {
+			w.appended.Add(int64(len(batch)))
+		}
+		for _, p := range batch {
+			p.err <- err
+		}
+	}
+}
+
+func (w *Writer) write(batch []*pending) error {
+	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
+	defer cancel()
+	return w.store.AppendAudit(ctx, func(headSeq int64, headHash []byte) ([]store.AuditRow, error) {
+		prev := headHash
+		if headSeq == 0 {
+			prev = GenesisHash
+		}
+		rows := make([]store.AuditRow, len(batch))
+		for i, p := range batch {
+			p.ev.Seq = headSeq + int64(i) + 1
+			body := p.ev.Canonical()
+			h := Hash(prev, body)
+			rows[i] = store.AuditRow{
+				Seq: p.ev.Seq, PrevHash: prev, Hash: h, Body: string(body), Time: p.ev.Time,
+				Operation: p.ev.Operation, Caller: p.ev.Caller, TokenDigests: p.ev.TokenDigests,
+			}
+			prev = h
+		}
+		return rows, nil
+	})
+}
+
+// HexHash formats a chain hash.
+func HexHash(h []byte) string { return hex.EncodeToString(h) }

@@ -1,0 +1,138 @@
+package server
+
+import (
+	"context"
+	"encoding/hex"
+	"time"
+
+	"google.golang.org/genproto/googleapis/api/httpbody"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
+
+	"github.com/phivault/tokenizer/internal/audit"
+	"github.com/phivault/tokenizer/internal/errs"
+)
+
+type auditService struct {
+	tokenizerv1.UnimplementedAuditServiceServer
+	s *Server
+}
+
+func (a *auditService) signer() (audit.Signer, error) {
+	sg, ok := a.s.provider.(audit.Signer)
+	if !ok {
+		return nil, errs.New(errs.FailedPrecondition, "the key provider cannot verify checkpoint signatures")
+	}
+	return sg, nil
+}
+
+func (a *auditService) VerifyAudit(ctx context.Context, req *tokenizerv1.VerifyAuditRequest) (*tokenizerv1.VerifyAuditResponse, error) {
+	if req.GetFromSeq() < 0 || req.GetToSeq() < 0 || (req.GetToSeq() > 0 && req.GetToSeq() < req.GetFromSeq()) {
+		return nil, errs.New(errs.InvalidArgument, "from_seq, to_seq: want 0 ≤ from_seq ≤ to_seq (0 for the head)")
+	}
+	sg, err := a.signer()
+	if err != nil {
+		return nil, err
+	}
+	res, err := audit.Verify(ctx, a.s.store, sg, req.GetFromSeq(), req.GetToSeq(), nil)
+	if err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "audit log unavailable")
+	}
+	return &tokenizerv1.VerifyAuditResponse{
+		Ok: res.OK, EventsChecked: res.EventsChecked, CheckpointsChecked: res.CheckpointsChecked,
+		FirstBadSeq: res.FirstBadSeq, Reason: res.Reason, HeadSeq: res.HeadSeq, HeadHash: hex.EncodeToString(res.HeadHash),
+	}, nil
+}
+
+var exportFormats = map[tokenizerv1.ExportFormat]audit.Format{
+	tokenizerv1.ExportFormat_EXPORT_FORMAT_UNSPECIFIED: audit.JSONL,
+	tokenizerv1.ExportFormat_EXPORT_FORMAT_JSONL:       audit.JSONL,
+	tokenizerv1.ExportFormat_EXPORT_FORMAT_CSV:         audit.CSV,
+	tokenizerv1.ExportFormat_EXPORT_FORMAT_FHIR:        audit.FHIR,
+}
+
+// chunkWriter streams an export as HttpBody messages of up to 64 KiB.
+type chunkWriter struct {
+	stream      tokenizerv1.AuditService_ExportAuditServer
+	contentType string
+	buf         []byte
+}
+
+func (c *chunkWriter) Write(p []byte) (int, error) {
+	c.buf = append(c.buf, p...)
+	if len(c.buf) >= 64<<10 {
+		return len(p), c.flush()
+	}
+	return len(p), nil
+}
+
+func (c *chunkWriter) flush() error {
+	if len(c.buf) == 0 {
+		return nil
+	}
+	err := c.stream.Send(&httpbody.HttpBody{ContentType: c.contentType, Data: c.buf})
+	c.buf = nil
+	return err
+}
+
+func (a *auditService) ExportAudit(req *tokenizerv1.ExportAuditRequest, stream tokenizerv1.AuditService_ExportAuditServer) error {
+	f, ok := exportFormats[req.GetFormat()]
+	if !ok {
+		return errs.New(errs.InvalidArgument, "format: want EXPORT_FORMAT_JSONL, EXPORT_FORMAT_CSV or EXPORT_FORMAT_FHIR")
+	}
+	if req.GetFromSeq() < 0 || req.GetToSeq() < 0 {
+		return errs.New(errs.InvalidArgument, "from_seq, to_seq: must not be negative")
+	}
+	// Exporting is itself audited, before any event leaves.
+	_, err := auditedMessage(a.s, stream.Context(), "export_audit", func(context.Context) (struct{}, error) { return struct{}{}, nil })
+	if err != nil {
+		return err
+	}
+	w := &chunkWriter{stream: stream, contentType: f.ContentType()}
+	if err := audit.Export(stream.Context(), a.s.store, f, req.GetFromSeq(), req.GetToSeq(), w); err != nil {
+		return errs.Wrap(errs.Unavailable, err, "audit log unavailable")
+	}
+	return w.flush()
+}
+
+func (a *auditService) ListDisclosures(ctx context.Context, req *tokenizerv1.ListDisclosuresRequest) (*tokenizerv1.ListDisclosuresResponse, error) {
+	rec := audit.RecordFrom(ctx)
+	rec.Items = 1
+	rec.Classes = []string{a.s.classLabel(req.GetClass())}
+	eng, err := a.s.engineReady()
+	if err != nil {
+		return nil, err
+	}
+	digests, err := eng.AuditDigests(req.GetClass(), req.GetToken())
+	if err != nil {
+		return nil, err
+	}
+	var start, end time.Time
+	if req.GetStartTime() != nil {
+		start = req.GetStartTime().AsTime()
+	}
+	if req.GetEndTime() != nil {
+		end = req.GetEndTime().AsTime()
+	}
+	rows, err := a.s.store.Disclosures(ctx, digests, start, end)
+	if err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "audit log unavailable")
+	}
+	resp := &tokenizerv1.ListDisclosuresResponse{}
+	for _, r := range rows {
+		if r.Operation != "detokenize" && r.Operation != "detokenize_stream" {
+			continue // deletions also carry digests; only reveals are disclosures
+		}
+		d, err := audit.Decode(r.Body)
+		if err != nil || d.Outcome != "OK" {
+			continue
+		}
+		resp.Disclosures = append(resp.Disclosures, &tokenizerv1.Disclosure{
+			Seq: r.Seq, Time: timestamppb.New(r.Time), RequestId: d.RequestID, Caller: d.Caller,
+			PurposeOfUse: d.PurposeOfUse, Justification: d.Justification, ClientAddress: d.ClientAddress,
+			BreakGlass: d.BreakGlass, Masked: d.Masked,
+		})
+	}
+	return resp, nil
+}

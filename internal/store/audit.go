@@ -1,0 +1,163 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// auditLock serializes appends to the one audit chain across every replica. It is a
+// transaction-scoped advisory lock, so the service needs no UPDATE right on any audit
+// table (there is no head row to update).
+const auditLock = 7_453_219_002
+
+// AuditRow is one stored audit event.
+type AuditRow struct {
+	Seq          int64
+	PrevHash     []byte
+	Hash         []byte
+	Body         string
+	Time         time.Time
+	Operation    string
+	Caller       string
+	TokenDigests [][]byte
+}
+
+// AppendAudit appends a batch to the chain in one transaction: it takes the chain
+// lock, reads the head, lets build chain the new rows onto it, and inserts them.
+// When it returns nil the rows are durably committed.
+func (s *Store) AppendAudit(ctx context.Context, build func(headSeq int64, headHash []byte) ([]AuditRow, error)) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return classify("begin audit append", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", auditLock); err != nil {
+		return classify("lock audit chain", err)
+	}
+	var seq int64
+	var hash []byte
+	err = tx.QueryRow(ctx, "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1").Scan(&seq, &hash)
+	if err != nil && err != pgx.ErrNoRows {
+		return classify("read audit head", err)
+	}
+	rows, err := build(seq, hash)
+	if err != nil {
+		return err
+	}
+	src := make([][]any, len(rows))
+	for i, r := range rows {
+		digests := r.TokenDigests
+		if digests == nil {
+			digests = [][]byte{}
+		}
+		src[i] = []any{r.Seq, r.PrevHash, r.Hash, r.Body, r.Time, r.Operation, r.Caller, digests}
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_events"},
+		[]string{"seq", "prev_hash", "hash", "body", "time", "operation", "caller", "token_digests"},
+		pgx.CopyFromRows(src)); err != nil {
+		return classify("insert audit events", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return classify("commit audit events", err)
+	}
+	return nil
+}
+
+// AuditHead returns the newest event's seq and hash (0 and nil when empty).
+func (s *Store) AuditHead(ctx context.Context) (int64, []byte, error) {
+	var seq int64
+	var hash []byte
+	err := s.pool.QueryRow(ctx, "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1").Scan(&seq, &hash)
+	if err == pgx.ErrNoRows {
+		return 0, nil, nil
+	}
+	return seq, hash, classify("read audit head", err)
+}
+
+// ReadAudit calls fn for every event with from ≤ seq ≤ to (to 0: no bound), in seq
+// order, streaming.
+func (s *Store) ReadAudit(ctx context.Context, from, to int64, fn func(AuditRow) error) error {
+	if to <= 0 {
+		to = 1<<63 - 1
+	}
+	rows, err := s.pool.Query(ctx, `SELECT seq, prev_hash, hash, body, time, operation, caller, token_digests
+		FROM audit_events WHERE seq BETWEEN $1 AND $2 ORDER BY seq`, from, to)
+	if err != nil {
+		return classify("read audit events", err)
+	}
+	var r AuditRow
+	var fnErr error
+	_, err = pgx.ForEachRow(rows, []any{&r.Seq, &r.PrevHash, &r.Hash, &r.Body, &r.Time, &r.Operation, &r.Caller, &r.TokenDigests}, func() error {
+		fnErr = fn(r)
+		r = AuditRow{}
+		return fnErr
+	})
+	if fnErr != nil {
+		return fnErr
+	}
+	return classify("read audit events", err)
+}
+
+// Checkpoint is a signed statement of the chain head.
+type Checkpoint struct {
+	Seq       int64     `json:"seq"`
+	Hash      []byte    `json:"-"`
+	Time      time.Time `json:"-"`
+	Signature string    `json:"signature"`
+}
+
+// InsertCheckpoint stores a checkpoint.
+func (s *Store) InsertCheckpoint(ctx context.Context, c Checkpoint) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO audit_checkpoints (seq, hash, time, signature) VALUES ($1, $2, $3, $4)
+		ON CONFLICT DO NOTHING`, c.Seq, c.Hash, c.Time, c.Signature)
+	return classify("insert audit checkpoint", err)
+}
+
+// Checkpoints returns the stored checkpoints with from ≤ seq ≤ to (to 0: no bound).
+func (s *Store) Checkpoints(ctx context.Context, from, to int64) ([]Checkpoint, error) {
+	if to <= 0 {
+		to = 1<<63 - 1
+	}
+	rows, err := s.pool.Query(ctx, `SELECT seq, hash, time, signature FROM audit_checkpoints
+		WHERE seq BETWEEN $1 AND $2 ORDER BY seq, time`, from, to)
+	if err != nil {
+		return nil, classify("read audit checkpoints", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Checkpoint, error) {
+		var c Checkpoint
+		err := r.Scan(&c.Seq, &c.Hash, &c.Time, &c.Signature)
+		return c, err
+	})
+	return out, classify("read audit checkpoints", err)
+}
+
+// LastCheckpointSeq returns the highest checkpointed seq, 0 when none.
+func (s *Store) LastCheckpointSeq(ctx context.Context) (int64, error) {
+	var seq *int64
+	err := s.pool.QueryRow(ctx, "SELECT max(seq) FROM audit_checkpoints").Scan(&seq)
+	if err != nil || seq == nil {
+		return 0, classify("read audit checkpoints", err)
+	}
+	return *seq, nil
+}
+
+// Disclosures returns the events whose token digests include any of digests, oldest
+// first, optionally bounded in time.
+func (s *Store) Disclosures(ctx context.Context, digests [][]byte, start, end time.Time) ([]AuditRow, error) {
+	if end.IsZero() {
+		end = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT seq, prev_hash, hash, body, time, operation, caller, token_digests
+		FROM audit_events WHERE token_digests && $1::bytea[] AND time >= $2 AND time < $3 ORDER BY seq`, digests, start, end)
+	if err != nil {
+		return nil, classify("read disclosures", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditRow, error) {
+		var a AuditRow
+		err := r.Scan(&a.Seq, &a.PrevHash, &a.Hash, &a.Body, &a.Time, &a.Operation, &a.Caller, &a.TokenDigests)
+		return a, err
+	})
+	return out, classify("read disclosures", err)
+}
