@@ -95,7 +95,7 @@ func TestGracefulShutdown(t *testing.T) {
 	t.Parallel()
 	db := pgtest.NewDatabase(t)
 	p := startProc(t, []string{"TOKENIZER_DATABASE_URL=" + db, "TOKENIZER_LOG_FORMAT=json"},
-		"serve", "--dev", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
+		"serve", "--dev", "--insecure", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
 	require.Eventually(t, func() bool { return p.field("listening", "admin") != "" }, 30*time.Second, 20*time.Millisecond)
 	waitReady(t, p.field("listening", "admin"))
 
@@ -166,7 +166,7 @@ func TestREADMEExamples(t *testing.T) {
 	require.NoError(t, err, "grpcurl is missing: run `make tools` (make test does)")
 
 	db := pgtest.NewDatabase(t)
-	p := startProc(t, []string{"TOKENIZER_DATABASE_URL=" + db, "TOKENIZER_LOG_FORMAT=json"}, "serve", "--dev")
+	p := startProc(t, []string{"TOKENIZER_DATABASE_URL=" + db, "TOKENIZER_LOG_FORMAT=json"}, "serve", "--dev", "--insecure")
 	waitReady(t, "127.0.0.1:9102")
 
 	script := readmeExamples(t)
@@ -212,16 +212,16 @@ func TestCommandLine(t *testing.T) {
 	assert.Equal(t, 2, code)
 	assert.Contains(t, out, "grpc_addr: want host:port")
 
-	code, out = run(nil, "serve", "--keys-provider", "local")
+	code, out = run(nil, "serve", "--keys-provider", "local", "--insecure")
 	assert.Equal(t, 2, code)
 	assert.Contains(t, out, "keys.provider: the local key provider is for development only")
 
-	code, out = run([]string{"TOKENIZER_LIMITS_MAX_ITEMS=lots"}, "serve", "--dev")
+	code, out = run([]string{"TOKENIZER_LIMITS_MAX_ITEMS=lots"}, "serve", "--dev", "--insecure")
 	assert.Equal(t, 2, code)
 	assert.Contains(t, out, "TOKENIZER_LIMITS_MAX_ITEMS: want a whole number")
 
 	cfg := filepath.Join(t.TempDir(), "bad.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte("dev: true\nclasses:\n  - name: ssn\n    format: ssn\n    mode: sometimes\n"), 0o600))
+	require.NoError(t, os.WriteFile(cfg, []byte("dev: true\ninsecure: true\nclasses:\n  - name: ssn\n    format: ssn\n    mode: sometimes\n"), 0o600))
 	code, out = run(nil, "serve", "--config", cfg)
 	assert.Equal(t, 2, code)
 	assert.Contains(t, out, `classes[0]: class ssn: mode "sometimes"`)
@@ -229,7 +229,7 @@ func TestCommandLine(t *testing.T) {
 	db := pgtest.NewDatabase(t)
 	code, out = run([]string{"TOKENIZER_DATABASE_URL=" + db}, "migrate")
 	assert.Equal(t, 0, code, out)
-	assert.Contains(t, out, "applied migrations [1]")
+	assert.Contains(t, out, "applied migrations [1 2]")
 	code, out = run([]string{"TOKENIZER_DATABASE_URL=" + db}, "migrate")
 	assert.Equal(t, 0, code, out)
 	assert.Contains(t, out, "up to date")
@@ -248,7 +248,7 @@ func TestStaticTokensAcrossTwoProcesses(t *testing.T) {
 	var procs []*proc
 	for range 2 {
 		p := startProc(t, []string{"TOKENIZER_DATABASE_URL=" + db, "TOKENIZER_LOG_FORMAT=json", "TOKENIZER_KEYS_LOCAL_FILE=" + keyFile},
-			"serve", "--dev", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
+			"serve", "--dev", "--insecure", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
 		require.Eventually(t, func() bool { return p.field("listening", "admin") != "" }, 30*time.Second, 20*time.Millisecond)
 		waitReady(t, p.field("listening", "admin"))
 		procs = append(procs, p)
@@ -319,6 +319,7 @@ func TestAuditCommands(t *testing.T) {
 	db := pgtest.NewDatabase(t)
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer.yaml"), []byte(fmt.Sprintf(`dev: true
+insecure: true
 grpc_addr: 127.0.0.1:0
 http_addr: 127.0.0.1:0
 admin_addr: 127.0.0.1:0

@@ -13,6 +13,8 @@ type Record struct {
 	Justification string
 	BreakGlass    bool
 	Masked        bool
+	// Denied lists per-item refusals ("class mrn: detokenize"), for the event's reason.
+	Denied []string
 	// Audited is set by stream handlers that append their own events, per message.
 	Audited bool
 }

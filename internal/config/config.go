@@ -32,10 +32,16 @@ type Config struct {
 
 	// Dev enables development mode: the local key provider, migrations at start, the
 	// tokenizer database created if missing, text logs.
-	Dev       bool   `yaml:"dev" usage:"development mode: local keys, auto-migrate, text logs (not for PHI)"`
+	Dev bool `yaml:"dev" usage:"development mode: local keys, auto-migrate, text logs (not for PHI)"`
+	// Insecure serves plaintext and gives every caller the identity dev with the
+	// development policy. It is separate from Dev (development keys).
+	Insecure  bool   `yaml:"insecure" usage:"plaintext, every caller is dev with the development policy (never for PHI)"`
 	GRPCAddr  string `yaml:"grpc_addr" usage:"gRPC listen address"`
 	HTTPAddr  string `yaml:"http_addr" usage:"REST gateway listen address"`
 	AdminAddr string `yaml:"admin_addr" usage:"admin listen address (/metrics, /healthz, /readyz)"`
+
+	TLS        TLSConfig `yaml:"tls"`
+	PolicyFile string    `yaml:"policy_file" usage:"policy file (YAML): who may do what; reloaded on SIGHUP and on change"`
 
 	Log      LogConfig      `yaml:"log"`
 	Database DatabaseConfig `yaml:"database"`
@@ -49,6 +55,13 @@ type Config struct {
 	// Classes are the token classes; when none are configured the development set
 	// (DefaultClasses) is served.
 	Classes []tokenizer.ClassConfig `yaml:"classes" flag:"-"`
+}
+
+// TLSConfig is the mTLS of the gRPC and REST ports.
+type TLSConfig struct {
+	CertFile     string `yaml:"cert_file" usage:"server certificate (PEM), reloaded on change"`
+	KeyFile      string `yaml:"key_file" usage:"server private key (PEM), reloaded on change"`
+	ClientCAFile string `yaml:"client_ca_file" usage:"CA bundle that client certificates must chain to, reloaded on change"`
 }
 
 // LogConfig sets up logging.

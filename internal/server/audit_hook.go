@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -69,6 +71,9 @@ func (s *Server) audit(ctx context.Context, op string, rec *audit.Record, err er
 	}
 	if err != nil {
 		ev.Reason = status.Convert(err).Message()
+	} else if len(rec.Denied) > 0 {
+		slices.Sort(rec.Denied)
+		ev.Reason = "denied by policy: " + strings.Join(slices.Compact(rec.Denied), ", ")
 	}
 	if aerr := s.auditSink.Append(ctx, ev); aerr != nil {
 		s.log.ErrorContext(ctx, "audit append failed", slog.String("operation", op), slog.String("request_id", requestID(ctx)))

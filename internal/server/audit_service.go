@@ -12,6 +12,7 @@ import (
 
 	"github.com/phivault/tokenizer/internal/audit"
 	"github.com/phivault/tokenizer/internal/errs"
+	"github.com/phivault/tokenizer/internal/policy"
 )
 
 type auditService struct {
@@ -30,6 +31,9 @@ func (a *auditService) signer() (audit.Signer, error) {
 func (a *auditService) VerifyAudit(ctx context.Context, req *tokenizerv1.VerifyAuditRequest) (*tokenizerv1.VerifyAuditResponse, error) {
 	if req.GetFromSeq() < 0 || req.GetToSeq() < 0 || (req.GetToSeq() > 0 && req.GetToSeq() < req.GetFromSeq()) {
 		return nil, errs.New(errs.InvalidArgument, "from_seq, to_seq: want 0 ≤ from_seq ≤ to_seq (0 for the head)")
+	}
+	if err := requireOp(ctx, policy.OpAuditVerify); err != nil {
+		return nil, err
 	}
 	sg, err := a.signer()
 	if err != nil {
@@ -84,6 +88,9 @@ func (a *auditService) ExportAudit(req *tokenizerv1.ExportAuditRequest, stream t
 	if req.GetFromSeq() < 0 || req.GetToSeq() < 0 {
 		return errs.New(errs.InvalidArgument, "from_seq, to_seq: must not be negative")
 	}
+	if err := requireOp(stream.Context(), policy.OpAuditExport); err != nil {
+		return err
+	}
 	// Exporting is itself audited, before any event leaves.
 	_, err := auditedMessage(a.s, stream.Context(), "export_audit", func(context.Context) (struct{}, error) { return struct{}{}, nil })
 	if err != nil {
@@ -100,6 +107,9 @@ func (a *auditService) ListDisclosures(ctx context.Context, req *tokenizerv1.Lis
 	rec := audit.RecordFrom(ctx)
 	rec.Items = 1
 	rec.Classes = []string{a.s.classLabel(req.GetClass())}
+	if err := requireOp(ctx, policy.OpDisclosures); err != nil {
+		return nil, err
+	}
 	eng, err := a.s.engineReady()
 	if err != nil {
 		return nil, err

@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/textproto"
+	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
@@ -75,10 +78,28 @@ func (m *safeJSON) NewDecoder(r io.Reader) runtime.Decoder {
 }
 
 func headerIn(key string) (string, bool) {
-	if textproto.CanonicalMIMEHeaderKey(key) == "X-Request-Id" {
+	k := textproto.CanonicalMIMEHeaderKey(key)
+	if k == "X-Request-Id" {
 		return "x-request-id", true
 	}
+	// Never let a client set the identity the gateway forwards.
+	if strings.HasSuffix(strings.ToLower(k), identityHeader) {
+		return "", false
+	}
 	return runtime.DefaultHeaderMatcher(key)
+}
+
+// forwardIdentity passes the REST client's verified certificate identity to the
+// in-memory gRPC server.
+func forwardIdentity(_ context.Context, r *http.Request) metadata.MD {
+	if r.TLS == nil {
+		return nil
+	}
+	id, err := identityOf(r.TLS)
+	if err != nil {
+		return nil
+	}
+	return metadata.Pairs(identityHeader, id)
 }
 
 func headerOut(key string) (string, bool) {
@@ -88,10 +109,12 @@ func headerOut(key string) (string, bool) {
 	return runtime.MetadataHeaderPrefix + key, true
 }
 
-// gatewayHandler is the REST mapping. It dials this server's own gRPC port, so that
-// authentication, metrics, authorization and audit run for REST exactly as for gRPC.
-func (s *Server) gatewayHandler(ctx context.Context, grpcAddr string) (http.Handler, error) {
-	conn, err := grpc.NewClient(grpcAddr,
+// gatewayHandler is the REST mapping. It dials this server's in-memory gRPC server,
+// which runs the same interceptors, so that authentication, metrics, authorization and
+// audit run for REST exactly as for gRPC.
+func (s *Server) gatewayHandler(ctx context.Context) (http.Handler, error) {
+	conn, err := grpc.NewClient("passthrough:///tokenizer-internal",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.inmem.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(s.cfg.Limits.MaxMessageBytes+(1<<20)), grpc.MaxCallSendMsgSize(s.cfg.Limits.MaxMessageBytes)),
 	)
@@ -113,6 +136,7 @@ func (s *Server) gatewayHandler(ctx context.Context, grpcAddr string) (http.Hand
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, codec),
 		runtime.WithIncomingHeaderMatcher(headerIn),
 		runtime.WithOutgoingHeaderMatcher(headerOut),
+		runtime.WithMetadata(forwardIdentity),
 	)
 	if err := tokenizerv1.RegisterTokenizerServiceHandler(ctx, gw, conn); err != nil {
 		return nil, err

@@ -16,6 +16,10 @@ type metrics struct {
 	ready    prometheus.Gauge
 
 	auditFailures prometheus.Counter
+	policyReloads *prometheus.CounterVec
+	breakGlass    prometheus.Counter
+	anomalies     *prometheus.CounterVec
+	rateLimited   *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -45,7 +49,21 @@ func newMetrics() *metrics {
 		Namespace: "tokenizer", Subsystem: "audit", Name: "append_failures_total",
 		Help: "Requests failed closed because their audit event could not be written.",
 	})
+	m.policyReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "tokenizer", Subsystem: "policy", Name: "reloads_total", Help: "Policy reloads, by result.",
+	}, []string{"result"})
+	m.breakGlass = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "tokenizer", Name: "break_glass_reveals_total", Help: "Detokenize requests with purpose ETREAT (break-glass) that were allowed.",
+	})
+	// The principal label is a policy entry's ID: a bounded set from the policy file.
+	m.anomalies = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "tokenizer", Name: "reveal_anomalies_total", Help: "Times a principal revealed more values in a minute than its threshold.",
+	}, []string{"principal"})
+	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "tokenizer", Name: "rate_limited_total", Help: "Requests refused by a principal's rate limit.",
+	}, []string{"principal"})
 	m.registry.MustRegister(m.requests, m.duration, m.items, m.panics, m.ready, m.auditFailures,
+		m.policyReloads, m.breakGlass, m.anomalies, m.rateLimited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

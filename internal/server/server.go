@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -12,16 +13,20 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/test/bufconn"
 
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 
@@ -29,6 +34,7 @@ import (
 	"github.com/phivault/tokenizer/internal/config"
 	"github.com/phivault/tokenizer/internal/errs"
 	"github.com/phivault/tokenizer/internal/keys"
+	"github.com/phivault/tokenizer/internal/policy"
 	"github.com/phivault/tokenizer/internal/store"
 	"github.com/phivault/tokenizer/internal/tokenizer"
 )
@@ -51,8 +57,12 @@ type Server struct {
 	// initErr is why the service is not ready yet, for /readyz and logs.
 	initErr atomic.Pointer[string]
 
-	grpc   *grpc.Server
-	health *health.Server
+	grpc     *grpc.Server // the network port
+	internal *grpc.Server // in memory, for the REST gateway only
+	inmem    *bufconn.Listener
+	health   *health.Server
+	certs    *certs
+	policies *policy.Store
 
 	auditSink audit.Sink
 	writer    *audit.Writer
@@ -91,16 +101,46 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, provider key
 		o(s)
 	}
 
-	s.health = health.NewServer()
-	s.grpc = grpc.NewServer(
-		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
-		grpc.ChainStreamInterceptor(s.streamInterceptor),
+	names := make([]string, len(classes))
+	for i, c := range classes {
+		names[i] = c.Name
+	}
+	var fixed *policy.Policy
+	if cfg.Insecure {
+		fixed = policy.Dev()
+		log.Warn("INSECURE MODE: plaintext, and every caller is \"dev\" with the development policy. Never for PHI")
+	}
+	if s.policies, err = policy.NewStore(cfg.PolicyFile, names, fixed); err != nil {
+		st.Close()
+		return nil, err
+	}
+	opts2 := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.Limits.MaxMessageBytes),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute}),
-	)
-	tokenizerv1.RegisterTokenizerServiceServer(s.grpc, &tokenizerService{s: s})
-	tokenizerv1.RegisterAuditServiceServer(s.grpc, &auditService{s: s})
-	healthpb.RegisterHealthServer(s.grpc, s.health)
+	}
+	if !cfg.Insecure {
+		if s.certs, err = newCerts(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile, log); err != nil {
+			st.Close()
+			return nil, err
+		}
+		opts2 = append(opts2, grpc.Creds(credentials.NewTLS(s.certs.config("h2"))))
+	}
+	s.health = health.NewServer()
+	s.grpc = grpc.NewServer(append(opts2,
+		grpc.ChainUnaryInterceptor(s.unaryInterceptor(false)),
+		grpc.ChainStreamInterceptor(s.streamInterceptor(false)))...)
+	// The gateway's own server: reachable only in memory, so the identity the gateway
+	// forwards in metadata (verified from the REST client's certificate) can be trusted.
+	s.internal = grpc.NewServer(
+		grpc.MaxRecvMsgSize(cfg.Limits.MaxMessageBytes),
+		grpc.ChainUnaryInterceptor(s.unaryInterceptor(true)),
+		grpc.ChainStreamInterceptor(s.streamInterceptor(true)))
+	s.inmem = bufconn.Listen(1 << 20)
+	for _, g := range []*grpc.Server{s.grpc, s.internal} {
+		tokenizerv1.RegisterTokenizerServiceServer(g, &tokenizerService{s: s})
+		tokenizerv1.RegisterAuditServiceServer(g, &auditService{s: s})
+		healthpb.RegisterHealthServer(g, s.health)
+	}
 	reflection.Register(s.grpc)
 	s.setServing(false)
 
@@ -206,6 +246,34 @@ func (s *Server) initialize(ctx context.Context) error {
 	return nil
 }
 
+// watchPolicy reloads the policy file on SIGHUP and when it changes on disk. A file
+// that does not load keeps the policy in force, and the log says why.
+func (s *Server) watchPolicy(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		case <-tick.C:
+			if !s.policies.Changed() {
+				continue
+			}
+		}
+		if err := s.policies.Reload(); err != nil {
+			s.log.Error("policy reload failed; keeping the policy in force", slog.String("error", err.Error()))
+			s.metrics.policyReloads.WithLabelValues("failed").Inc()
+			continue
+		}
+		s.log.Info("policy reloaded")
+		s.metrics.policyReloads.WithLabelValues("ok").Inc()
+	}
+}
+
 // startCheckpoints signs the audit chain head periodically.
 func (s *Server) startCheckpoints(ctx context.Context) {
 	signer, ok := s.provider.(audit.Signer)
@@ -305,12 +373,17 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("listening", slog.String("grpc", a.GRPC), slog.String("http", a.HTTP), slog.String("admin", a.Admin),
 		slog.Bool("dev", s.cfg.Dev), slog.String("key_provider", s.provider.Name()))
 
-	gw, err := s.gatewayHandler(ctx, a.GRPC)
+	gw, err := s.gatewayHandler(ctx)
 	if err != nil {
 		s.closeListeners()
 		return err
 	}
 	httpSrv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
+	httpLis := s.httpLis
+	if s.certs != nil {
+		httpLis = tls.NewListener(s.httpLis, s.certs.config("h2", "http/1.1"))
+	}
+	go s.watchPolicy(ctx)
 	adminSrv := &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 
 	initCtx, stopInit := context.WithCancel(ctx)
@@ -329,7 +402,8 @@ func (s *Server) Run(ctx context.Context) error {
 		}()
 	}
 	serve("grpc", func() error { return s.grpc.Serve(s.grpcLis) })
-	serve("http", func() error { return httpSrv.Serve(s.httpLis) })
+	serve("grpc-internal", func() error { return s.internal.Serve(s.inmem) })
+	serve("http", func() error { return httpSrv.Serve(httpLis) })
 	serve("admin", func() error { return adminSrv.Serve(s.adminLis) })
 
 	var runErr error
@@ -351,6 +425,7 @@ func (s *Server) Run(ctx context.Context) error {
 	stopped := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()
+		s.internal.GracefulStop()
 		close(stopped)
 	}()
 	select {
@@ -358,6 +433,7 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-sctx.Done():
 		s.log.Warn("gRPC requests did not finish in time; stopping them")
 		s.grpc.Stop()
+		s.internal.Stop()
 	}
 	_ = adminSrv.Shutdown(sctx)
 	wg.Wait()

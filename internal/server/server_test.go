@@ -102,6 +102,7 @@ func (e *env) start(t testing.TB, waitReady bool, opts ...server.Option) *runnin
 	cfg.Keys.Provider, cfg.Keys.LocalFile = "local", e.keyFile
 	cfg.Keys.CheckInterval, cfg.Keys.ReloadInterval = 100*time.Millisecond, 200*time.Millisecond
 	cfg.Audit.CheckpointSink = "none"
+	cfg.Insecure = true
 	if e.vaultAddr != "" {
 		cfg.Keys.Provider = "vault"
 		cfg.Keys.Vault = vault.Config{Address: e.vaultAddr, Token: vaulttest.RootToken, Timeout: time.Second, MaxRetries: 1}

@@ -52,6 +52,9 @@ func (t *tokenizerService) Tokenize(ctx context.Context, req *tokenizerv1.Tokeni
 	if err != nil {
 		return nil, err
 	}
+	if err := requireAnyClass(ctx, "tokenize", policy.OpTokenize); err != nil {
+		return nil, err
+	}
 	items := make([]tokenizer.TokenizeItem, len(req.GetItems()))
 	for i, it := range req.GetItems() {
 		items[i] = tokenizer.TokenizeItem{Class: it.GetClass(), Value: it.GetValue(), Scope: it.GetScope()}
@@ -68,9 +71,28 @@ func (t *tokenizerService) Tokenize(ctx context.Context, req *tokenizerv1.Tokeni
 	for _, it := range items {
 		rec.Classes = append(rec.Classes, t.s.classLabel(it.Class))
 	}
-	results, err := eng.Tokenize(ctx, items, ttl.AsDuration())
-	if err != nil {
-		return nil, err
+	if len(items) > t.s.cfg.Limits.MaxItems {
+		return nil, errs.New(errs.InvalidArgument, "items: %d items exceed the limit of %d per request", len(items), t.s.cfg.Limits.MaxItems)
+	}
+	pr := principalFrom(ctx)
+	results := make([]tokenizer.TokenizeResult, len(items))
+	var allowed []int
+	for i, it := range items {
+		if t.s.isClass(it.Class) && !pr.Can(it.Class, policy.OpTokenize) {
+			results[i].Err = itemDenied(it.Class, "tokenize")
+			rec.Denied = append(rec.Denied, "class "+it.Class+": tokenize")
+			continue
+		}
+		allowed = append(allowed, i)
+	}
+	if len(allowed) > 0 || len(items) == 0 {
+		got, err := eng.Tokenize(ctx, subset(items, allowed), ttl.AsDuration())
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range allowed {
+			results[i] = got[k]
+		}
 	}
 	resp := &tokenizerv1.TokenizeResponse{Results: make([]*tokenizerv1.TokenizeResult, len(results))}
 	classes := make([]string, len(results))
@@ -129,13 +151,49 @@ func (t *tokenizerService) Detokenize(ctx context.Context, req *tokenizerv1.Deto
 	if err := checkPurpose(req); err != nil {
 		return nil, err
 	}
+	if err := t.s.authorizePurpose(ctx, req.GetPurposeOfUse(), req.GetJustification()); err != nil {
+		return nil, err
+	}
+	if err := requireAnyClass(ctx, "detokenize", policy.OpDetokenize, policy.OpDetokenizeMasked); err != nil {
+		return nil, err
+	}
 	items := make([]tokenizer.DetokenizeItem, len(req.GetItems()))
 	for i, it := range req.GetItems() {
 		items[i] = tokenizer.DetokenizeItem{Class: it.GetClass(), Token: it.GetToken()}
 	}
-	results, err := eng.Detokenize(ctx, items)
-	if err != nil {
-		return nil, err
+	if len(items) > t.s.cfg.Limits.MaxItems {
+		return nil, errs.New(errs.InvalidArgument, "items: %d items exceed the limit of %d per request", len(items), t.s.cfg.Limits.MaxItems)
+	}
+	// Per item: the full value, the masked value, or PERMISSION_DENIED.
+	pr := principalFrom(ctx)
+	results := make([]tokenizer.DetokenizeResult, len(items))
+	masked := make([]bool, len(items))
+	var allowed []int
+	for i, it := range items {
+		if t.s.isClass(it.Class) && !pr.Can(it.Class, policy.OpDetokenize) {
+			if !pr.Can(it.Class, policy.OpDetokenizeMasked) {
+				results[i].Err = itemDenied(it.Class, "detokenize")
+				rec.Denied = append(rec.Denied, "class "+it.Class+": detokenize")
+				continue
+			}
+			masked[i] = true
+		}
+		allowed = append(allowed, i)
+	}
+	if len(allowed) > 0 || len(items) == 0 {
+		got, err := eng.Detokenize(ctx, subset(items, allowed))
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range allowed {
+			results[i] = got[k]
+			if masked[i] && got[k].Err == nil {
+				results[i].Value = eng.Mask(items[i].Class, got[k].Value)
+			}
+		}
+	}
+	if rec.BreakGlass {
+		t.s.metrics.breakGlass.Inc()
 	}
 	resp := &tokenizerv1.DetokenizeResponse{Results: make([]*tokenizerv1.DetokenizeResult, len(results))}
 	classes := make([]string, len(results))
@@ -146,13 +204,15 @@ func (t *tokenizerService) Detokenize(ctx context.Context, req *tokenizerv1.Deto
 			out.Error = t.itemStatus(ctx, r.Err)
 			rec.ItemsFailed++
 		} else {
-			out.Value = r.Value
+			out.Value, out.Masked = r.Value, masked[i]
 			rec.TokenDigests = append(rec.TokenDigests, r.Digest)
+			rec.Masked = rec.Masked || masked[i]
 		}
 		resp.Results[i] = out
 		classes[i], errList[i] = items[i].Class, r.Err
 	}
 	t.countItems("detokenize", classes, errList)
+	t.s.countReveals(ctx, len(rec.TokenDigests))
 	return resp, nil
 }
 
@@ -203,18 +263,40 @@ func (t *tokenizerService) DeleteTokens(ctx context.Context, req *tokenizerv1.De
 	if err != nil {
 		return nil, err
 	}
+	if err := requireAnyClass(ctx, "delete tokens", policy.OpDelete); err != nil {
+		return nil, err
+	}
 	items := make([]tokenizer.DeleteItem, len(req.GetItems()))
 	for i, it := range req.GetItems() {
 		items[i] = tokenizer.DeleteItem{Class: it.GetClass(), Token: it.GetToken(), Value: it.GetValue(), Scope: it.GetScope()}
+	}
+	if len(items) > t.s.cfg.Limits.MaxItems {
+		return nil, errs.New(errs.InvalidArgument, "items: %d items exceed the limit of %d per request", len(items), t.s.cfg.Limits.MaxItems)
 	}
 	rec := audit.RecordFrom(ctx)
 	rec.Items = len(items)
 	for _, it := range items {
 		rec.Classes = append(rec.Classes, t.s.classLabel(it.Class))
 	}
-	results, err := eng.DeleteTokens(ctx, items)
-	if err != nil {
-		return nil, err
+	pr := principalFrom(ctx)
+	results := make([]tokenizer.DeleteResult, len(items))
+	var allowed []int
+	for i, it := range items {
+		if t.s.isClass(it.Class) && !pr.Can(it.Class, policy.OpDelete) {
+			results[i].Err = itemDenied(it.Class, "delete")
+			rec.Denied = append(rec.Denied, "class "+it.Class+": delete")
+			continue
+		}
+		allowed = append(allowed, i)
+	}
+	if len(allowed) > 0 || len(items) == 0 {
+		got, err := eng.DeleteTokens(ctx, subset(items, allowed))
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range allowed {
+			results[i] = got[k]
+		}
 	}
 	resp := &tokenizerv1.DeleteTokensResponse{Results: make([]*tokenizerv1.DeleteResult, len(results))}
 	for i, r := range results {
@@ -230,7 +312,10 @@ func (t *tokenizerService) DeleteTokens(ctx context.Context, req *tokenizerv1.De
 	return resp, nil
 }
 
-func (t *tokenizerService) ListClasses(context.Context, *tokenizerv1.ListClassesRequest) (*tokenizerv1.ListClassesResponse, error) {
+func (t *tokenizerService) ListClasses(ctx context.Context, _ *tokenizerv1.ListClassesRequest) (*tokenizerv1.ListClassesResponse, error) {
+	if principalFrom(ctx) == nil {
+		return nil, errs.New(errs.PermissionDenied, "caller %s has no entry in the policy", callerID(ctx))
+	}
 	resp := &tokenizerv1.ListClassesResponse{}
 	classes := slices.Clone(t.s.classes)
 	slices.SortFunc(classes, func(a, b *tokenizer.Class) int { return strings.Compare(a.Name, b.Name) })

@@ -46,6 +46,9 @@ type ClassConfig struct {
 	MaxLength       int   `yaml:"max_length"`
 	// EmailDomain is "keep" (default) or "tokenize", for the email format.
 	EmailDomain string `yaml:"email_domain"`
+	// MaskKeepLast is how many trailing tokenizable characters a masked reveal shows
+	// (default 4: ***-**-6789); the rest become *.
+	MaskKeepLast *int `yaml:"mask_keep_last"`
 }
 
 // Class is a compiled token class.
@@ -131,6 +134,13 @@ func Compile(cfg ClassConfig) (*Class, error) {
 	}
 	d := f.Distinguishable()
 	cfg.Distinguishable = &d
+	if cfg.MaskKeepLast == nil {
+		keep := 4
+		cfg.MaskKeepLast = &keep
+	}
+	if *cfg.MaskKeepLast < 0 {
+		return nil, fmt.Errorf("class %s: mask_keep_last must not be negative", cfg.Name)
+	}
 	c := &Class{ClassConfig: cfg, format: f}
 	if cfg.Generator == FPE {
 		if err := checkFPEDomain(c); err != nil {

@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/phivault/tokenizer/internal/errs"
+	"github.com/phivault/tokenizer/internal/format"
 	"github.com/phivault/tokenizer/internal/fpe"
 	"github.com/phivault/tokenizer/internal/keys"
 	"github.com/phivault/tokenizer/internal/store"
@@ -213,4 +214,37 @@ func (e *Engine) AuditDigests(class, token string) ([][]byte, error) {
 		return nil, errs.New(errs.Unavailable, "data keys not loaded")
 	}
 	return out, nil
+}
+
+// Mask returns value as a masked reveal of class shows it: every tokenizable character
+// but the last MaskKeepLast becomes *, literals stay (***-**-6789).
+func (e *Engine) Mask(class, value string) string {
+	c, ok := e.classes[class]
+	if !ok {
+		return "***"
+	}
+	p, err := c.format.Parse(value)
+	if err != nil {
+		return "***"
+	}
+	core := make([]rune, len(p.Core))
+	keep := *c.MaskKeepLast
+	for i := range core {
+		core[i] = '*'
+		if i >= len(core)-keep {
+			core[i] = p.Core[i]
+		}
+	}
+	// Render would change the case of letters kept; masked output keeps them as stored.
+	var b []rune
+	j := 0
+	for _, s := range p.Template {
+		if s.Set == format.Literal {
+			b = append(b, s.Lit)
+			continue
+		}
+		b = append(b, core[j])
+		j++
+	}
+	return string(b)
 }
