@@ -20,11 +20,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 
 	"github.com/phivault/tokenizer/internal/testutil/pgtest"
+	"github.com/phivault/tokenizer/internal/testutil/pkitest"
 )
 
 var binary string
@@ -165,8 +167,14 @@ func TestREADMEExamples(t *testing.T) {
 	_, err = exec.LookPath(filepath.Join(tools, "grpcurl"))
 	require.NoError(t, err, "grpcurl is missing: run `make tools` (make test does)")
 
+	// As `make run`: `tokenizer serve` beside the repository's tokenizer.yaml (here with
+	// a fresh database).
 	db := pgtest.NewDatabase(t)
-	p := startProc(t, []string{"TOKENIZER_DATABASE_URL=" + db, "TOKENIZER_LOG_FORMAT=json"}, "serve", "--dev", "--insecure")
+	dir := t.TempDir()
+	yaml, err := os.ReadFile("../../tokenizer.yaml")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer.yaml"), yaml, 0o600))
+	p := startProcIn(t, dir, []string{"TOKENIZER_DATABASE_URL=" + db}, "serve")
 	waitReady(t, "127.0.0.1:9102")
 
 	script := readmeExamples(t)
@@ -405,4 +413,59 @@ func startProcIn(t *testing.T, dir string, env []string, args ...string) *proc {
 	}()
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	return p
+}
+
+// TestPolicyReloadOnSIGHUP serves mTLS from a real process and reloads its policy on
+// SIGHUP. The new file has the old size and modification time, so only the signal
+// can have triggered the reload.
+func TestPolicyReloadOnSIGHUP(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDatabase(t)
+	dir := t.TempDir()
+	ca := pkitest.NewCA(t, "test CA")
+	srv := ca.Issue(t, pkitest.Options{CN: "tokenizer", Server: true})
+	analyst := ca.Issue(t, pkitest.Options{CN: "analyst"})
+	pkitest.Write(t, dir, "server.crt", srv.CertPEM)
+	pkitest.Write(t, dir, "server.key", srv.KeyPEM)
+	pkitest.Write(t, dir, "ca.pem", ca.PEM)
+	masked := "principals:\n  - id: analyst\n    classes:\n      ssn: [tokenize, detokenize_masked]\n    purposes: [TREAT]\n"
+	full := strings.Replace(masked, "detokenize_masked]", "detokenize]       ", 1)
+	require.Equal(t, len(masked), len(full))
+	policyFile := pkitest.Write(t, dir, "policy.yaml", []byte(masked))
+	fi, err := os.Stat(policyFile)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer.yaml"), []byte(fmt.Sprintf(`dev: true
+grpc_addr: 127.0.0.1:0
+http_addr: 127.0.0.1:0
+admin_addr: 127.0.0.1:0
+log: {format: json}
+database: {url: %q}
+tls: {cert_file: server.crt, key_file: server.key, client_ca_file: ca.pem}
+policy_file: policy.yaml
+audit: {checkpoint_sink: none}
+`, db)), 0o600))
+	p := startProcIn(t, dir, nil, "serve")
+	require.Eventually(t, func() bool { return p.field("listening", "admin") != "" }, 30*time.Second, 20*time.Millisecond)
+	waitReady(t, p.field("listening", "admin"))
+	conn, err := grpc.NewClient(p.field("listening", "grpc"), grpc.WithTransportCredentials(credentials.NewTLS(pkitest.ClientConfig(ca, &analyst))))
+	require.NoError(t, err)
+	defer conn.Close()
+	c := tokenizerv1.NewTokenizerServiceClient(conn)
+	tok, err := c.Tokenize(t.Context(), &tokenizerv1.TokenizeRequest{Items: []*tokenizerv1.TokenizeItem{{Class: "ssn", Value: "321-65-4987"}}})
+	require.NoError(t, err)
+	reveal := func() *tokenizerv1.DetokenizeResult {
+		out, err := c.Detokenize(t.Context(), &tokenizerv1.DetokenizeRequest{PurposeOfUse: "TREAT", Items: []*tokenizerv1.DetokenizeItem{{Class: "ssn", Token: tok.Results[0].Token}}})
+		require.NoError(t, err)
+		return out.Results[0]
+	}
+	assert.Equal(t, "***-**-4987", reveal().Value)
+
+	require.NoError(t, os.WriteFile(policyFile, []byte(full), 0o600))
+	require.NoError(t, os.Chtimes(policyFile, fi.ModTime(), fi.ModTime()))
+	time.Sleep(1500 * time.Millisecond)
+	assert.Equal(t, "***-**-4987", reveal().Value, "no reload without the signal")
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool { return reveal().Value == "321-65-4987" }, 10*time.Second, 100*time.Millisecond)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	assert.NoError(t, <-p.done)
 }

@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -62,7 +64,12 @@ type env struct {
 	mutate  func(*config.Config)
 	// vaultAddr, when set, makes the server use the Vault provider at that address.
 	vaultAddr string
+	// tls, when set, serves mTLS with these files; client is the TLS of r.conn.
+	tls    *tlsFiles
+	client *tls.Config
 }
+
+type tlsFiles struct{ cert, key, ca, policy string }
 
 func newEnv(t testing.TB) *env {
 	return &env{dbURL: pgtest.NewDatabase(t), keyFile: filepath.Join(t.TempDir(), "kek.hex"), logs: &syncBuffer{}}
@@ -102,7 +109,11 @@ func (e *env) start(t testing.TB, waitReady bool, opts ...server.Option) *runnin
 	cfg.Keys.Provider, cfg.Keys.LocalFile = "local", e.keyFile
 	cfg.Keys.CheckInterval, cfg.Keys.ReloadInterval = 100*time.Millisecond, 200*time.Millisecond
 	cfg.Audit.CheckpointSink = "none"
-	cfg.Insecure = true
+	cfg.Insecure = e.tls == nil
+	if e.tls != nil {
+		cfg.TLS = config.TLSConfig{CertFile: e.tls.cert, KeyFile: e.tls.key, ClientCAFile: e.tls.ca}
+		cfg.PolicyFile = e.tls.policy
+	}
 	if e.vaultAddr != "" {
 		cfg.Keys.Provider = "vault"
 		cfg.Keys.Vault = vault.Config{Address: e.vaultAddr, Token: vaulttest.RootToken, Timeout: time.Second, MaxRetries: 1}
@@ -133,7 +144,11 @@ func (e *env) start(t testing.TB, waitReady bool, opts ...server.Option) *runnin
 	require.NoError(t, err)
 	r := &running{addrs: srv.Addrs(), cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- srv.Run(ctx) }()
-	r.conn, err = grpc.NewClient(r.addrs.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if e.client != nil {
+		creds = credentials.NewTLS(e.client)
+	}
+	r.conn, err = grpc.NewClient(r.addrs.GRPC, grpc.WithTransportCredentials(creds))
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		cancel()

@@ -48,6 +48,15 @@ func (t *tokenizerService) countItems(op string, classes []string, errors []erro
 }
 
 func (t *tokenizerService) Tokenize(ctx context.Context, req *tokenizerv1.TokenizeRequest) (*tokenizerv1.TokenizeResponse, error) {
+	items := make([]tokenizer.TokenizeItem, len(req.GetItems()))
+	for i, it := range req.GetItems() {
+		items[i] = tokenizer.TokenizeItem{Class: it.GetClass(), Value: it.GetValue(), Scope: it.GetScope()}
+	}
+	rec := audit.RecordFrom(ctx)
+	rec.Items = len(items)
+	for _, it := range items {
+		rec.Classes = append(rec.Classes, t.s.classLabel(it.Class))
+	}
 	eng, err := t.s.engineReady()
 	if err != nil {
 		return nil, err
@@ -55,21 +64,12 @@ func (t *tokenizerService) Tokenize(ctx context.Context, req *tokenizerv1.Tokeni
 	if err := requireAnyClass(ctx, "tokenize", policy.OpTokenize); err != nil {
 		return nil, err
 	}
-	items := make([]tokenizer.TokenizeItem, len(req.GetItems()))
-	for i, it := range req.GetItems() {
-		items[i] = tokenizer.TokenizeItem{Class: it.GetClass(), Value: it.GetValue(), Scope: it.GetScope()}
-	}
 	var ttl durationpb.Duration
 	if req.GetTtl() != nil {
 		if err := req.GetTtl().CheckValid(); err != nil {
 			return nil, errs.New(errs.InvalidArgument, "ttl: not a valid duration")
 		}
 		ttl.Seconds, ttl.Nanos = req.GetTtl().GetSeconds(), req.GetTtl().GetNanos()
-	}
-	rec := audit.RecordFrom(ctx)
-	rec.Items = len(items)
-	for _, it := range items {
-		rec.Classes = append(rec.Classes, t.s.classLabel(it.Class))
 	}
 	if len(items) > t.s.cfg.Limits.MaxItems {
 		return nil, errs.New(errs.InvalidArgument, "items: %d items exceed the limit of %d per request", len(items), t.s.cfg.Limits.MaxItems)
@@ -263,20 +263,20 @@ func (t *tokenizerService) DeleteTokens(ctx context.Context, req *tokenizerv1.De
 	if err != nil {
 		return nil, err
 	}
-	if err := requireAnyClass(ctx, "delete tokens", policy.OpDelete); err != nil {
-		return nil, err
-	}
 	items := make([]tokenizer.DeleteItem, len(req.GetItems()))
 	for i, it := range req.GetItems() {
 		items[i] = tokenizer.DeleteItem{Class: it.GetClass(), Token: it.GetToken(), Value: it.GetValue(), Scope: it.GetScope()}
-	}
-	if len(items) > t.s.cfg.Limits.MaxItems {
-		return nil, errs.New(errs.InvalidArgument, "items: %d items exceed the limit of %d per request", len(items), t.s.cfg.Limits.MaxItems)
 	}
 	rec := audit.RecordFrom(ctx)
 	rec.Items = len(items)
 	for _, it := range items {
 		rec.Classes = append(rec.Classes, t.s.classLabel(it.Class))
+	}
+	if err := requireAnyClass(ctx, "delete tokens", policy.OpDelete); err != nil {
+		return nil, err
+	}
+	if len(items) > t.s.cfg.Limits.MaxItems {
+		return nil, errs.New(errs.InvalidArgument, "items: %d items exceed the limit of %d per request", len(items), t.s.cfg.Limits.MaxItems)
 	}
 	pr := principalFrom(ctx)
 	results := make([]tokenizer.DeleteResult, len(items))
