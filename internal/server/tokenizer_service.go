@@ -216,7 +216,16 @@ func (t *tokenizerService) Detokenize(ctx context.Context, req *tokenizerv1.Deto
 	return resp, nil
 }
 
-func (t *tokenizerService) TokenizeStream(stream tokenizerv1.TokenizerService_TokenizeStreamServer) error {
+// batchStream is a bidirectional stream of batches.
+type batchStream[Req, Resp any] interface {
+	Context() context.Context
+	Recv() (*Req, error)
+	Send(*Resp) error
+}
+
+// serveBatches answers each batch of a stream in order, each with its own audit event
+// written before its response is sent.
+func serveBatches[Req, Resp any](s *Server, stream batchStream[Req, Resp], op string, handle func(context.Context, *Req) (*Resp, error)) error {
 	for {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -225,9 +234,7 @@ func (t *tokenizerService) TokenizeStream(stream tokenizerv1.TokenizerService_To
 		if err != nil {
 			return err
 		}
-		resp, err := auditedMessage(t.s, stream.Context(), "tokenize_stream", func(ctx context.Context) (*tokenizerv1.TokenizeResponse, error) {
-			return t.Tokenize(ctx, req)
-		})
+		resp, err := auditedMessage(s, stream.Context(), op, func(ctx context.Context) (*Resp, error) { return handle(ctx, req) })
 		if err != nil {
 			return err
 		}
@@ -237,25 +244,12 @@ func (t *tokenizerService) TokenizeStream(stream tokenizerv1.TokenizerService_To
 	}
 }
 
+func (t *tokenizerService) TokenizeStream(stream tokenizerv1.TokenizerService_TokenizeStreamServer) error {
+	return serveBatches(t.s, stream, "tokenize_stream", t.Tokenize)
+}
+
 func (t *tokenizerService) DetokenizeStream(stream tokenizerv1.TokenizerService_DetokenizeStreamServer) error {
-	for {
-		req, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		resp, err := auditedMessage(t.s, stream.Context(), "detokenize_stream", func(ctx context.Context) (*tokenizerv1.DetokenizeResponse, error) {
-			return t.Detokenize(ctx, req)
-		})
-		if err != nil {
-			return err
-		}
-		if err := stream.Send(resp); err != nil {
-			return err
-		}
-	}
+	return serveBatches(t.s, stream, "detokenize_stream", t.Detokenize)
 }
 
 func (t *tokenizerService) DeleteTokens(ctx context.Context, req *tokenizerv1.DeleteTokensRequest) (*tokenizerv1.DeleteTokensResponse, error) {

@@ -195,16 +195,9 @@ func (e *Engine) Reencrypt(ctx context.Context, r Reencrypter, batch int) (int, 
 // AuditDigests returns the audit digests a token of class may have been recorded
 // under (one per audit-digest key version), for the accounting of disclosures.
 func (e *Engine) AuditDigests(class, token string) ([][]byte, error) {
-	c, err := e.class(class)
-	if err == nil {
-		err = e.checkText(c, "token", token)
-	}
+	c, p, err := e.parseToken(class, token)
 	if err != nil {
 		return nil, err
-	}
-	p, err := c.format.ParseToken(token)
-	if err != nil {
-		return nil, formatErr(c, "token", err)
 	}
 	var out [][]byte
 	for _, k := range e.keys.All(keys.AuditDigest) {

@@ -147,6 +147,38 @@ func (e *Engine) checkText(c *Class, field, s string) error {
 	return nil
 }
 
+// parseValue resolves the class and parses a value of it; errors are per item.
+func (e *Engine) parseValue(class, value string) (*Class, *format.Parsed, error) {
+	c, err := e.class(class)
+	if err == nil {
+		err = e.checkText(c, "value", value)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := c.format.Parse(value)
+	if err != nil {
+		return nil, nil, formatErr(c, "value", err)
+	}
+	return c, p, nil
+}
+
+// parseToken resolves the class and parses a token of it; errors are per item.
+func (e *Engine) parseToken(class, token string) (*Class, *format.Parsed, error) {
+	c, err := e.class(class)
+	if err == nil {
+		err = e.checkText(c, "token", token)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := c.format.ParseToken(token)
+	if err != nil {
+		return nil, nil, formatErr(c, "token", err)
+	}
+	return c, p, nil
+}
+
 func formatErr(c *Class, field string, err error) error {
 	var fe *format.Error
 	if errors.As(err, &fe) {
@@ -181,20 +213,12 @@ func (e *Engine) Tokenize(ctx context.Context, items []TokenizeItem, ttl time.Du
 	results := make([]TokenizeResult, len(items))
 	var work []*pending
 	for i, it := range items {
-		c, err := e.class(it.Class)
-		if err == nil {
-			err = e.checkText(c, "value", it.Value)
-		}
+		c, p, err := e.parseValue(it.Class, it.Value)
 		if err == nil && len(it.Scope) > 256 {
 			err = errs.New(errs.InvalidArgument, "class %s: scope: at most 256 bytes", c.Name)
 		}
 		if err != nil {
 			results[i].Err = err
-			continue
-		}
-		p, err := c.format.Parse(it.Value)
-		if err != nil {
-			results[i].Err = formatErr(c, "value", err)
 			continue
 		}
 		if c.PreservePrefix+c.PreserveSuffix >= len(p.Core) {
@@ -451,17 +475,9 @@ func (e *Engine) Detokenize(ctx context.Context, items []DetokenizeItem) ([]Deto
 	var wants []want
 	var refs []store.Ref
 	for i, it := range items {
-		c, err := e.class(it.Class)
-		if err == nil {
-			err = e.checkText(c, "token", it.Token)
-		}
+		c, p, err := e.parseToken(it.Class, it.Token)
 		if err != nil {
 			results[i].Err = err
-			continue
-		}
-		p, err := c.format.ParseToken(it.Token)
-		if err != nil {
-			results[i].Err = formatErr(c, "token", err)
 			continue
 		}
 		w := want{idx: i, class: c, norm: p.Normalized}
@@ -549,13 +565,9 @@ func (e *Engine) DeleteTokens(ctx context.Context, items []DeleteItem) ([]Delete
 		case it.Token != "" && it.Value != "":
 			results[i].Err = errs.New(errs.InvalidArgument, "class %s: give token or value, not both", c.Name)
 		case it.Token != "":
-			if err := e.checkText(c, "token", it.Token); err != nil {
-				results[i].Err = err
-				continue
-			}
-			p, err := c.format.ParseToken(it.Token)
+			_, p, err := e.parseToken(it.Class, it.Token)
 			if err != nil {
-				results[i].Err = formatErr(c, "token", err)
+				results[i].Err = err
 				continue
 			}
 			t := target{idx: i, class: c.Name}
@@ -571,13 +583,9 @@ func (e *Engine) DeleteTokens(ctx context.Context, items []DeleteItem) ([]Delete
 				results[i].Err = errs.New(errs.InvalidArgument, "class %s: deleting by value needs a static class; give the token", c.Name)
 				continue
 			}
-			if err := e.checkText(c, "value", it.Value); err != nil {
-				results[i].Err = err
-				continue
-			}
-			p, err := c.format.Parse(it.Value)
+			_, p, err := e.parseValue(it.Class, it.Value)
 			if err != nil {
-				results[i].Err = formatErr(c, "value", err)
+				results[i].Err = err
 				continue
 			}
 			for _, k := range fpKeys {

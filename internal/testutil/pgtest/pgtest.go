@@ -60,16 +60,23 @@ func NewDatabase(tb testing.TB) string {
 	return u.String()
 }
 
+// connect opens a connection for the duration of one helper call.
+func connect(tb testing.TB, dbURL string) (context.Context, *pgx.Conn, func()) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		cancel()
+		tb.Fatalf("pgtest: connect: %v", err)
+	}
+	return ctx, conn, func() { conn.Close(ctx); cancel() }
+}
+
 // Exec runs sql on the database at dbURL, as the test's superuser.
 func Exec(tb testing.TB, dbURL, sql string, args ...any) {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		tb.Fatalf("pgtest: connect: %v", err)
-	}
-	defer conn.Close(ctx)
+	ctx, conn, done := connect(tb, dbURL)
+	defer done()
 	if _, err := conn.Exec(ctx, sql, args...); err != nil {
 		tb.Fatalf("pgtest: exec: %v", err)
 	}
@@ -78,13 +85,8 @@ func Exec(tb testing.TB, dbURL, sql string, args ...any) {
 // Dump returns every row of every table in the public schema, as text, for searching.
 func Dump(tb testing.TB, dbURL string) string {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		tb.Fatalf("pgtest: connect: %v", err)
-	}
-	defer conn.Close(ctx)
+	ctx, conn, done := connect(tb, dbURL)
+	defer done()
 	rows, err := conn.Query(ctx, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
 	if err != nil {
 		tb.Fatalf("pgtest: list tables: %v", err)
@@ -109,13 +111,8 @@ func Dump(tb testing.TB, dbURL string) string {
 // Count returns the single integer a query yields.
 func Count(tb testing.TB, dbURL, query string, args ...any) int64 {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		tb.Fatalf("pgtest: connect: %v", err)
-	}
-	defer conn.Close(ctx)
+	ctx, conn, done := connect(tb, dbURL)
+	defer done()
 	var n int64
 	if err := conn.QueryRow(ctx, query, args...).Scan(&n); err != nil {
 		tb.Fatalf("pgtest: count: %v", err)
