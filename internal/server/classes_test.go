@@ -71,12 +71,22 @@ func TestEveryClassOverGRPCAndRESTWithVault(t *testing.T) {
 	v := vaulttest.Start(t)
 	e := newEnv(t)
 	e.vaultAddr = v.Addr
+	e.mutate = func(c *config.Config) { c.Audit.CheckpointEvery = 2 }
 	r := e.start(t, true)
 	tokens := tokenizeAll(t, r, "")
 	for i, s := range samples {
 		assert.Regexp(t, s.token, tokens[i], s.class)
 		assert.NotEqual(t, s.value, tokens[i], s.class)
 	}
+	defer func() {
+		// The audit chain's checkpoints are signed by the Vault Transit ed25519 key.
+		require.Eventually(t, func() bool {
+			res, err := r.audit().VerifyAudit(t.Context(), &tokenizerv1.VerifyAuditRequest{})
+			return err == nil && res.Ok && res.CheckpointsChecked > 0
+		}, 15*time.Second, 200*time.Millisecond, "a Vault-signed checkpoint verifies")
+		rows := pgtest.Count(t, e.dbURL, "SELECT count(*) FROM audit_checkpoints WHERE signature LIKE 'vault:v1:%'")
+		assert.Positive(t, rows)
+	}()
 
 	// Detokenize every token over REST.
 	var items []map[string]string

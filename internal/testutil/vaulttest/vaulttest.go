@@ -175,9 +175,8 @@ func (s *Server) RotateKEK(tb testing.TB) {
 	s.mustWrite(tb, "transit/keys/"+KEK+"/rotate", nil)
 }
 
-// AppRole enables AppRole auth with a role allowed to use the service's Transit keys
-// and returns its role ID and a secret ID. tokenTTL bounds the tokens it issues.
-func (s *Server) AppRole(tb testing.TB, tokenTTL string) (roleID, secretID string) {
+// ServicePolicy writes the Vault policy "tokenizer": what the service needs of Transit.
+func (s *Server) ServicePolicy(tb testing.TB) {
 	tb.Helper()
 	policy := fmt.Sprintf(`
 path "transit/datakey/wrapped/%[1]s" { capabilities = ["update"] }
@@ -189,6 +188,13 @@ path "transit/verify/%[2]s" { capabilities = ["update"] }
 	if err := s.Client.Sys().PutPolicy("tokenizer", policy); err != nil {
 		tb.Fatalf("vaulttest: policy: %v", err)
 	}
+}
+
+// AppRole enables AppRole auth with a role allowed to use the service's Transit keys
+// and returns its role ID and a secret ID. tokenTTL bounds the tokens it issues.
+func (s *Server) AppRole(tb testing.TB, tokenTTL string) (roleID, secretID string) {
+	tb.Helper()
+	s.ServicePolicy(tb)
 	if err := s.Client.Sys().EnableAuthWithOptions("approle", &api.EnableAuthOptions{Type: "approle"}); err != nil && !strings.Contains(err.Error(), "path is already in use") {
 		tb.Fatalf("vaulttest: enable approle: %v", err)
 	}
