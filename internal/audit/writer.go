@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -134,6 +133,3 @@ func (w *Writer) write(batch []*pending) error {
 		return rows, nil
 	})
 }
-
-// HexHash formats a chain hash.
-func HexHash(h []byte) string { return hex.EncodeToString(h) }

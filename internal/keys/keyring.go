@@ -67,9 +67,6 @@ func NewKeyring(p Provider, s Store) *Keyring {
 	return &Keyring{provider: p, store: s, keys: map[Purpose][]Key{}}
 }
 
-// Provider returns the provider that wraps this keyring's keys.
-func (k *Keyring) Provider() Provider { return k.provider }
-
 // Ensure loads every stored key and creates version 1 of each purpose that has none.
 // Several replicas may run it at once: creation is an insert-if-absent, then a reload.
 func (k *Keyring) Ensure(ctx context.Context, purposes ...Purpose) error {

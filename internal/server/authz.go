@@ -41,13 +41,42 @@ func itemDenied(class, op string) error {
 	return errs.New(errs.PermissionDenied, "class %s: caller may not %s", class, op)
 }
 
-// subset returns the items at idx.
-func subset[T any](items []T, idx []int) []T {
-	out := make([]T, len(idx))
-	for i, j := range idx {
-		out[i] = items[j]
+// permitted authorizes a class operation item by item: it returns the indexes of the
+// items the caller may proceed with, and for the others a PERMISSION_DENIED (recorded
+// for the audit event). Unknown classes proceed, for the engine to refuse as such.
+func (s *Server) permitted(ctx context.Context, rec *audit.Record, classes []string, op string) (allowed []int, denied []error) {
+	pr := principalFrom(ctx)
+	denied = make([]error, len(classes))
+	for i, c := range classes {
+		if s.isClass(c) && !pr.Can(c, op) {
+			denied[i] = itemDenied(c, op)
+			rec.Denied = append(rec.Denied, "class "+c+": "+op)
+			continue
+		}
+		allowed = append(allowed, i)
 	}
-	return out
+	return allowed, denied
+}
+
+// runAllowed calls the engine with the allowed items only and puts each result back at
+// its item's place. With no items at all it still calls, so that the engine refuses
+// the empty batch.
+func runAllowed[T, R any](items []T, allowed []int, results []R, call func([]T) ([]R, error)) error {
+	if len(allowed) == 0 && len(items) > 0 {
+		return nil
+	}
+	sub := make([]T, len(allowed))
+	for k, i := range allowed {
+		sub[k] = items[i]
+	}
+	got, err := call(sub)
+	if err != nil {
+		return err
+	}
+	for k, i := range allowed {
+		results[i] = got[k]
+	}
+	return nil
 }
 
 // authorizePurpose checks the purpose of use against the caller's grants: ETREAT

@@ -45,6 +45,7 @@ type Server struct {
 	log      *slog.Logger
 	metrics  *metrics
 	classes  []*tokenizer.Class
+	classSet map[string]bool
 	provider keys.Provider
 	store    *store.Store
 
@@ -102,8 +103,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, provider key
 	}
 
 	names := make([]string, len(classes))
+	s.classSet = map[string]bool{}
 	for i, c := range classes {
 		names[i] = c.Name
+		s.classSet[c.Name] = true
 	}
 	var fixed *policy.Policy
 	if cfg.Insecure {
@@ -190,14 +193,7 @@ func (s *Server) setServing(ok bool) {
 	}
 }
 
-func (s *Server) isClass(name string) bool {
-	for _, c := range s.classes {
-		if c.Name == name {
-			return true
-		}
-	}
-	return false
-}
+func (s *Server) isClass(name string) bool { return s.classSet[name] }
 
 // engineReady returns the engine, or UNAVAILABLE while the service is starting.
 func (s *Server) engineReady() (*tokenizer.Engine, error) {

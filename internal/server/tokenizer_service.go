@@ -28,6 +28,14 @@ type tokenizerService struct {
 	s *Server
 }
 
+func classesOf[T any](items []T, class func(T) string) []string {
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = class(it)
+	}
+	return out
+}
+
 // itemStatus is the per-item google.rpc.Status of an item error (an *errs.Error with
 // a caller-safe message).
 func (t *tokenizerService) itemStatus(ctx context.Context, err error) *spb.Status {
@@ -74,25 +82,15 @@ func (t *tokenizerService) Tokenize(ctx context.Context, req *tokenizerv1.Tokeni
 	if len(items) > t.s.cfg.Limits.MaxItems {
 		return nil, errs.New(errs.InvalidArgument, "items: %d items exceed the limit of %d per request", len(items), t.s.cfg.Limits.MaxItems)
 	}
-	pr := principalFrom(ctx)
 	results := make([]tokenizer.TokenizeResult, len(items))
-	var allowed []int
-	for i, it := range items {
-		if t.s.isClass(it.Class) && !pr.Can(it.Class, policy.OpTokenize) {
-			results[i].Err = itemDenied(it.Class, "tokenize")
-			rec.Denied = append(rec.Denied, "class "+it.Class+": tokenize")
-			continue
-		}
-		allowed = append(allowed, i)
+	allowed, denied := t.s.permitted(ctx, rec, classesOf(items, func(it tokenizer.TokenizeItem) string { return it.Class }), policy.OpTokenize)
+	for i, err := range denied {
+		results[i].Err = err
 	}
-	if len(allowed) > 0 || len(items) == 0 {
-		got, err := eng.Tokenize(ctx, subset(items, allowed), ttl.AsDuration())
-		if err != nil {
-			return nil, err
-		}
-		for k, i := range allowed {
-			results[i] = got[k]
-		}
+	if err := runAllowed(items, allowed, results, func(sub []tokenizer.TokenizeItem) ([]tokenizer.TokenizeResult, error) {
+		return eng.Tokenize(ctx, sub, ttl.AsDuration())
+	}); err != nil {
+		return nil, err
 	}
 	resp := &tokenizerv1.TokenizeResponse{Results: make([]*tokenizerv1.TokenizeResult, len(results))}
 	classes := make([]string, len(results))
@@ -172,24 +170,22 @@ func (t *tokenizerService) Detokenize(ctx context.Context, req *tokenizerv1.Deto
 	for i, it := range items {
 		if t.s.isClass(it.Class) && !pr.Can(it.Class, policy.OpDetokenize) {
 			if !pr.Can(it.Class, policy.OpDetokenizeMasked) {
-				results[i].Err = itemDenied(it.Class, "detokenize")
-				rec.Denied = append(rec.Denied, "class "+it.Class+": detokenize")
+				results[i].Err = itemDenied(it.Class, policy.OpDetokenize)
+				rec.Denied = append(rec.Denied, "class "+it.Class+": "+policy.OpDetokenize)
 				continue
 			}
 			masked[i] = true
 		}
 		allowed = append(allowed, i)
 	}
-	if len(allowed) > 0 || len(items) == 0 {
-		got, err := eng.Detokenize(ctx, subset(items, allowed))
-		if err != nil {
-			return nil, err
-		}
-		for k, i := range allowed {
-			results[i] = got[k]
-			if masked[i] && got[k].Err == nil {
-				results[i].Value = eng.Mask(items[i].Class, got[k].Value)
-			}
+	if err := runAllowed(items, allowed, results, func(sub []tokenizer.DetokenizeItem) ([]tokenizer.DetokenizeResult, error) {
+		return eng.Detokenize(ctx, sub)
+	}); err != nil {
+		return nil, err
+	}
+	for i := range results {
+		if masked[i] && results[i].Err == nil {
+			results[i].Value = eng.Mask(items[i].Class, results[i].Value)
 		}
 	}
 	if rec.BreakGlass {
@@ -272,25 +268,15 @@ func (t *tokenizerService) DeleteTokens(ctx context.Context, req *tokenizerv1.De
 	if len(items) > t.s.cfg.Limits.MaxItems {
 		return nil, errs.New(errs.InvalidArgument, "items: %d items exceed the limit of %d per request", len(items), t.s.cfg.Limits.MaxItems)
 	}
-	pr := principalFrom(ctx)
 	results := make([]tokenizer.DeleteResult, len(items))
-	var allowed []int
-	for i, it := range items {
-		if t.s.isClass(it.Class) && !pr.Can(it.Class, policy.OpDelete) {
-			results[i].Err = itemDenied(it.Class, "delete")
-			rec.Denied = append(rec.Denied, "class "+it.Class+": delete")
-			continue
-		}
-		allowed = append(allowed, i)
+	allowed, denied := t.s.permitted(ctx, rec, classesOf(items, func(it tokenizer.DeleteItem) string { return it.Class }), policy.OpDelete)
+	for i, err := range denied {
+		results[i].Err = err
 	}
-	if len(allowed) > 0 || len(items) == 0 {
-		got, err := eng.DeleteTokens(ctx, subset(items, allowed))
-		if err != nil {
-			return nil, err
-		}
-		for k, i := range allowed {
-			results[i] = got[k]
-		}
+	if err := runAllowed(items, allowed, results, func(sub []tokenizer.DeleteItem) ([]tokenizer.DeleteResult, error) {
+		return eng.DeleteTokens(ctx, sub)
+	}); err != nil {
+		return nil, err
 	}
 	resp := &tokenizerv1.DeleteTokensResponse{Results: make([]*tokenizerv1.DeleteResult, len(results))}
 	for i, r := range results {

@@ -67,9 +67,3 @@ func classify(op string, err error) error {
 	}
 	return &Error{Op: op, kind: ErrUnavailable, cause: err}
 }
-
-// IsUniqueViolation reports a 23505 error.
-func IsUniqueViolation(err error) bool {
-	var e *Error
-	return errors.As(err, &e) && e.SQLState == "23505"
-}

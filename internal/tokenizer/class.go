@@ -58,9 +58,6 @@ type Class struct {
 	layouts sync.Map // core length → *layout
 }
 
-// FormatImpl returns the class's compiled format.
-func (c *Class) FormatImpl() format.Format { return c.format }
-
 var classNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
 
 // ValidClassName reports whether s can name a class; only such names are ever echoed

@@ -69,12 +69,6 @@ func (e *Engine) aeadVersion(v int) (cipher.AEAD, error) {
 // keep the two random-key indexes of the vault small.
 const lookupKeySize = 16
 
-// AuditDigestOf is the digest of a token recorded in audit events. It uses its own key
-// so that audit records cannot be joined to vault rows without it.
-func AuditDigestOf(key []byte, class, normalizedToken string) []byte {
-	return keyedHash(key, "audit", class, normalizedToken)
-}
-
 // keyedHash is HMAC-SHA-256 over length-prefixed parts, so that no two part lists
 // encode alike.
 func keyedHash(key []byte, parts ...string) []byte {
@@ -126,6 +120,8 @@ func (e *Engine) fingerprint(key []byte, class, scope, normalized string) []byte
 	return e.pooledHash(key, "value", class, scope, normalized)[:lookupKeySize]
 }
 
+// auditDigest is the digest of a token recorded in audit events (docs/audit.md). It
+// uses its own key so that audit records cannot be joined to vault rows without it.
 func (e *Engine) auditDigest(key []byte, class, normalizedToken string) []byte {
 	return e.pooledHash(key, "audit", class, normalizedToken)
 }

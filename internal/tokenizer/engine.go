@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
-	"sort"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -72,16 +71,6 @@ func KeyPurposes(classes []*Class) []keys.Purpose {
 		}
 	}
 	return ps
-}
-
-// Classes returns the classes sorted by name.
-func (e *Engine) Classes() []*Class {
-	out := make([]*Class, 0, len(e.classes))
-	for _, c := range e.classes {
-		out = append(out, c)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
 }
 
 // TokenizeItem is one value to tokenize.
