@@ -10,8 +10,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-
-	"github.com/phivault/tokenizer/internal/store"
 )
 
 // Decoded is an event read back from its canonical body.
@@ -67,7 +65,7 @@ func (f Format) ContentType() string {
 func Export(ctx context.Context, st ChainReader, f Format, from, to int64, w io.Writer) error {
 	switch f {
 	case JSONL:
-		return st.ReadAudit(ctx, from, to, func(r store.AuditRow) error {
+		return st.ReadAudit(ctx, from, to, func(r Row) error {
 			// Keys in byte order and the body verbatim, so the line is canonical too.
 			_, err := fmt.Fprintf(w, "{\"event\":%s,\"hash\":\"%x\",\"prev_hash\":\"%x\"}\n", r.Body, r.Hash, r.PrevHash)
 			return err
@@ -99,7 +97,7 @@ func exportCSV(ctx context.Context, st ChainReader, from, to int64, w io.Writer)
 	if err := cw.Write(csvHeader); err != nil {
 		return err
 	}
-	err := st.ReadAudit(ctx, from, to, func(r store.AuditRow) error {
+	err := st.ReadAudit(ctx, from, to, func(r Row) error {
 		d, err := Decode(r.Body)
 		if err != nil {
 			return fmt.Errorf("event %d: body is not JSON", r.Seq)
@@ -215,7 +213,7 @@ func fhirOutcome(code string) string {
 // subtype read, and each revealed token's entity carries the ISO 21089 lifecycle event
 // re-identify (R4 puts lifecycle on AuditEvent.entity); tokenize is a RESTful create
 // (pseudonymize); deletions delete (destroy).
-func ToFHIR(r store.AuditRow) (any, error) {
+func ToFHIR(r Row) (any, error) {
 	d, err := Decode(r.Body)
 	if err != nil {
 		return nil, fmt.Errorf("event %d: body is not JSON", r.Seq)
@@ -309,7 +307,7 @@ func exportFHIR(ctx context.Context, st ChainReader, from, to int64, w io.Writer
 		return err
 	}
 	first := true
-	err := st.ReadAudit(ctx, from, to, func(r store.AuditRow) error {
+	err := st.ReadAudit(ctx, from, to, func(r Row) error {
 		res, err := ToFHIR(r)
 		if err != nil {
 			return err

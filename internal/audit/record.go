@@ -1,10 +1,18 @@
 package audit
 
-import "context"
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+)
 
 // Record is what a handler knows about its request that the audit event needs. The
 // server puts one in the request context; handlers fill it.
 type Record struct {
+	// Caller and ClientAddress are set by authentication (empty: unauthenticated).
+	Caller        string
+	ClientAddress string
 	Classes       []string
 	Items         int
 	ItemsFailed   int
@@ -33,4 +41,23 @@ func RecordFrom(ctx context.Context) *Record {
 		return r
 	}
 	return &Record{}
+}
+
+// Event is the audit event of one request (or stream message) described by r, with
+// its outcome: a google.rpc.Code name and, for failures or refusals, a reason.
+func (r *Record) Event(op, requestID, outcome, reason string) *Event {
+	caller := r.Caller
+	if caller == "" {
+		caller = "unauthenticated"
+	}
+	if reason == "" && len(r.Denied) > 0 {
+		d := slices.Compact(slices.Sorted(slices.Values(r.Denied)))
+		reason = "denied by policy: " + strings.Join(d, ", ")
+	}
+	return &Event{
+		Time: time.Now().UTC().Truncate(time.Microsecond), RequestID: requestID, Caller: caller,
+		Operation: op, Classes: r.Classes, Items: r.Items, ItemsFailed: r.ItemsFailed,
+		Outcome: outcome, Reason: reason, PurposeOfUse: r.PurposeOfUse, Justification: r.Justification,
+		ClientAddress: r.ClientAddress, BreakGlass: r.BreakGlass, Masked: r.Masked, TokenDigests: r.TokenDigests,
+	}
 }

@@ -11,10 +11,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
-
-	"github.com/phivault/tokenizer/internal/store"
 )
 
 // Signer signs and verifies checkpoints (keys.Signer: Vault Transit ed25519, or the
@@ -38,25 +37,25 @@ type CheckpointLine struct {
 	Signature string `json:"signature"`
 }
 
-func lineOf(c store.Checkpoint) CheckpointLine {
+func lineOf(c Checkpoint) CheckpointLine {
 	return CheckpointLine{Seq: c.Seq, Hash: hex.EncodeToString(c.Hash), Time: c.Time.UTC().Format(TimeLayout), Signature: c.Signature}
 }
 
-func (l CheckpointLine) checkpoint() (store.Checkpoint, error) {
+func (l CheckpointLine) checkpoint() (Checkpoint, error) {
 	h, err := hex.DecodeString(l.Hash)
 	if err != nil {
-		return store.Checkpoint{}, errors.New("hash is not hex")
+		return Checkpoint{}, errors.New("hash is not hex")
 	}
 	t, err := time.Parse(TimeLayout, l.Time)
 	if err != nil {
-		return store.Checkpoint{}, errors.New("time is not " + TimeLayout)
+		return Checkpoint{}, errors.New("time is not " + TimeLayout)
 	}
-	return store.Checkpoint{Seq: l.Seq, Hash: h, Time: t, Signature: l.Signature}, nil
+	return Checkpoint{Seq: l.Seq, Hash: h, Time: t, Signature: l.Signature}, nil
 }
 
 // ReadCheckpoints reads checkpoint lines (a sink file).
-func ReadCheckpoints(r io.Reader) ([]store.Checkpoint, error) {
-	var out []store.Checkpoint
+func ReadCheckpoints(r io.Reader) ([]Checkpoint, error) {
+	var out []Checkpoint
 	sc := bufio.NewScanner(r)
 	n := 0
 	for sc.Scan() {
@@ -76,13 +75,6 @@ func ReadCheckpoints(r io.Reader) ([]store.Checkpoint, error) {
 		out = append(out, c)
 	}
 	return out, sc.Err()
-}
-
-// CheckpointStore is what checkpointing needs of the database.
-type CheckpointStore interface {
-	AuditHead(ctx context.Context) (int64, []byte, error)
-	InsertCheckpoint(ctx context.Context, c store.Checkpoint) error
-	LastCheckpointSeq(ctx context.Context) (int64, error)
 }
 
 // Checkpointer signs the chain head every Every events or Interval, whichever comes
@@ -125,7 +117,7 @@ func (c *Checkpointer) Run(ctx context.Context) {
 }
 
 // Checkpoint signs the current head if it moved since the last checkpoint.
-func (c *Checkpointer) Checkpoint(ctx context.Context) (*store.Checkpoint, error) {
+func (c *Checkpointer) Checkpoint(ctx context.Context) (*Checkpoint, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	seq, hash, err := c.Store.AuditHead(ctx)
@@ -144,7 +136,7 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (*store.Checkpoint, error
 	if err != nil {
 		return nil, fmt.Errorf("sign checkpoint: %w", err)
 	}
-	cp := store.Checkpoint{Seq: seq, Hash: hash, Time: now, Signature: sig}
+	cp := Checkpoint{Seq: seq, Hash: hash, Time: now, Signature: sig}
 	if err := c.Store.InsertCheckpoint(ctx, cp); err != nil {
 		return nil, err
 	}
@@ -159,12 +151,6 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (*store.Checkpoint, error
 	}
 	c.Log.Info("audit checkpoint", slog.Int64("seq", seq), slog.String("hash", hex.EncodeToString(hash)))
 	return &cp, nil
-}
-
-// ChainReader is what verification needs of the database.
-type ChainReader interface {
-	ReadAudit(ctx context.Context, from, to int64, fn func(store.AuditRow) error) error
-	Checkpoints(ctx context.Context, from, to int64) ([]store.Checkpoint, error)
 }
 
 // Result is the outcome of a verification.
@@ -189,7 +175,7 @@ func (r *Result) fail(seq int64, format string, args ...any) Result {
 // reordered events (seq or prev_hash mismatch), a truncated tail (the chain ends before
 // a held checkpoint), or a forged checkpoint (bad signature, or a hash that is not the
 // chain's).
-func Verify(ctx context.Context, st ChainReader, signer Signer, from, to int64, held []store.Checkpoint) (Result, error) {
+func Verify(ctx context.Context, st ChainReader, signer Signer, from, to int64, held []Checkpoint) (Result, error) {
 	if from < 1 {
 		from = 1
 	}
@@ -219,7 +205,7 @@ func Verify(ctx context.Context, st ChainReader, signer Signer, from, to int64, 
 	expect := from
 	if from > 1 {
 		// The link into the range: the hash of the event before it.
-		err := st.ReadAudit(ctx, from-1, from-1, func(row store.AuditRow) error { prev = row.Hash; return nil })
+		err := st.ReadAudit(ctx, from-1, from-1, func(row Row) error { prev = row.Hash; return nil })
 		if err != nil {
 			return r, err
 		}
@@ -231,7 +217,7 @@ func Verify(ctx context.Context, st ChainReader, signer Signer, from, to int64, 
 	}
 	var bad *Result
 	stop := errors.New("stop")
-	err = st.ReadAudit(ctx, from, to, func(row store.AuditRow) error {
+	err = st.ReadAudit(ctx, from, to, func(row Row) error {
 		if row.Seq != expect {
 			res := r.fail(expect, "event %d is missing (deleted), next stored event is %d", expect, row.Seq)
 			bad = &res
@@ -284,4 +270,23 @@ func Verify(ctx context.Context, st ChainReader, signer Signer, from, to int64, 
 		}
 	}
 	return r, nil
+}
+
+// OpenSink opens the checkpoint sink named by a setting: "none" (nil), "stdout", or a
+// file appended to (created with its directory, mode 0600). The closer is never nil.
+func OpenSink(name string) (io.Writer, func() error, error) {
+	switch name {
+	case "none":
+		return nil, func() error { return nil }, nil
+	case "stdout":
+		return os.Stdout, func() error { return nil }, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(name), 0o700); err != nil {
+		return nil, nil, fmt.Errorf("audit checkpoint sink: %w", err)
+	}
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("audit checkpoint sink: %w", err)
+	}
+	return f, f.Close, nil
 }

@@ -2,13 +2,12 @@ package audit
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
 
-	"github.com/phivault/tokenizer/internal/store"
+	"github.com/phivault/tokenizer/internal/errs"
 )
 
 // Sink receives audit events. Append returns only once the event is durable; an
@@ -24,20 +23,12 @@ type Noop struct{}
 // Append discards ev.
 func (Noop) Append(context.Context, *Event) error { return nil }
 
-// ErrUnavailable is wrapped when the audit log cannot be written.
-var ErrUnavailable = errors.New("audit log unavailable")
-
-// ChainStore is what the writer needs of the database.
-type ChainStore interface {
-	AppendAudit(ctx context.Context, build func(headSeq int64, headHash []byte) ([]store.AuditRow, error)) error
-}
-
 // Writer appends events to the chain with group commit: while one batch commits,
 // the events that arrive queue up and go in the next transaction together. Any
 // number of writers (replicas) append to one chain; a PostgreSQL advisory lock
 // orders their batches.
 type Writer struct {
-	store    ChainStore
+	store    Appender
 	log      *slog.Logger
 	timeout  time.Duration
 	maxBatch int
@@ -52,7 +43,7 @@ type pending struct {
 }
 
 // NewWriter starts a writer; Close stops it.
-func NewWriter(st ChainStore, log *slog.Logger, timeout time.Duration) *Writer {
+func NewWriter(st Appender, log *slog.Logger, timeout time.Duration) *Writer {
 	w := &Writer{store: st, log: log, timeout: timeout, maxBatch: 1024, queue: make(chan *pending, 4096), done: make(chan struct{})}
 	go w.run()
 	return w
@@ -67,9 +58,9 @@ func (w *Writer) Append(ctx context.Context, ev *Event) error {
 	select {
 	case w.queue <- p:
 	case <-ctx.Done():
-		return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+		return fmt.Errorf("audit log: %w: %w", errs.ErrUnavailable, ctx.Err())
 	case <-w.done:
-		return fmt.Errorf("%w: writer stopped", ErrUnavailable)
+		return fmt.Errorf("audit log: writer stopped: %w", errs.ErrUnavailable)
 	}
 	// Wait for the commit even if ctx ends: the caller must not proceed before it
 	// knows whether the event is durable. The commit itself is bounded by timeout.
@@ -101,7 +92,7 @@ func (w *Writer) run() {
 		err := w.write(batch)
 		if err != nil {
 			w.log.Error("audit append failed: requests fail closed", slog.Int("events", len(batch)), slog.String("error", err.Error()))
-			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+			err = fmt.Errorf("audit log: %w: %w", errs.ErrUnavailable, err)
 		} else {
 			w.appended.Add(int64(len(batch)))
 		}
@@ -114,17 +105,17 @@ func (w *Writer) run() {
 func (w *Writer) write(batch []*pending) error {
 	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
 	defer cancel()
-	return w.store.AppendAudit(ctx, func(headSeq int64, headHash []byte) ([]store.AuditRow, error) {
+	return w.store.AppendAudit(ctx, func(headSeq int64, headHash []byte) ([]Row, error) {
 		prev := headHash
 		if headSeq == 0 {
 			prev = GenesisHash
 		}
-		rows := make([]store.AuditRow, len(batch))
+		rows := make([]Row, len(batch))
 		for i, p := range batch {
 			p.ev.Seq = headSeq + int64(i) + 1
 			body := p.ev.Canonical()
 			h := Hash(prev, body)
-			rows[i] = store.AuditRow{
+			rows[i] = Row{
 				Seq: p.ev.Seq, PrevHash: prev, Hash: h, Body: string(body), Time: p.ev.Time,
 				Operation: p.ev.Operation, Caller: p.ev.Caller, TokenDigests: p.ev.TokenDigests,
 			}

@@ -11,8 +11,8 @@ import (
 	"os/user"
 	"time"
 
+	"github.com/phivault/tokenizer/internal/app"
 	"github.com/phivault/tokenizer/internal/audit"
-	"github.com/phivault/tokenizer/internal/store"
 )
 
 // cliCaller is the identity the audit log records for administration commands.
@@ -24,14 +24,10 @@ func cliCaller() string {
 }
 
 // auditCLI appends the event of an administration command before it outputs anything.
-func auditCLI(ctx context.Context, st *store.Store, op string, classes []string) error {
-	w := audit.NewWriter(st, quietLogger(), 10*time.Second)
-	defer w.Close()
+func auditCLI(ctx context.Context, a *app.App, op string, classes []string) error {
 	host, _ := os.Hostname()
-	return w.Append(ctx, &audit.Event{
-		Time: time.Now().UTC().Truncate(time.Microsecond), RequestID: "cli-" + fmt.Sprint(time.Now().UnixNano()),
-		Caller: cliCaller(), Operation: op, Classes: classes, Items: 1, Outcome: "OK", ClientAddress: host,
-	})
+	rec := &audit.Record{Caller: cliCaller(), ClientAddress: host, Classes: classes, Items: 1}
+	return a.Audit.Append(ctx, rec.Event(op, "cli-"+fmt.Sprint(time.Now().UnixNano()), "OK", ""))
 }
 
 func auditCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -73,7 +69,7 @@ func auditCmd(ctx context.Context, args []string, getenv func(string) string, st
 	log := NewLogger(cfg, stderr)
 	switch sub {
 	case "verify":
-		var held []store.Checkpoint
+		var held []audit.Checkpoint
 		if checkpointFile != "" {
 			f, err := os.Open(checkpointFile)
 			if err != nil {
@@ -85,21 +81,16 @@ func auditCmd(ctx context.Context, args []string, getenv func(string) string, st
 				return fail(err)
 			}
 		}
-		p, closeP, err := Provider(cfg, log)
+		a, err := app.Build(ctx, cfg, log, app.ForCommand())
 		if err != nil {
 			return fail(err)
 		}
-		defer closeP()
-		signer, ok := p.(audit.Signer)
+		defer a.Close()
+		signer, ok := a.Signer()
 		if !ok {
-			return fail(fmt.Errorf("key provider %s cannot verify signatures", p.Name()))
+			return fail(fmt.Errorf("key provider %s cannot verify signatures", a.Provider.Name()))
 		}
-		st, err := store.Open(ctx, cfg.Database.URL, store.Options{MaxConns: 2, ConnectTimeout: cfg.Database.ConnectTimeout})
-		if err != nil {
-			return fail(err)
-		}
-		defer st.Close()
-		res, err := audit.Verify(ctx, st, signer, from, to, held)
+		res, err := audit.Verify(ctx, a.Store, signer, from, to, held)
 		if err != nil {
 			return fail(err)
 		}
@@ -116,12 +107,12 @@ func auditCmd(ctx context.Context, args []string, getenv func(string) string, st
 			fmt.Fprintf(stderr, "tokenizer audit export: --format %q: want jsonl, csv or fhir\n", format)
 			return exitUsage
 		}
-		st, err := store.Open(ctx, cfg.Database.URL, store.Options{MaxConns: 2, ConnectTimeout: cfg.Database.ConnectTimeout})
+		a, err := app.Build(ctx, cfg, log, app.ForCommand(), app.WithoutKeys())
 		if err != nil {
 			return fail(err)
 		}
-		defer st.Close()
-		if err := auditCLI(ctx, st, "export_audit", nil); err != nil {
+		defer a.Close()
+		if err := auditCLI(ctx, a, "export_audit", nil); err != nil {
 			return fail(err)
 		}
 		w := stdout
@@ -133,7 +124,7 @@ func auditCmd(ctx context.Context, args []string, getenv func(string) string, st
 			defer file.Close()
 			w = file
 		}
-		if err := audit.Export(ctx, st, f, from, to, w); err != nil {
+		if err := audit.Export(ctx, a.Store, f, from, to, w); err != nil {
 			return fail(err)
 		}
 		return exitOK
@@ -146,29 +137,26 @@ func auditCmd(ctx context.Context, args []string, getenv func(string) string, st
 		if err != nil {
 			return fail(err)
 		}
-		defer rt.close()
-		digests, err := rt.engine.AuditDigests(class, token)
+		defer rt.Close()
+		eng, err := rt.Engine()
 		if err != nil {
 			return fail(err)
 		}
-		if err := auditCLI(ctx, rt.store, "list_disclosures", []string{class}); err != nil {
+		digests, err := eng.AuditDigests(class, token)
+		if err != nil {
 			return fail(err)
 		}
-		rows, err := rt.store.Disclosures(ctx, digests, time.Time{}, time.Time{})
+		if err := auditCLI(ctx, rt, "list_disclosures", []string{class}); err != nil {
+			return fail(err)
+		}
+		ds, err := audit.Disclosures(ctx, rt.Store, digests, time.Time{}, time.Time{})
 		if err != nil {
 			return fail(err)
 		}
 		enc := json.NewEncoder(stdout)
-		for _, r := range rows {
-			if r.Operation != "detokenize" && r.Operation != "detokenize_stream" {
-				continue
-			}
-			d, err := audit.Decode(r.Body)
-			if err != nil || d.Outcome != "OK" {
-				continue
-			}
+		for _, d := range ds {
 			_ = enc.Encode(map[string]any{
-				"seq": r.Seq, "time": d.Time, "caller": d.Caller, "purpose_of_use": d.PurposeOfUse,
+				"seq": d.Seq, "time": d.Decoded.Time, "caller": d.Caller, "purpose_of_use": d.PurposeOfUse,
 				"justification": d.Justification, "client_address": d.ClientAddress, "break_glass": d.BreakGlass,
 				"request_id": d.RequestID,
 			})

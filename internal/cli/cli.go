@@ -12,11 +12,10 @@ import (
 	"runtime/debug"
 	"syscall"
 
+	"github.com/phivault/tokenizer/internal/app"
 	"github.com/phivault/tokenizer/internal/config"
-	"github.com/phivault/tokenizer/internal/keys"
 	"github.com/phivault/tokenizer/internal/server"
 	"github.com/phivault/tokenizer/internal/store"
-	"github.com/phivault/tokenizer/internal/vault"
 )
 
 // Exit codes.
@@ -92,6 +91,9 @@ func load(name string, args []string, getenv func(string) string, stderr io.Writ
 	if err == nil && name != "migrate" {
 		err = cfg.ValidateKeys()
 	}
+	if err == nil {
+		_, err = app.CompileClasses(cfg)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "tokenizer %s: %v\n", name, err)
 		return nil, exitUsage
@@ -112,27 +114,6 @@ func NewLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-// Provider builds the configured key provider.
-func Provider(cfg *config.Config, log *slog.Logger) (keys.Provider, func(), error) {
-	switch cfg.Keys.Provider {
-	case "local":
-		p, created, err := keys.OpenLocal(cfg.Keys.LocalFile)
-		if err != nil {
-			return nil, nil, err
-		}
-		log.Warn("DEVELOPMENT KEY PROVIDER: the key-encryption key is a local file. NOT FOR PHI: use keys.provider=vault in production",
-			slog.String("key_file", cfg.Keys.LocalFile), slog.Bool("created", created))
-		return p, func() {}, nil
-	case "vault":
-		c, err := vault.New(cfg.Keys.Vault, log)
-		if err != nil {
-			return nil, nil, err
-		}
-		return keys.NewVaultProvider(c), c.Close, nil
-	}
-	return nil, nil, fmt.Errorf("keys.provider %q: want local or vault", cfg.Keys.Provider)
-}
-
 func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
 	cfg, code := load("serve", args, getenv, stderr, nil)
 	if cfg == nil {
@@ -140,15 +121,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	log := NewLogger(cfg, stderr)
 	log.Debug("configuration", slog.String("config", cfg.String()))
-	p, closeP, err := Provider(cfg, log)
-	if err != nil {
-		log.Error("key provider", slog.String("error", err.Error()))
-		return exitFailure
-	}
-	defer closeP()
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	srv, err := server.New(ctx, cfg, log, p)
+	a, err := app.Build(ctx, cfg, log)
+	if err != nil {
+		log.Error("start", slog.String("error", err.Error()))
+		return exitFailure
+	}
+	defer a.Close()
+	srv, err := server.New(ctx, a)
 	if err != nil {
 		log.Error("start", slog.String("error", err.Error()))
 		return exitFailure
@@ -171,7 +152,7 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 			return exitFailure
 		}
 	}
-	st, err := store.Open(ctx, cfg.Database.URL, store.Options{MaxConns: 2, ConnectTimeout: cfg.Database.ConnectTimeout})
+	st, err := app.OpenStore(ctx, cfg, 2)
 	if err != nil {
 		fmt.Fprintf(stderr, "tokenizer migrate: %v\n", err)
 		return exitFailure

@@ -8,51 +8,23 @@ import (
 	"log/slog"
 	"sort"
 
+	"github.com/phivault/tokenizer/internal/app"
 	"github.com/phivault/tokenizer/internal/config"
 	"github.com/phivault/tokenizer/internal/keys"
-	"github.com/phivault/tokenizer/internal/store"
-	"github.com/phivault/tokenizer/internal/tokenizer"
 )
 
-// runtime is what the key commands need: the vault, the keyring and the engine.
-type runtime struct {
-	store  *store.Store
-	keys   *keys.Keyring
-	engine *tokenizer.Engine
-	close  func()
-}
-
-func openRuntime(ctx context.Context, cfg *config.Config, log *slog.Logger) (*runtime, error) {
-	p, closeP, err := Provider(cfg, log)
+// openRuntime builds the service's parts for a command and loads its data keys; the
+// schema must be current.
+func openRuntime(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app.App, error) {
+	a, err := app.Build(ctx, cfg, log, app.ForCommand())
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(ctx, cfg.Database.URL, store.Options{MaxConns: 4, ConnectTimeout: cfg.Database.ConnectTimeout})
-	if err != nil {
-		closeP()
+	if err := a.Load(ctx); err != nil {
+		a.Close()
 		return nil, err
 	}
-	fail := func(err error) (*runtime, error) { st.Close(); closeP(); return nil, err }
-	v, err := st.SchemaVersion(ctx)
-	if err != nil {
-		return fail(err)
-	}
-	if v != store.LatestVersion() {
-		return fail(fmt.Errorf("database schema is at version %d, this build needs %d: run `tokenizer migrate`", v, store.LatestVersion()))
-	}
-	classes, err := cfg.CompiledClasses()
-	if err != nil {
-		return fail(err)
-	}
-	kr := keys.NewKeyring(p, st)
-	if err := kr.Ensure(ctx, tokenizer.KeyPurposes(classes)...); err != nil {
-		return fail(err)
-	}
-	eng, err := tokenizer.New(classes, st, kr, tokenizer.Limits{})
-	if err != nil {
-		return fail(err)
-	}
-	return &runtime{store: st, keys: kr, engine: eng, close: func() { st.Close(); closeP() }}, nil
+	return a, nil
 }
 
 func keysCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -87,15 +59,15 @@ func keysCmd(ctx context.Context, args []string, getenv func(string) string, std
 		fmt.Fprintf(stderr, "tokenizer keys %s: %v\n", sub, err)
 		return exitFailure
 	}
-	defer rt.close()
+	defer rt.Close()
 	switch sub {
 	case "status":
-		counts, err := rt.store.CountByKeyVersion(ctx)
+		counts, err := rt.Store.CountByKeyVersion(ctx)
 		if err != nil {
 			fmt.Fprintf(stderr, "tokenizer keys status: %v\n", err)
 			return exitFailure
 		}
-		stored, err := rt.store.DataKeys(ctx)
+		stored, err := rt.Store.DataKeys(ctx)
 		if err != nil {
 			fmt.Fprintf(stderr, "tokenizer keys status: %v\n", err)
 			return exitFailure
@@ -118,7 +90,7 @@ func keysCmd(ctx context.Context, args []string, getenv func(string) string, std
 			fmt.Fprintf(stderr, "tokenizer keys rotate: --purpose %s cannot rotate (it would change static tokens); value-encryption and audit-digest can\n", purpose)
 			return exitUsage
 		}
-		v, err := rt.keys.Rotate(ctx, keys.Purpose(purpose))
+		v, err := rt.Keyring().Rotate(ctx, keys.Purpose(purpose))
 		if err != nil {
 			fmt.Fprintf(stderr, "tokenizer keys rotate: %v\n", err)
 			return exitFailure
@@ -127,7 +99,12 @@ func keysCmd(ctx context.Context, args []string, getenv func(string) string, std
 	case "reencrypt":
 		total := 0
 		for {
-			n, err := rt.engine.Reencrypt(ctx, rt.store, batch)
+			eng, err := rt.Engine()
+			if err != nil {
+				fmt.Fprintf(stderr, "tokenizer keys reencrypt: %v\n", err)
+				return exitFailure
+			}
+			n, err := eng.Reencrypt(ctx, rt.Store, batch)
 			if err != nil {
 				fmt.Fprintf(stderr, "tokenizer keys reencrypt: %v (after %d rows)\n", err, total)
 				return exitFailure
@@ -137,10 +114,10 @@ func keysCmd(ctx context.Context, args []string, getenv func(string) string, std
 			}
 			total += n
 		}
-		cur, _ := rt.keys.Current(keys.ValueEncryption)
+		cur, _ := rt.Keyring().Current(keys.ValueEncryption)
 		fmt.Fprintf(stdout, "re-encrypted %d rows to value-encryption v%d\n", total, cur.Version)
 	case "rewrap":
-		n, err := rt.keys.RewrapAll(ctx)
+		n, err := rt.Keyring().RewrapAll(ctx)
 		if err != nil {
 			fmt.Fprintf(stderr, "tokenizer keys rewrap: %v\n", err)
 			return exitFailure

@@ -17,9 +17,6 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
-
-	"github.com/phivault/tokenizer/internal/tokenizer"
-	"github.com/phivault/tokenizer/internal/vault"
 )
 
 // DefaultFile is read when no configuration file is named.
@@ -54,7 +51,7 @@ type Config struct {
 
 	// Classes are the token classes; when none are configured the development set
 	// (DefaultClasses) is served.
-	Classes []tokenizer.ClassConfig `yaml:"classes" flag:"-"`
+	Classes []Class `yaml:"classes" flag:"-"`
 }
 
 // TLSConfig is the mTLS of the gRPC and REST ports.
@@ -86,7 +83,7 @@ type KeysConfig struct {
 	CheckInterval time.Duration `yaml:"check_interval" usage:"how often the key provider is checked (requests fail while it is down)"`
 	// ReloadInterval is how often stored data keys are re-read (rotations, rewraps).
 	ReloadInterval time.Duration `yaml:"reload_interval" usage:"how often stored data keys are re-read"`
-	Vault          vault.Config  `yaml:"vault"`
+	Vault          VaultConfig   `yaml:"vault"`
 }
 
 // LimitsConfig bounds requests.
@@ -127,11 +124,11 @@ func Defaults() *Config {
 }
 
 // DefaultClasses is the development class set, served when no classes are configured.
-func DefaultClasses() []tokenizer.ClassConfig {
-	static := func(name, format string) tokenizer.ClassConfig {
-		return tokenizer.ClassConfig{Name: name, Format: format, Mode: tokenizer.Static, Generator: tokenizer.Random}
+func DefaultClasses() []Class {
+	static := func(name, format string) Class {
+		return Class{Name: name, Format: format, Mode: "static", Generator: "random"}
 	}
-	return []tokenizer.ClassConfig{
+	return []Class{
 		static("ssn", "ssn"),
 		static("phone", "phone"),
 		static("email", "email"),
@@ -140,8 +137,8 @@ func DefaultClasses() []tokenizer.ClassConfig {
 		static("npi", "npi"),
 		static("credit_card", "credit_card"),
 		static("mrn", "MRN-99999999"),
-		{Name: "ssn_fpe", Format: "ssn", Mode: tokenizer.Static, Generator: tokenizer.FPE},
-		{Name: "ssn_dynamic", Format: "ssn", Mode: tokenizer.Dynamic},
+		{Name: "ssn_fpe", Format: "ssn", Mode: "static", Generator: "fpe"},
+		{Name: "ssn_dynamic", Format: "ssn", Mode: "dynamic"},
 	}
 }
 
@@ -383,9 +380,6 @@ func (c *Config) Validate() error {
 	}
 	seen := map[string]bool{}
 	for i, cc := range c.Classes {
-		if _, err := tokenizer.Compile(cc); err != nil {
-			bad(fmt.Sprintf("classes[%d]", i), "%v", err)
-		}
 		if seen[cc.Name] {
 			bad(fmt.Sprintf("classes[%d]", i), "class %s is defined twice", cc.Name)
 		}
@@ -425,23 +419,10 @@ func (c *Config) ValidateKeys() error {
 	return nil
 }
 
-// CompiledClasses compiles the configured classes (Validate has checked them).
-func (c *Config) CompiledClasses() ([]*tokenizer.Class, error) {
-	out := make([]*tokenizer.Class, 0, len(c.Classes))
-	for _, cc := range c.Classes {
-		cl, err := tokenizer.Compile(cc)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, cl)
-	}
-	return out, nil
-}
-
 // Redacted returns a copy whose secrets are replaced, for printing and logging.
 func (c *Config) Redacted() *Config {
 	r := *c
-	r.Classes = append([]tokenizer.ClassConfig(nil), c.Classes...)
+	r.Classes = append([]Class(nil), c.Classes...)
 	r.Database.URL = RedactURL(c.Database.URL)
 	if r.Keys.Vault.Token != "" {
 		r.Keys.Vault.Token = "REDACTED"
@@ -476,4 +457,24 @@ func (c *Config) String() string {
 		return "unprintable configuration"
 	}
 	return string(out)
+}
+
+// Class is a token class as configured; internal/tokenizer compiles it.
+type Class struct {
+	Name      string        `yaml:"name"`
+	Format    string        `yaml:"format"`
+	Mode      string        `yaml:"mode"`
+	Generator string        `yaml:"generator"`
+	TTL       time.Duration `yaml:"ttl"`
+	// Distinguishable defaults to true where the format supports it.
+	Distinguishable *bool `yaml:"distinguishable"`
+	PreservePrefix  int   `yaml:"preserve_prefix"`
+	PreserveSuffix  int   `yaml:"preserve_suffix"`
+	MinLength       int   `yaml:"min_length"`
+	MaxLength       int   `yaml:"max_length"`
+	// EmailDomain is "keep" (default) or "tokenize", for the email format.
+	EmailDomain string `yaml:"email_domain"`
+	// MaskKeepLast is how many trailing tokenizable characters a masked reveal shows
+	// (default 4: ***-**-6789); the rest become *.
+	MaskKeepLast *int `yaml:"mask_keep_last"`
 }

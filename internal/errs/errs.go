@@ -5,6 +5,18 @@ package errs
 import (
 	"errors"
 	"fmt"
+	"time"
+)
+
+// Sentinel causes, wrapped (with %w) by every adapter, so that the edge can classify a
+// failure without knowing which adapter it came from.
+var (
+	// ErrUnavailable means a backing service (PostgreSQL, the key provider, the audit
+	// log) could not be reached or did not answer in time: retry later.
+	ErrUnavailable = errors.New("unavailable")
+	// ErrConflict means a serialization failure or deadlock between concurrent
+	// transactions: the operation may be retried as it is.
+	ErrConflict = errors.New("conflict")
 )
 
 // Kind is the class of failure; the server maps each to one gRPC code.
@@ -29,6 +41,8 @@ type Error struct {
 	Kind Kind
 	Msg  string
 	Err  error
+	// RetryAfter, when positive, tells the caller how long to wait (google.rpc.RetryInfo).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/phivault/tokenizer/internal/errs"
 	"github.com/phivault/tokenizer/internal/keys"
 	"github.com/phivault/tokenizer/internal/store"
 	"github.com/phivault/tokenizer/internal/testutil/netproxy"
@@ -30,7 +31,7 @@ type full interface {
 	keys.Signer
 }
 
-func newVaultProvider(t *testing.T, addr string, mutate func(*vault.Config)) *keys.VaultProvider {
+func newVaultProvider(t *testing.T, addr string, mutate func(*vault.Config)) *vault.Provider {
 	t.Helper()
 	cfg := vault.Config{Address: addr, Token: vaulttest.RootToken, Timeout: 2 * time.Second, MaxRetries: 1}
 	if mutate != nil {
@@ -39,7 +40,7 @@ func newVaultProvider(t *testing.T, addr string, mutate func(*vault.Config)) *ke
 	c, err := vault.New(cfg, quiet)
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
-	return keys.NewVaultProvider(c)
+	return vault.NewProvider(c)
 }
 
 // providers is every implementation the conformance suite runs against.
@@ -227,7 +228,7 @@ func TestVaultUnavailableFailsFast(t *testing.T) {
 	start := time.Now()
 	_, err = p.Unwrap(ctx, wrapped)
 	require.Error(t, err)
-	assert.ErrorIs(t, err, keys.ErrUnavailable)
+	assert.ErrorIs(t, err, errs.ErrUnavailable)
 	assert.Error(t, p.Check(ctx))
 	t.Logf("unwrap failed after %v with Vault down", time.Since(start))
 
@@ -236,5 +237,5 @@ func TestVaultUnavailableFailsFast(t *testing.T) {
 		_, err := p.Unwrap(context.Background(), wrapped)
 		return err == nil
 	}, 10*time.Second, 100*time.Millisecond)
-	assert.False(t, errors.Is(p.Check(ctx), keys.ErrUnavailable))
+	assert.False(t, errors.Is(p.Check(ctx), errs.ErrUnavailable))
 }

@@ -36,9 +36,5 @@ type Signer interface {
 	Verify(ctx context.Context, message []byte, signature string) (bool, error)
 }
 
-// ErrUnavailable is wrapped by provider errors that mean "try again later": the key
-// service cannot be reached or refused to serve.
-var ErrUnavailable = errors.New("key provider unavailable")
-
 // ErrCorrupt is wrapped when a wrapped key does not authenticate.
 var ErrCorrupt = errors.New("wrapped data key does not authenticate")

@@ -1,9 +1,7 @@
 package server
 
 import (
-	"context"
 	"net/http"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -17,30 +15,11 @@ func (s *Server) adminHandler() http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if reason := s.notReady(r.Context()); reason != "" {
+		if reason := s.app.NotReady(r.Context()); reason != "" {
 			http.Error(w, "not ready: "+reason, http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	return mux
-}
-
-// notReady returns why the service cannot serve now, or "".
-func (s *Server) notReady(ctx context.Context) string {
-	if !s.ready.Load() {
-		if p := s.initErr.Load(); p != nil {
-			return *p
-		}
-		return "starting"
-	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	if err := s.store.Ping(ctx); err != nil {
-		return "database: " + err.Error()
-	}
-	if err := s.provider.Check(ctx); err != nil {
-		return "key provider: " + err.Error()
-	}
-	return ""
 }

@@ -7,8 +7,8 @@ import (
 
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 
+	"github.com/phivault/tokenizer/internal/app"
 	"github.com/phivault/tokenizer/internal/audit"
-	"github.com/phivault/tokenizer/internal/server"
 )
 
 // BenchmarkAuditedRequests measures audited requests per second (single-item tokenize
@@ -29,9 +29,9 @@ func BenchmarkAuditedRequests(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			e := newEnv(b)
-			var opts []server.Option
+			var opts []app.Option
 			if tc.noop {
-				opts = append(opts, server.WithAuditSink(audit.Noop{}))
+				opts = append(opts, app.WithAuditSink(audit.Noop{}))
 			}
 			var srvs []*running
 			for range tc.instances {

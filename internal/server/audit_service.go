@@ -21,7 +21,7 @@ type auditService struct {
 }
 
 func (a *auditService) signer() (audit.Signer, error) {
-	sg, ok := a.s.provider.(audit.Signer)
+	sg, ok := a.s.app.Signer()
 	if !ok {
 		return nil, errs.New(errs.FailedPrecondition, "the key provider cannot verify checkpoint signatures")
 	}
@@ -39,7 +39,7 @@ func (a *auditService) VerifyAudit(ctx context.Context, req *tokenizerv1.VerifyA
 	if err != nil {
 		return nil, err
 	}
-	res, err := audit.Verify(ctx, a.s.store, sg, req.GetFromSeq(), req.GetToSeq(), nil)
+	res, err := audit.Verify(ctx, a.s.app.Store, sg, req.GetFromSeq(), req.GetToSeq(), nil)
 	if err != nil {
 		return nil, errs.Wrap(errs.Unavailable, err, "audit log unavailable")
 	}
@@ -97,7 +97,7 @@ func (a *auditService) ExportAudit(req *tokenizerv1.ExportAuditRequest, stream t
 		return err
 	}
 	w := &chunkWriter{stream: stream, contentType: f.ContentType()}
-	if err := audit.Export(stream.Context(), a.s.store, f, req.GetFromSeq(), req.GetToSeq(), w); err != nil {
+	if err := audit.Export(stream.Context(), a.s.app.Store, f, req.GetFromSeq(), req.GetToSeq(), w); err != nil {
 		return errs.Wrap(errs.Unavailable, err, "audit log unavailable")
 	}
 	return w.flush()
@@ -110,7 +110,7 @@ func (a *auditService) ListDisclosures(ctx context.Context, req *tokenizerv1.Lis
 	if err := requireOp(ctx, policy.OpDisclosures); err != nil {
 		return nil, err
 	}
-	eng, err := a.s.engineReady()
+	eng, err := a.s.app.Engine()
 	if err != nil {
 		return nil, err
 	}
@@ -125,24 +125,22 @@ func (a *auditService) ListDisclosures(ctx context.Context, req *tokenizerv1.Lis
 	if req.GetEndTime() != nil {
 		end = req.GetEndTime().AsTime()
 	}
-	rows, err := a.s.store.Disclosures(ctx, digests, start, end)
+	ds, err := audit.Disclosures(ctx, a.s.app.Store, digests, start, end)
 	if err != nil {
 		return nil, errs.Wrap(errs.Unavailable, err, "audit log unavailable")
 	}
 	resp := &tokenizerv1.ListDisclosuresResponse{}
-	for _, r := range rows {
-		if r.Operation != "detokenize" && r.Operation != "detokenize_stream" {
-			continue // deletions also carry digests; only reveals are disclosures
-		}
-		d, err := audit.Decode(r.Body)
-		if err != nil || d.Outcome != "OK" {
-			continue
-		}
+	for _, d := range ds {
 		resp.Disclosures = append(resp.Disclosures, &tokenizerv1.Disclosure{
-			Seq: r.Seq, Time: timestamppb.New(r.Time), RequestId: d.RequestID, Caller: d.Caller,
+			Seq: d.Seq, Time: timestamppb.New(d.Time), RequestId: d.RequestID, Caller: d.Caller,
 			PurposeOfUse: d.PurposeOfUse, Justification: d.Justification, ClientAddress: d.ClientAddress,
 			BreakGlass: d.BreakGlass, Masked: d.Masked,
 		})
 	}
 	return resp, nil
+}
+
+// requireOp authorizes a request operation (audit export, verify, disclosures).
+func requireOp(ctx context.Context, op string) error {
+	return policy.Decide(policy.Request{Principal: principalFrom(ctx), Caller: callerID(ctx), Operation: op}).Err
 }

@@ -63,7 +63,7 @@ func superuser(t *testing.T, dbURL string, sqls ...string) {
 }
 
 // verifier checks the chain directly, as `tokenizer audit verify` does.
-func verify(t testing.TB, e *env, held []store.Checkpoint) audit.Result {
+func verify(t testing.TB, e *env, held []audit.Checkpoint) audit.Result {
 	t.Helper()
 	st, err := store.Open(t.Context(), e.dbURL, store.Options{MaxConns: 2})
 	require.NoError(t, err)
@@ -79,26 +79,26 @@ func TestAuditTamperDetection(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		name    string
-		tamper  func(t *testing.T, e *env) []store.Checkpoint
+		tamper  func(t *testing.T, e *env) []audit.Checkpoint
 		badSeq  int64
 		because string
 	}{
-		{"modified event", func(t *testing.T, e *env) []store.Checkpoint {
+		{"modified event", func(t *testing.T, e *env) []audit.Checkpoint {
 			superuser(t, e.dbURL, `UPDATE audit_events SET body = replace(body, '"caller":"dev"', '"caller":"someone-else"') WHERE seq = 5`)
 			return nil
 		}, 5, "modified"},
-		{"deleted event", func(t *testing.T, e *env) []store.Checkpoint {
+		{"deleted event", func(t *testing.T, e *env) []audit.Checkpoint {
 			superuser(t, e.dbURL, `DELETE FROM audit_events WHERE seq = 4`)
 			return nil
 		}, 4, "missing"},
-		{"reordered events", func(t *testing.T, e *env) []store.Checkpoint {
+		{"reordered events", func(t *testing.T, e *env) []audit.Checkpoint {
 			superuser(t, e.dbURL,
 				`UPDATE audit_events SET seq = 1000006 WHERE seq = 6`,
 				`UPDATE audit_events SET seq = 6 WHERE seq = 7`,
 				`UPDATE audit_events SET seq = 7 WHERE seq = 1000006`)
 			return nil
 		}, 6, "prev_hash"},
-		{"rewritten history with recomputed hashes", func(t *testing.T, e *env) []store.Checkpoint {
+		{"rewritten history with recomputed hashes", func(t *testing.T, e *env) []audit.Checkpoint {
 			// The attacker rewrites event 3 and recomputes every hash after it: the
 			// chain is consistent again, but the signed checkpoint at the head is not.
 			rows := readChain(t, e.dbURL)
@@ -116,14 +116,14 @@ func TestAuditTamperDetection(t *testing.T) {
 			superuser(t, e.dbURL, sqls...)
 			return nil
 		}, 0, "checkpoint"},
-		{"truncated tail against a held checkpoint", func(t *testing.T, e *env) []store.Checkpoint {
+		{"truncated tail against a held checkpoint", func(t *testing.T, e *env) []audit.Checkpoint {
 			held := storedCheckpoints(t, e.dbURL)
 			// The attacker cuts the tail and the checkpoints in the database with it;
 			// the copy in the sink is what the auditor holds.
 			superuser(t, e.dbURL, `DELETE FROM audit_events WHERE seq > 6`, `DELETE FROM audit_checkpoints`)
 			return held
 		}, 7, "truncated"},
-		{"forged checkpoint", func(t *testing.T, e *env) []store.Checkpoint {
+		{"forged checkpoint", func(t *testing.T, e *env) []audit.Checkpoint {
 			rows := readChain(t, e.dbURL)
 			superuser(t, e.dbURL, fmt.Sprintf(`INSERT INTO audit_checkpoints (seq, hash, time, signature) VALUES (%d, '\x%x', now(), 'local:v1:AAAA')`, rows[4].Seq, rows[4].Hash))
 			return nil
@@ -177,17 +177,17 @@ func checkpointNow(t *testing.T, e *env) {
 	require.NotNil(t, got)
 }
 
-func readChain(t *testing.T, dbURL string) []store.AuditRow {
+func readChain(t *testing.T, dbURL string) []audit.Row {
 	t.Helper()
 	st, err := store.Open(t.Context(), dbURL, store.Options{MaxConns: 2})
 	require.NoError(t, err)
 	defer st.Close()
-	var rows []store.AuditRow
-	require.NoError(t, st.ReadAudit(t.Context(), 1, 0, func(r store.AuditRow) error { rows = append(rows, r); return nil }))
+	var rows []audit.Row
+	require.NoError(t, st.ReadAudit(t.Context(), 1, 0, func(r audit.Row) error { rows = append(rows, r); return nil }))
 	return rows
 }
 
-func storedCheckpoints(t *testing.T, dbURL string) []store.Checkpoint {
+func storedCheckpoints(t *testing.T, dbURL string) []audit.Checkpoint {
 	t.Helper()
 	st, err := store.Open(t.Context(), dbURL, store.Options{MaxConns: 2})
 	require.NoError(t, err)

@@ -251,7 +251,7 @@ func TestKeyRotationReencryptionAndKEKRewrap(t *testing.T) {
 	st, err := store.Open(ctx, e.dbURL, store.Options{MaxConns: 2})
 	require.NoError(t, err)
 	defer st.Close()
-	kr := keys.NewKeyring(keys.NewVaultProvider(vc), st)
+	kr := keys.NewKeyring(vault.NewProvider(vc), st)
 	require.NoError(t, kr.Reload(ctx))
 	ver, err := kr.Rotate(ctx, keys.ValueEncryption)
 	require.NoError(t, err)

@@ -19,6 +19,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
+
+	"github.com/phivault/tokenizer/internal/authn"
 )
 
 // safeJSON is the gateway's JSON codec: proto field names (snake_case) on output, both
@@ -95,7 +97,7 @@ func forwardIdentity(_ context.Context, r *http.Request) metadata.MD {
 	if r.TLS == nil {
 		return nil
 	}
-	id, err := identityOf(r.TLS)
+	id, err := authn.IdentityOf(r.TLS)
 	if err != nil {
 		return nil
 	}

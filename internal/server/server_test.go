@@ -28,6 +28,7 @@ import (
 
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 
+	"github.com/phivault/tokenizer/internal/app"
 	"github.com/phivault/tokenizer/internal/config"
 	"github.com/phivault/tokenizer/internal/keys"
 	"github.com/phivault/tokenizer/internal/server"
@@ -99,7 +100,7 @@ func (r *running) stop(t *testing.T) {
 }
 
 // start runs a server in this process on free ports; waitReady makes it wait for /readyz.
-func (e *env) start(t testing.TB, waitReady bool, opts ...server.Option) *running {
+func (e *env) start(t testing.TB, waitReady bool, opts ...app.Option) *running {
 	t.Helper()
 	cfg := config.Defaults()
 	cfg.Dev = true
@@ -133,17 +134,23 @@ func (e *env) start(t testing.TB, waitReady bool, opts ...server.Option) *runnin
 		vc, err := vault.New(cfg.Keys.Vault, log)
 		require.NoError(t, err)
 		t.Cleanup(vc.Close)
-		p = keys.NewVaultProvider(vc)
+		p = vault.NewProvider(vc)
 	} else {
 		lp, _, err := keys.OpenLocal(cfg.Keys.LocalFile)
 		require.NoError(t, err)
 		p = lp
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg, log, p, opts...)
+	a, err := app.Build(ctx, cfg, log, append([]app.Option{app.WithProvider(p)}, opts...)...)
+	require.NoError(t, err)
+	srv, err := server.New(ctx, a)
 	require.NoError(t, err)
 	r := &running{addrs: srv.Addrs(), cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- srv.Run(ctx) }()
+	go func() {
+		err := srv.Run(ctx)
+		a.Close()
+		r.done <- err
+	}()
 	creds := insecure.NewCredentials()
 	if e.client != nil {
 		creds = credentials.NewTLS(e.client)

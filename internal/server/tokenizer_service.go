@@ -9,7 +9,6 @@ import (
 	"unicode/utf8"
 
 	spb "google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -21,194 +20,144 @@ import (
 	"github.com/phivault/tokenizer/internal/tokenizer"
 )
 
-const maxJustificationBytes = 1024
-
+// tokenizerService converts tokenizer.v1 messages to engine calls and back; the batch
+// skeleton (runBatch) authorizes and records them.
 type tokenizerService struct {
 	tokenizerv1.UnimplementedTokenizerServiceServer
 	s *Server
 }
 
-func classesOf[T any](items []T, class func(T) string) []string {
-	out := make([]string, len(items))
-	for i, it := range items {
-		out[i] = class(it)
-	}
-	return out
-}
-
 // itemStatus is the per-item google.rpc.Status of an item error (an *errs.Error with
 // a caller-safe message).
 func (t *tokenizerService) itemStatus(ctx context.Context, err error) *spb.Status {
+	if err == nil {
+		return nil
+	}
 	return toStatus(ctx, t.s.log, err).Proto()
 }
 
-func (t *tokenizerService) countItems(op string, classes []string, errors []error) {
-	for i, c := range classes {
-		if !t.s.isClass(c) {
-			c = "unknown"
-		}
-		outcome := codes.OK.String()
-		if errors[i] != nil {
-			outcome = kindCodes[errs.KindOf(errors[i])].String()
-		}
-		t.s.metrics.items.WithLabelValues(op, c, outcome).Inc()
-	}
-}
-
 func (t *tokenizerService) Tokenize(ctx context.Context, req *tokenizerv1.TokenizeRequest) (*tokenizerv1.TokenizeResponse, error) {
-	items := make([]tokenizer.TokenizeItem, len(req.GetItems()))
-	for i, it := range req.GetItems() {
+	in := req.GetItems()
+	items := make([]tokenizer.TokenizeItem, len(in))
+	classes := make([]string, len(in))
+	for i, it := range in {
 		items[i] = tokenizer.TokenizeItem{Class: it.GetClass(), Value: it.GetValue(), Scope: it.GetScope()}
+		classes[i] = it.GetClass()
 	}
-	rec := audit.RecordFrom(ctx)
-	rec.Items = len(items)
-	for _, it := range items {
-		rec.Classes = append(rec.Classes, t.s.classLabel(it.Class))
-	}
-	eng, err := t.s.engineReady()
+	ttl := req.GetTtl()
+	results, _, err := runBatch(ctx, t.s, items, batch[tokenizer.TokenizeItem, tokenizer.TokenizeResult]{
+		op: policy.OpTokenize, classes: classes,
+		check: func() error {
+			if ttl != nil && ttl.CheckValid() != nil {
+				return errs.New(errs.InvalidArgument, "ttl: not a valid duration")
+			}
+			return nil
+		},
+		run: func(ctx context.Context, eng *tokenizer.Engine, sub []tokenizer.TokenizeItem) ([]tokenizer.TokenizeResult, error) {
+			return eng.Tokenize(ctx, sub, ttl.AsDuration())
+		},
+		fail: func(err error) tokenizer.TokenizeResult { return tokenizer.TokenizeResult{Err: err} },
+	})
 	if err != nil {
 		return nil, err
 	}
-	if err := requireAnyClass(ctx, "tokenize", policy.OpTokenize); err != nil {
-		return nil, err
-	}
-	var ttl durationpb.Duration
-	if req.GetTtl() != nil {
-		if err := req.GetTtl().CheckValid(); err != nil {
-			return nil, errs.New(errs.InvalidArgument, "ttl: not a valid duration")
-		}
-		ttl.Seconds, ttl.Nanos = req.GetTtl().GetSeconds(), req.GetTtl().GetNanos()
-	}
-	if len(items) > t.s.cfg.Limits.MaxItems {
-		return nil, errs.New(errs.InvalidArgument, "items: %d items exceed the limit of %d per request", len(items), t.s.cfg.Limits.MaxItems)
-	}
-	results := make([]tokenizer.TokenizeResult, len(items))
-	allowed, denied := t.s.permitted(ctx, rec, classesOf(items, func(it tokenizer.TokenizeItem) string { return it.Class }), policy.OpTokenize)
-	for i, err := range denied {
-		results[i].Err = err
-	}
-	if err := runAllowed(items, allowed, results, func(sub []tokenizer.TokenizeItem) ([]tokenizer.TokenizeResult, error) {
-		return eng.Tokenize(ctx, sub, ttl.AsDuration())
-	}); err != nil {
-		return nil, err
-	}
 	resp := &tokenizerv1.TokenizeResponse{Results: make([]*tokenizerv1.TokenizeResult, len(results))}
-	classes := make([]string, len(results))
 	errList := make([]error, len(results))
 	for i, r := range results {
-		out := &tokenizerv1.TokenizeResult{Reference: req.GetItems()[i].GetReference()}
-		if r.Err != nil {
-			out.Error = t.itemStatus(ctx, r.Err)
-		} else {
-			out.Token = r.Token
-			if r.ExpiresAt != nil {
-				out.ExpireTime = timestamppb.New(*r.ExpiresAt)
-			}
+		out := &tokenizerv1.TokenizeResult{Reference: in[i].GetReference(), Token: r.Token, Error: t.itemStatus(ctx, r.Err)}
+		if r.ExpiresAt != nil && r.Err == nil {
+			out.ExpireTime = timestamppb.New(*r.ExpiresAt)
 		}
-		resp.Results[i] = out
-		classes[i], errList[i] = items[i].Class, r.Err
-		if r.Err != nil {
-			rec.ItemsFailed++
-		}
+		resp.Results[i], errList[i] = out, r.Err
 	}
-	t.countItems("tokenize", classes, errList)
+	t.s.countItems(ctx, "tokenize", classes, errList)
 	return resp, nil
 }
 
-func checkPurpose(req *tokenizerv1.DetokenizeRequest) error {
-	p := req.GetPurposeOfUse()
-	if p == "" {
-		return errs.New(errs.InvalidArgument, "purpose_of_use: required on every detokenize (an HL7 v3 PurposeOfUse code such as TREAT)")
+// recordPurpose puts the purpose of use and justification in the audit record when
+// they are well-formed (a malformed one is refused, and its text is not kept).
+func recordPurpose(rec *audit.Record, purpose, justification string) {
+	if _, known := policy.PurposesOfUse[purpose]; known {
+		rec.PurposeOfUse = purpose
+		rec.BreakGlass = purpose == policy.BreakGlass
 	}
-	if _, ok := policy.PurposesOfUse[p]; !ok {
-		return errs.New(errs.InvalidArgument, "purpose_of_use: not a known HL7 v3 PurposeOfUse code")
+	if utf8.ValidString(justification) && len(justification) <= policy.MaxJustificationBytes {
+		rec.Justification = justification
 	}
-	if len(req.GetJustification()) > maxJustificationBytes || !utf8.ValidString(req.GetJustification()) {
-		return errs.New(errs.InvalidArgument, "justification: at most %d bytes of UTF-8", maxJustificationBytes)
-	}
-	return nil
 }
 
 func (t *tokenizerService) Detokenize(ctx context.Context, req *tokenizerv1.DetokenizeRequest) (*tokenizerv1.DetokenizeResponse, error) {
 	rec := audit.RecordFrom(ctx)
-	rec.Items = len(req.GetItems())
-	for _, it := range req.GetItems() {
-		rec.Classes = append(rec.Classes, t.s.classLabel(it.GetClass()))
+	recordPurpose(rec, req.GetPurposeOfUse(), req.GetJustification())
+	in := req.GetItems()
+	items := make([]tokenizer.DetokenizeItem, len(in))
+	classes := make([]string, len(in))
+	for i, it := range in {
+		items[i] = tokenizer.DetokenizeItem{Class: it.GetClass(), Token: it.GetToken()}
+		classes[i] = it.GetClass()
 	}
-	if _, known := policy.PurposesOfUse[req.GetPurposeOfUse()]; known {
-		rec.PurposeOfUse = req.GetPurposeOfUse()
-		rec.BreakGlass = req.GetPurposeOfUse() == policy.BreakGlass
-	}
-	if utf8.ValidString(req.GetJustification()) && len(req.GetJustification()) <= maxJustificationBytes {
-		rec.Justification = req.GetJustification()
-	}
-	eng, err := t.s.engineReady()
+	results, d, err := runBatch(ctx, t.s, items, batch[tokenizer.DetokenizeItem, tokenizer.DetokenizeResult]{
+		op: policy.OpDetokenize, classes: classes, purpose: req.GetPurposeOfUse(), justification: req.GetJustification(),
+		run: func(ctx context.Context, eng *tokenizer.Engine, sub []tokenizer.DetokenizeItem) ([]tokenizer.DetokenizeResult, error) {
+			return eng.Detokenize(ctx, sub)
+		},
+		fail: func(err error) tokenizer.DetokenizeResult { return tokenizer.DetokenizeResult{Err: err} },
+	})
 	if err != nil {
 		return nil, err
 	}
-	if err := checkPurpose(req); err != nil {
-		return nil, err
-	}
-	if err := t.s.authorizePurpose(ctx, req.GetPurposeOfUse(), req.GetJustification()); err != nil {
-		return nil, err
-	}
-	if err := requireAnyClass(ctx, "detokenize", policy.OpDetokenize, policy.OpDetokenizeMasked); err != nil {
-		return nil, err
-	}
-	items := make([]tokenizer.DetokenizeItem, len(req.GetItems()))
-	for i, it := range req.GetItems() {
-		items[i] = tokenizer.DetokenizeItem{Class: it.GetClass(), Token: it.GetToken()}
-	}
-	if len(items) > t.s.cfg.Limits.MaxItems {
-		return nil, errs.New(errs.InvalidArgument, "items: %d items exceed the limit of %d per request", len(items), t.s.cfg.Limits.MaxItems)
-	}
-	// Per item: the full value, the masked value, or PERMISSION_DENIED.
-	pr := principalFrom(ctx)
-	results := make([]tokenizer.DetokenizeResult, len(items))
-	masked := make([]bool, len(items))
-	var allowed []int
-	for i, it := range items {
-		if t.s.isClass(it.Class) && !pr.Can(it.Class, policy.OpDetokenize) {
-			if !pr.Can(it.Class, policy.OpDetokenizeMasked) {
-				results[i].Err = itemDenied(it.Class, policy.OpDetokenize)
-				rec.Denied = append(rec.Denied, "class "+it.Class+": "+policy.OpDetokenize)
-				continue
-			}
-			masked[i] = true
-		}
-		allowed = append(allowed, i)
-	}
-	if err := runAllowed(items, allowed, results, func(sub []tokenizer.DetokenizeItem) ([]tokenizer.DetokenizeResult, error) {
-		return eng.Detokenize(ctx, sub)
-	}); err != nil {
-		return nil, err
-	}
-	for i := range results {
-		if masked[i] && results[i].Err == nil {
-			results[i].Value = eng.Mask(items[i].Class, results[i].Value)
-		}
-	}
-	if rec.BreakGlass {
+	if d.BreakGlass {
 		t.s.metrics.breakGlass.Inc()
 	}
+	eng, _ := t.s.app.Engine()
 	resp := &tokenizerv1.DetokenizeResponse{Results: make([]*tokenizerv1.DetokenizeResult, len(results))}
-	classes := make([]string, len(results))
 	errList := make([]error, len(results))
 	for i, r := range results {
-		out := &tokenizerv1.DetokenizeResult{Reference: req.GetItems()[i].GetReference()}
-		if r.Err != nil {
-			out.Error = t.itemStatus(ctx, r.Err)
-			rec.ItemsFailed++
-		} else {
-			out.Value, out.Masked = r.Value, masked[i]
+		out := &tokenizerv1.DetokenizeResult{Reference: in[i].GetReference(), Error: t.itemStatus(ctx, r.Err)}
+		if r.Err == nil {
+			out.Value, out.Masked = r.Value, d.Items[i].Effect == policy.Mask
+			if out.Masked {
+				out.Value = eng.Mask(items[i].Class, r.Value)
+			}
 			rec.TokenDigests = append(rec.TokenDigests, r.Digest)
-			rec.Masked = rec.Masked || masked[i]
+			rec.Masked = rec.Masked || out.Masked
 		}
-		resp.Results[i] = out
-		classes[i], errList[i] = items[i].Class, r.Err
+		resp.Results[i], errList[i] = out, r.Err
 	}
-	t.countItems("detokenize", classes, errList)
+	t.s.countItems(ctx, "detokenize", classes, errList)
 	t.s.countReveals(ctx, len(rec.TokenDigests))
+	return resp, nil
+}
+
+func (t *tokenizerService) DeleteTokens(ctx context.Context, req *tokenizerv1.DeleteTokensRequest) (*tokenizerv1.DeleteTokensResponse, error) {
+	in := req.GetItems()
+	items := make([]tokenizer.DeleteItem, len(in))
+	classes := make([]string, len(in))
+	for i, it := range in {
+		items[i] = tokenizer.DeleteItem{Class: it.GetClass(), Token: it.GetToken(), Value: it.GetValue(), Scope: it.GetScope()}
+		classes[i] = it.GetClass()
+	}
+	results, _, err := runBatch(ctx, t.s, items, batch[tokenizer.DeleteItem, tokenizer.DeleteResult]{
+		op: policy.OpDelete, classes: classes,
+		run: func(ctx context.Context, eng *tokenizer.Engine, sub []tokenizer.DeleteItem) ([]tokenizer.DeleteResult, error) {
+			return eng.DeleteTokens(ctx, sub)
+		},
+		fail: func(err error) tokenizer.DeleteResult { return tokenizer.DeleteResult{Err: err} },
+	})
+	if err != nil {
+		return nil, err
+	}
+	rec := audit.RecordFrom(ctx)
+	resp := &tokenizerv1.DeleteTokensResponse{Results: make([]*tokenizerv1.DeleteResult, len(results))}
+	errList := make([]error, len(results))
+	for i, r := range results {
+		resp.Results[i] = &tokenizerv1.DeleteResult{Reference: in[i].GetReference(), Deleted: r.Deleted, Error: t.itemStatus(ctx, r.Err)}
+		if r.Err == nil && r.Digest != nil {
+			rec.TokenDigests = append(rec.TokenDigests, r.Digest)
+		}
+		errList[i] = r.Err
+	}
+	t.s.countItems(ctx, "delete", classes, errList)
 	return resp, nil
 }
 
@@ -248,60 +197,16 @@ func (t *tokenizerService) DetokenizeStream(stream tokenizerv1.TokenizerService_
 	return serveBatches(t.s, stream, "detokenize_stream", t.Detokenize)
 }
 
-func (t *tokenizerService) DeleteTokens(ctx context.Context, req *tokenizerv1.DeleteTokensRequest) (*tokenizerv1.DeleteTokensResponse, error) {
-	eng, err := t.s.engineReady()
-	if err != nil {
-		return nil, err
-	}
-	items := make([]tokenizer.DeleteItem, len(req.GetItems()))
-	for i, it := range req.GetItems() {
-		items[i] = tokenizer.DeleteItem{Class: it.GetClass(), Token: it.GetToken(), Value: it.GetValue(), Scope: it.GetScope()}
-	}
-	rec := audit.RecordFrom(ctx)
-	rec.Items = len(items)
-	for _, it := range items {
-		rec.Classes = append(rec.Classes, t.s.classLabel(it.Class))
-	}
-	if err := requireAnyClass(ctx, "delete tokens", policy.OpDelete); err != nil {
-		return nil, err
-	}
-	if len(items) > t.s.cfg.Limits.MaxItems {
-		return nil, errs.New(errs.InvalidArgument, "items: %d items exceed the limit of %d per request", len(items), t.s.cfg.Limits.MaxItems)
-	}
-	results := make([]tokenizer.DeleteResult, len(items))
-	allowed, denied := t.s.permitted(ctx, rec, classesOf(items, func(it tokenizer.DeleteItem) string { return it.Class }), policy.OpDelete)
-	for i, err := range denied {
-		results[i].Err = err
-	}
-	if err := runAllowed(items, allowed, results, func(sub []tokenizer.DeleteItem) ([]tokenizer.DeleteResult, error) {
-		return eng.DeleteTokens(ctx, sub)
-	}); err != nil {
-		return nil, err
-	}
-	resp := &tokenizerv1.DeleteTokensResponse{Results: make([]*tokenizerv1.DeleteResult, len(results))}
-	for i, r := range results {
-		out := &tokenizerv1.DeleteResult{Reference: req.GetItems()[i].GetReference(), Deleted: r.Deleted}
-		if r.Err != nil {
-			out.Error = t.itemStatus(ctx, r.Err)
-			rec.ItemsFailed++
-		} else if r.Digest != nil {
-			rec.TokenDigests = append(rec.TokenDigests, r.Digest)
-		}
-		resp.Results[i] = out
-	}
-	return resp, nil
-}
-
 func (t *tokenizerService) ListClasses(ctx context.Context, _ *tokenizerv1.ListClassesRequest) (*tokenizerv1.ListClassesResponse, error) {
 	if principalFrom(ctx) == nil {
 		return nil, errs.New(errs.PermissionDenied, "caller %s has no entry in the policy", callerID(ctx))
 	}
 	resp := &tokenizerv1.ListClassesResponse{}
-	classes := slices.Clone(t.s.classes)
+	classes := slices.Clone(t.s.app.Classes)
 	slices.SortFunc(classes, func(a, b *tokenizer.Class) int { return strings.Compare(a.Name, b.Name) })
 	for _, c := range classes {
 		tc := &tokenizerv1.TokenClass{
-			Name: c.Name, Format: c.Format, Mode: string(c.Mode), Generator: string(c.Generator),
+			Name: c.Name, Format: c.Format, Mode: c.Mode, Generator: c.Generator,
 			Distinguishable: *c.Distinguishable,
 			PreservePrefix:  int32(c.PreservePrefix), PreserveSuffix: int32(c.PreserveSuffix),
 		}

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/phivault/tokenizer/internal/audit"
 )
 
 // auditLock serializes appends to the one audit chain across every replica. It is a
@@ -12,22 +14,10 @@ import (
 // table (there is no head row to update).
 const auditLock = 7_453_219_002
 
-// AuditRow is one stored audit event.
-type AuditRow struct {
-	Seq          int64
-	PrevHash     []byte
-	Hash         []byte
-	Body         string
-	Time         time.Time
-	Operation    string
-	Caller       string
-	TokenDigests [][]byte
-}
-
 // AppendAudit appends a batch to the chain in one transaction: it takes the chain
 // lock, reads the head, lets build chain the new rows onto it, and inserts them.
 // When it returns nil the rows are durably committed.
-func (s *Store) AppendAudit(ctx context.Context, build func(headSeq int64, headHash []byte) ([]AuditRow, error)) error {
+func (s *Store) AppendAudit(ctx context.Context, build func(headSeq int64, headHash []byte) ([]audit.Row, error)) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return classify("begin audit append", err)
@@ -78,7 +68,7 @@ func (s *Store) AuditHead(ctx context.Context) (int64, []byte, error) {
 
 // ReadAudit calls fn for every event with from ≤ seq ≤ to (to 0: no bound), in seq
 // order, streaming.
-func (s *Store) ReadAudit(ctx context.Context, from, to int64, fn func(AuditRow) error) error {
+func (s *Store) ReadAudit(ctx context.Context, from, to int64, fn func(audit.Row) error) error {
 	if to <= 0 {
 		to = 1<<63 - 1
 	}
@@ -87,11 +77,11 @@ func (s *Store) ReadAudit(ctx context.Context, from, to int64, fn func(AuditRow)
 	if err != nil {
 		return classify("read audit events", err)
 	}
-	var r AuditRow
+	var r audit.Row
 	var fnErr error
 	_, err = pgx.ForEachRow(rows, []any{&r.Seq, &r.PrevHash, &r.Hash, &r.Body, &r.Time, &r.Operation, &r.Caller, &r.TokenDigests}, func() error {
 		fnErr = fn(r)
-		r = AuditRow{}
+		r = audit.Row{}
 		return fnErr
 	})
 	if fnErr != nil {
@@ -100,23 +90,15 @@ func (s *Store) ReadAudit(ctx context.Context, from, to int64, fn func(AuditRow)
 	return classify("read audit events", err)
 }
 
-// Checkpoint is a signed statement of the chain head.
-type Checkpoint struct {
-	Seq       int64     `json:"seq"`
-	Hash      []byte    `json:"-"`
-	Time      time.Time `json:"-"`
-	Signature string    `json:"signature"`
-}
-
 // InsertCheckpoint stores a checkpoint.
-func (s *Store) InsertCheckpoint(ctx context.Context, c Checkpoint) error {
+func (s *Store) InsertCheckpoint(ctx context.Context, c audit.Checkpoint) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO audit_checkpoints (seq, hash, time, signature) VALUES ($1, $2, $3, $4)
 		ON CONFLICT DO NOTHING`, c.Seq, c.Hash, c.Time, c.Signature)
 	return classify("insert audit checkpoint", err)
 }
 
 // Checkpoints returns the stored checkpoints with from ≤ seq ≤ to (to 0: no bound).
-func (s *Store) Checkpoints(ctx context.Context, from, to int64) ([]Checkpoint, error) {
+func (s *Store) Checkpoints(ctx context.Context, from, to int64) ([]audit.Checkpoint, error) {
 	if to <= 0 {
 		to = 1<<63 - 1
 	}
@@ -125,8 +107,8 @@ func (s *Store) Checkpoints(ctx context.Context, from, to int64) ([]Checkpoint, 
 	if err != nil {
 		return nil, classify("read audit checkpoints", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Checkpoint, error) {
-		var c Checkpoint
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (audit.Checkpoint, error) {
+		var c audit.Checkpoint
 		err := r.Scan(&c.Seq, &c.Hash, &c.Time, &c.Signature)
 		return c, err
 	})
@@ -145,7 +127,7 @@ func (s *Store) LastCheckpointSeq(ctx context.Context) (int64, error) {
 
 // Disclosures returns the events whose token digests include any of digests, oldest
 // first, optionally bounded in time.
-func (s *Store) Disclosures(ctx context.Context, digests [][]byte, start, end time.Time) ([]AuditRow, error) {
+func (s *Store) Disclosures(ctx context.Context, digests [][]byte, start, end time.Time) ([]audit.Row, error) {
 	if end.IsZero() {
 		end = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 	}
@@ -154,8 +136,8 @@ func (s *Store) Disclosures(ctx context.Context, digests [][]byte, start, end ti
 	if err != nil {
 		return nil, classify("read disclosures", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditRow, error) {
-		var a AuditRow
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (audit.Row, error) {
+		var a audit.Row
 		err := r.Scan(&a.Seq, &a.PrevHash, &a.Hash, &a.Body, &a.Time, &a.Operation, &a.Caller, &a.TokenDigests)
 		return a, err
 	})

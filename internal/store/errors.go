@@ -7,14 +7,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/phivault/tokenizer/internal/errs"
 )
 
-// Sentinel errors of the store; test with errors.Is.
+// ErrNotFound means no row matched. Unavailability and conflicts wrap the shared
+// sentinels errs.ErrUnavailable and errs.ErrConflict; test with errors.Is.
 var (
-	// ErrUnavailable means PostgreSQL could not be reached or did not answer in time.
-	ErrUnavailable = errors.New("database unavailable")
-	// ErrConflict means a serialization failure or deadlock: the operation may be retried.
-	ErrConflict = errors.New("database conflict")
 	// ErrNotFound means no row matched.
 	ErrNotFound = errors.New("not found")
 )
@@ -38,7 +37,7 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("postgres: %s failed: %v", e.Op, e.kind)
 }
 
-// Unwrap exposes the sentinel kind (ErrUnavailable, ErrConflict, ...), if any.
+// Unwrap exposes the sentinel kind (errs.ErrUnavailable, errs.ErrConflict, ErrNotFound), if any.
 func (e *Error) Unwrap() error { return e.kind }
 
 // classify turns a pgx error into an *Error, the one place SQLSTATEs are interpreted.
@@ -55,9 +54,9 @@ func classify(op string, err error) error {
 		e := &Error{Op: op, SQLState: pgErr.Code}
 		switch pgErr.Code {
 		case "40001", "40P01": // serialization_failure, deadlock_detected
-			e.kind = ErrConflict
+			e.kind = errs.ErrConflict
 		case "57014", "57P01", "57P02", "57P03", "53300", "08000", "08003", "08006": // canceled, shutdown, too many connections, connection failures
-			e.kind = ErrUnavailable
+			e.kind = errs.ErrUnavailable
 		}
 		return e
 	}
@@ -65,5 +64,5 @@ func classify(op string, err error) error {
 	if errors.Is(err, context.Canceled) {
 		return &Error{Op: op, kind: context.Canceled}
 	}
-	return &Error{Op: op, kind: ErrUnavailable, cause: err}
+	return &Error{Op: op, kind: errs.ErrUnavailable, cause: err}
 }

@@ -16,7 +16,10 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/phivault/tokenizer/internal/audit"
+	"github.com/phivault/tokenizer/internal/errs"
 	"github.com/phivault/tokenizer/internal/keys"
+	"github.com/phivault/tokenizer/internal/tokenizer"
 )
 
 //go:embed migrations/*.sql
@@ -248,7 +251,15 @@ func (s *Store) ReplaceWrapped(ctx context.Context, p keys.Purpose, version int,
 		return classify("replace wrapped key", err)
 	}
 	if tag.RowsAffected() != 1 {
-		return &Error{Op: "replace wrapped key", kind: ErrConflict}
+		return &Error{Op: "replace wrapped key", kind: errs.ErrConflict}
 	}
 	return nil
 }
+
+// The PostgreSQL store implements every storage interface the domain declares.
+var (
+	_ tokenizer.Store       = (*Store)(nil)
+	_ tokenizer.Reencrypter = (*Store)(nil)
+	_ audit.ChainStore      = (*Store)(nil)
+	_ keys.Store            = (*Store)(nil)
+)

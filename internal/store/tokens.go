@@ -5,35 +5,16 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/phivault/tokenizer/internal/tokenizer"
 )
-
-// Mapping is one token vault row. Nothing in it is a value or a token in clear.
-type Mapping struct {
-	Class              string
-	Scope              string
-	TokenDigest        []byte
-	DigestVersion      int
-	Fingerprint        []byte // static classes only
-	FingerprintVersion int
-	ValueCT            []byte
-	TokenCT            []byte // static classes only
-	KeyVersion         int
-	CreatedAt          time.Time
-	ExpiresAt          *time.Time
-}
-
-// Ref names a row by class and token digest.
-type Ref struct {
-	Class  string
-	Digest []byte
-}
 
 // InsertStatic inserts ms (static mappings) in one statement and, in the same round
 // trip, returns the live rows that already held the fingerprint of an item before the
-// statement began, keyed by FingerprintRef.Key. inserted[i] reports whether ms[i] went
+// statement began, keyed by tokenizer.FingerprintRef.Key. inserted[i] reports whether ms[i] went
 // in. An item neither inserted nor found lost a race to a concurrent writer (or hit a
 // token collision) and is retried by the caller.
-func (s *Store) InsertStatic(ctx context.Context, ms []Mapping) (inserted []bool, existing map[string]Mapping, err error) {
+func (s *Store) InsertStatic(ctx context.Context, ms []tokenizer.Mapping) (inserted []bool, existing map[string]tokenizer.Mapping, err error) {
 	a := mappingArrays(ms)
 	rows, err := s.pool.Query(ctx, `
 		WITH q AS (
@@ -60,18 +41,18 @@ func (s *Store) InsertStatic(ctx context.Context, ms []Mapping) (inserted []bool
 		return nil, nil, classify("insert static mappings", err)
 	}
 	got := map[string]bool{}
-	existing = map[string]Mapping{}
+	existing = map[string]tokenizer.Mapping{}
 	var isNew bool
-	var m Mapping
+	var m tokenizer.Mapping
 	var kv int32
 	_, err = pgx.ForEachRow(rows, []any{&isNew, &m.Class, &m.Scope, &m.TokenDigest, &m.Fingerprint, &m.TokenCT, &kv, &m.ExpiresAt}, func() error {
 		if isNew {
-			got[RefKey(m.Class, m.TokenDigest)] = true
+			got[tokenizer.RefKey(m.Class, m.TokenDigest)] = true
 		} else {
 			m.KeyVersion = int(kv)
-			existing[FingerprintRef{Class: m.Class, Scope: m.Scope, Fingerprint: m.Fingerprint}.Key()] = m
+			existing[tokenizer.FingerprintRef{Class: m.Class, Scope: m.Scope, Fingerprint: m.Fingerprint}.Key()] = m
 		}
-		m = Mapping{}
+		m = tokenizer.Mapping{}
 		return nil
 	})
 	if err != nil {
@@ -79,7 +60,7 @@ func (s *Store) InsertStatic(ctx context.Context, ms []Mapping) (inserted []bool
 	}
 	inserted = make([]bool, len(ms))
 	for i, m := range ms {
-		inserted[i] = got[RefKey(m.Class, m.TokenDigest)]
+		inserted[i] = got[tokenizer.RefKey(m.Class, m.TokenDigest)]
 	}
 	return inserted, existing, nil
 }
@@ -92,7 +73,7 @@ type arrays struct {
 	exps                     []*time.Time
 }
 
-func mappingArrays(ms []Mapping) arrays {
+func mappingArrays(ms []tokenizer.Mapping) arrays {
 	n := len(ms)
 	a := arrays{
 		classes: make([]string, n), scopes: make([]string, n), digests: make([][]byte, n), dvers: make([]int32, n),
@@ -113,7 +94,7 @@ func mappingArrays(ms []Mapping) arrays {
 // InsertMappings inserts ms in one statement. A row whose token digest (or, for static
 // classes, fingerprint) already exists is skipped: inserted[i] reports whether ms[i]
 // went in, so that the caller can retry token collisions or reuse the existing token.
-func (s *Store) InsertMappings(ctx context.Context, ms []Mapping) (inserted []bool, err error) {
+func (s *Store) InsertMappings(ctx context.Context, ms []tokenizer.Mapping) (inserted []bool, err error) {
 	a := mappingArrays(ms)
 	rows, err := s.pool.Query(ctx, `
 		INSERT INTO tokens (class, scope, token_digest, digest_version, fingerprint, fingerprint_version,
@@ -144,7 +125,7 @@ func (s *Store) InsertMappings(ctx context.Context, ms []Mapping) (inserted []bo
 }
 
 // LookupTokens returns the live (unexpired) rows among refs, keyed by RefKey.
-func (s *Store) LookupTokens(ctx context.Context, refs []Ref) (map[string]Mapping, error) {
+func (s *Store) LookupTokens(ctx context.Context, refs []tokenizer.Ref) (map[string]tokenizer.Mapping, error) {
 	classes := make([]string, len(refs))
 	digests := make([][]byte, len(refs))
 	for i, r := range refs {
@@ -159,13 +140,13 @@ func (s *Store) LookupTokens(ctx context.Context, refs []Ref) (map[string]Mappin
 	if err != nil {
 		return nil, classify("look up tokens", err)
 	}
-	out := map[string]Mapping{}
-	var m Mapping
+	out := map[string]tokenizer.Mapping{}
+	var m tokenizer.Mapping
 	var dv, kv int32
 	_, err = pgx.ForEachRow(rows, []any{&m.Class, &m.Scope, &m.TokenDigest, &dv, &m.ValueCT, &kv, &m.CreatedAt, &m.ExpiresAt}, func() error {
 		m.DigestVersion, m.KeyVersion = int(dv), int(kv)
-		out[RefKey(m.Class, m.TokenDigest)] = m
-		m = Mapping{}
+		out[tokenizer.RefKey(m.Class, m.TokenDigest)] = m
+		m = tokenizer.Mapping{}
 		return nil
 	})
 	if err != nil {
@@ -174,11 +155,8 @@ func (s *Store) LookupTokens(ctx context.Context, refs []Ref) (map[string]Mappin
 	return out, nil
 }
 
-// RefKey is the map key LookupTokens uses for a class and digest.
-func RefKey(class string, digest []byte) string { return class + "\x00" + string(digest) }
-
 // DeleteTokens deletes the rows named by refs and returns the keys (RefKey) deleted.
-func (s *Store) DeleteTokens(ctx context.Context, refs []Ref) (map[string]bool, error) {
+func (s *Store) DeleteTokens(ctx context.Context, refs []tokenizer.Ref) (map[string]bool, error) {
 	classes := make([]string, len(refs))
 	digests := make([][]byte, len(refs))
 	for i, r := range refs {
@@ -195,25 +173,14 @@ func (s *Store) DeleteTokens(ctx context.Context, refs []Ref) (map[string]bool, 
 	var class string
 	var digest []byte
 	_, err = pgx.ForEachRow(rows, []any{&class, &digest}, func() error {
-		out[RefKey(class, digest)] = true
+		out[tokenizer.RefKey(class, digest)] = true
 		return nil
 	})
 	return out, classify("delete tokens", err)
 }
 
-// FingerprintRef names a static mapping by class, scope and value fingerprint.
-type FingerprintRef struct {
-	Class, Scope string
-	Fingerprint  []byte
-}
-
-// Key is the map key LookupFingerprints uses.
-func (r FingerprintRef) Key() string {
-	return r.Class + "\x00" + r.Scope + "\x00" + string(r.Fingerprint)
-}
-
-// LookupFingerprints returns the live static rows among refs, keyed by FingerprintRef.Key.
-func (s *Store) LookupFingerprints(ctx context.Context, refs []FingerprintRef) (map[string]Mapping, error) {
+// LookupFingerprints returns the live static rows among refs, keyed by tokenizer.FingerprintRef.Key.
+func (s *Store) LookupFingerprints(ctx context.Context, refs []tokenizer.FingerprintRef) (map[string]tokenizer.Mapping, error) {
 	classes := make([]string, len(refs))
 	scopes := make([]string, len(refs))
 	fps := make([][]byte, len(refs))
@@ -229,13 +196,13 @@ func (s *Store) LookupFingerprints(ctx context.Context, refs []FingerprintRef) (
 	if err != nil {
 		return nil, classify("look up fingerprints", err)
 	}
-	out := map[string]Mapping{}
-	var m Mapping
+	out := map[string]tokenizer.Mapping{}
+	var m tokenizer.Mapping
 	var kv int32
 	_, err = pgx.ForEachRow(rows, []any{&m.Class, &m.Scope, &m.Fingerprint, &m.TokenDigest, &m.TokenCT, &kv, &m.ExpiresAt}, func() error {
 		m.KeyVersion = int(kv)
-		out[FingerprintRef{Class: m.Class, Scope: m.Scope, Fingerprint: m.Fingerprint}.Key()] = m
-		m = Mapping{}
+		out[tokenizer.FingerprintRef{Class: m.Class, Scope: m.Scope, Fingerprint: m.Fingerprint}.Key()] = m
+		m = tokenizer.Mapping{}
 		return nil
 	})
 	if err != nil {
@@ -246,7 +213,7 @@ func (s *Store) LookupFingerprints(ctx context.Context, refs []FingerprintRef) (
 
 // PurgeExpiredFingerprints deletes expired static rows among refs, so that a value
 // whose token expired can be tokenized afresh. It returns how many rows went.
-func (s *Store) PurgeExpiredFingerprints(ctx context.Context, refs []FingerprintRef) (int64, error) {
+func (s *Store) PurgeExpiredFingerprints(ctx context.Context, refs []tokenizer.FingerprintRef) (int64, error) {
 	classes := make([]string, len(refs))
 	scopes := make([]string, len(refs))
 	fps := make([][]byte, len(refs))
@@ -267,7 +234,7 @@ func (s *Store) PurgeExpiredFingerprints(ctx context.Context, refs []Fingerprint
 // current version, in one transaction; fn re-encrypts a row in place (ValueCT,
 // TokenCT, KeyVersion). Rows locked by another re-encryptor are skipped. It returns
 // how many rows moved.
-func (s *Store) Reencrypt(ctx context.Context, current, limit int, fn func(m *Mapping) error) (int, error) {
+func (s *Store) Reencrypt(ctx context.Context, current, limit int, fn func(m *tokenizer.Mapping) error) (int, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return 0, classify("begin re-encryption", err)
@@ -280,13 +247,13 @@ func (s *Store) Reencrypt(ctx context.Context, current, limit int, fn func(m *Ma
 	if err != nil {
 		return 0, classify("select rows to re-encrypt", err)
 	}
-	var ms []Mapping
-	var m Mapping
+	var ms []tokenizer.Mapping
+	var m tokenizer.Mapping
 	var kv int32
 	_, err = pgx.ForEachRow(rows, []any{&m.Class, &m.TokenDigest, &m.Fingerprint, &m.ValueCT, &m.TokenCT, &kv}, func() error {
 		m.KeyVersion = int(kv)
 		ms = append(ms, m)
-		m = Mapping{}
+		m = tokenizer.Mapping{}
 		return nil
 	})
 	if err != nil {

@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"regexp"
 	"sync"
-	"time"
 
+	"github.com/phivault/tokenizer/internal/config"
 	"github.com/phivault/tokenizer/internal/format"
 )
 
 // Mode says whether a value always gets the same token.
-type Mode string
+type Mode = string
 
 // Modes of a class.
 const (
@@ -21,7 +21,7 @@ const (
 )
 
 // Generator says how static tokens are made.
-type Generator string
+type Generator = string
 
 // Generators of static tokens.
 const (
@@ -31,25 +31,8 @@ const (
 	FPE Generator = "fpe"
 )
 
-// ClassConfig is a token class as configured.
-type ClassConfig struct {
-	Name      string        `yaml:"name"`
-	Format    string        `yaml:"format"`
-	Mode      Mode          `yaml:"mode"`
-	Generator Generator     `yaml:"generator"`
-	TTL       time.Duration `yaml:"ttl"`
-	// Distinguishable defaults to true where the format supports it.
-	Distinguishable *bool `yaml:"distinguishable"`
-	PreservePrefix  int   `yaml:"preserve_prefix"`
-	PreserveSuffix  int   `yaml:"preserve_suffix"`
-	MinLength       int   `yaml:"min_length"`
-	MaxLength       int   `yaml:"max_length"`
-	// EmailDomain is "keep" (default) or "tokenize", for the email format.
-	EmailDomain string `yaml:"email_domain"`
-	// MaskKeepLast is how many trailing tokenizable characters a masked reveal shows
-	// (default 4: ***-**-6789); the rest become *.
-	MaskKeepLast *int `yaml:"mask_keep_last"`
-}
+// ClassConfig is a token class as configured (a setting of the service).
+type ClassConfig = config.Class
 
 // Class is a compiled token class.
 type Class struct {

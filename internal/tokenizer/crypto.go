@@ -16,7 +16,6 @@ import (
 	"github.com/phivault/tokenizer/internal/format"
 	"github.com/phivault/tokenizer/internal/fpe"
 	"github.com/phivault/tokenizer/internal/keys"
-	"github.com/phivault/tokenizer/internal/store"
 )
 
 // ff1 returns the FF1 cipher of class c for alphabet, under the class's FPE key.
@@ -150,11 +149,6 @@ func open(a cipher.AEAD, aad, ct []byte) ([]byte, error) {
 	return a.Open(nil, ct[:ns], ct[ns:], aad)
 }
 
-// Reencrypter is what re-encryption needs of the token vault.
-type Reencrypter interface {
-	Reencrypt(ctx context.Context, current, limit int, fn func(m *store.Mapping) error) (int, error)
-}
-
 // Reencrypt moves up to batch rows to the current value-encryption key version and
 // returns how many moved; call it until it returns 0.
 func (e *Engine) Reencrypt(ctx context.Context, r Reencrypter, batch int) (int, error) {
@@ -166,7 +160,7 @@ func (e *Engine) Reencrypt(ctx context.Context, r Reencrypter, batch int) (int, 
 	if err != nil {
 		return 0, err
 	}
-	return r.Reencrypt(ctx, cur.Version, batch, func(m *store.Mapping) error {
+	return r.Reencrypt(ctx, cur.Version, batch, func(m *Mapping) error {
 		old, err := e.aeadVersion(m.KeyVersion)
 		if err != nil {
 			return err

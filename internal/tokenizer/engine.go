@@ -13,18 +13,7 @@ import (
 	"github.com/phivault/tokenizer/internal/errs"
 	"github.com/phivault/tokenizer/internal/format"
 	"github.com/phivault/tokenizer/internal/keys"
-	"github.com/phivault/tokenizer/internal/store"
 )
-
-// Vault is what the engine needs of the token vault; *store.Store implements it.
-type Vault interface {
-	InsertMappings(ctx context.Context, ms []store.Mapping) ([]bool, error)
-	InsertStatic(ctx context.Context, ms []store.Mapping) ([]bool, map[string]store.Mapping, error)
-	LookupTokens(ctx context.Context, refs []store.Ref) (map[string]store.Mapping, error)
-	LookupFingerprints(ctx context.Context, refs []store.FingerprintRef) (map[string]store.Mapping, error)
-	PurgeExpiredFingerprints(ctx context.Context, refs []store.FingerprintRef) (int64, error)
-	DeleteTokens(ctx context.Context, refs []store.Ref) (map[string]bool, error)
-}
 
 // Limits bound a request.
 type Limits struct {
@@ -35,7 +24,7 @@ type Limits struct {
 // Engine tokenizes and detokenizes batches. It is safe for concurrent use.
 type Engine struct {
 	classes map[string]*Class
-	vault   Vault
+	store   Store
 	keys    *keys.Keyring
 	limits  Limits
 	now     func() time.Time
@@ -51,8 +40,8 @@ type Engine struct {
 const maxAttempts = 8
 
 // New returns an engine serving classes.
-func New(classes []*Class, vault Vault, kr *keys.Keyring, limits Limits) (*Engine, error) {
-	e := &Engine{classes: map[string]*Class{}, vault: vault, keys: kr, limits: limits, now: time.Now}
+func New(classes []*Class, st Store, kr *keys.Keyring, limits Limits) (*Engine, error) {
+	e := &Engine{classes: map[string]*Class{}, store: st, keys: kr, limits: limits, now: time.Now}
 	for _, c := range classes {
 		if _, dup := e.classes[c.Name]; dup {
 			return nil, fmt.Errorf("class %s is defined twice", c.Name)
@@ -226,7 +215,7 @@ func (e *Engine) Tokenize(ctx context.Context, items []TokenizeItem, ttl time.Du
 		work = append(work, w)
 	}
 	if len(work) > 0 {
-		if err := e.store(ctx, work); err != nil {
+		if err := e.insert(ctx, work); err != nil {
 			return nil, err
 		}
 	}
@@ -245,10 +234,10 @@ func (e *Engine) Tokenize(ctx context.Context, items []TokenizeItem, ttl time.Du
 	return results, nil
 }
 
-// store inserts the mappings of work, redrawing random tokens that collide, and for
+// insert stores the mappings of work, redrawing random tokens that collide, and for
 // static classes adopting the token of a value stored before (by any replica).
 // On return each item has a core, an err, or neither (no free token was found).
-func (e *Engine) store(ctx context.Context, work []*pending) error {
+func (e *Engine) insert(ctx context.Context, work []*pending) error {
 	encKey, err := e.keys.Current(keys.ValueEncryption)
 	if err != nil {
 		return errs.Wrap(errs.Unavailable, err, "data keys not loaded")
@@ -275,7 +264,7 @@ func (e *Engine) store(ctx context.Context, work []*pending) error {
 	rng := newRand()
 	for attempt := 0; attempt < maxAttempts && len(todo) > 0; attempt++ {
 		var static, dynamic []*pending
-		var staticMs, dynamicMs []store.Mapping
+		var staticMs, dynamicMs []Mapping
 		for _, w := range todo {
 			m, err := e.newMapping(w, rng, aead, encKey, digKey, fpKey)
 			if err != nil {
@@ -294,16 +283,16 @@ func (e *Engine) store(ctx context.Context, work []*pending) error {
 		var retry, lost []*pending
 		if len(static) > 0 {
 			// One round trip: new values go in, values seen before come back.
-			inserted, existing, err := e.vault.InsertStatic(ctx, staticMs)
+			inserted, existing, err := e.store.InsertStatic(ctx, staticMs)
 			if err != nil {
-				return vaultErr(ctx, err)
+				return storeErr(ctx, err)
 			}
 			for i, w := range static {
 				if inserted[i] {
 					continue
 				}
 				w.core = nil
-				if m, ok := existing[store.FingerprintRef{Class: w.class.Name, Scope: w.scope, Fingerprint: w.fp}.Key()]; ok {
+				if m, ok := existing[FingerprintRef{Class: w.class.Name, Scope: w.scope, Fingerprint: w.fp}.Key()]; ok {
 					if err := e.adopt(w, m); err != nil {
 						return err
 					}
@@ -313,9 +302,9 @@ func (e *Engine) store(ctx context.Context, work []*pending) error {
 			}
 		}
 		if len(dynamic) > 0 {
-			inserted, err := e.vault.InsertMappings(ctx, dynamicMs)
+			inserted, err := e.store.InsertMappings(ctx, dynamicMs)
 			if err != nil {
-				return vaultErr(ctx, err)
+				return storeErr(ctx, err)
 			}
 			for i, w := range dynamic {
 				if !inserted[i] {
@@ -330,16 +319,16 @@ func (e *Engine) store(ctx context.Context, work []*pending) error {
 		if err := e.adoptExisting(ctx, lost); err != nil {
 			return err
 		}
-		var expired []store.FingerprintRef
+		var expired []FingerprintRef
 		for _, w := range lost {
 			if w.core == nil && w.err == nil {
-				expired = append(expired, store.FingerprintRef{Class: w.class.Name, Scope: w.scope, Fingerprint: w.fp})
+				expired = append(expired, FingerprintRef{Class: w.class.Name, Scope: w.scope, Fingerprint: w.fp})
 				retry = append(retry, w)
 			}
 		}
 		if len(expired) > 0 {
-			if _, err := e.vault.PurgeExpiredFingerprints(ctx, expired); err != nil {
-				return vaultErr(ctx, err)
+			if _, err := e.store.PurgeExpiredFingerprints(ctx, expired); err != nil {
+				return storeErr(ctx, err)
 			}
 		}
 		todo = retry
@@ -348,7 +337,7 @@ func (e *Engine) store(ctx context.Context, work []*pending) error {
 }
 
 // newMapping decides a token for w (FF1 or random) and builds its vault row.
-func (e *Engine) newMapping(w *pending, rng *mrand.Rand, aead cipher.AEAD, encKey, digKey, fpKey keys.Key) (store.Mapping, error) {
+func (e *Engine) newMapping(w *pending, rng *mrand.Rand, aead cipher.AEAD, encKey, digKey, fpKey keys.Key) (Mapping, error) {
 	var core []rune
 	var err error
 	if w.class.Generator == FPE {
@@ -357,14 +346,14 @@ func (e *Engine) newMapping(w *pending, rng *mrand.Rand, aead cipher.AEAD, encKe
 		core, err = randomCore(w.class, w.parsed, rng)
 	}
 	if err != nil {
-		return store.Mapping{}, err
+		return Mapping{}, err
 	}
 	d, err := e.tokenDigest(digKey, w.class, w.parsed.Template, core)
 	if err != nil {
-		return store.Mapping{}, err
+		return Mapping{}, err
 	}
 	w.core = core
-	m := store.Mapping{
+	m := Mapping{
 		Class: w.class.Name, Scope: w.scope, TokenDigest: d, DigestVersion: digKey.Version,
 		ValueCT: seal(aead, valueAAD(w.class.Name, d), []byte(w.value)), KeyVersion: encKey.Version,
 		ExpiresAt: w.exp,
@@ -376,13 +365,14 @@ func (e *Engine) newMapping(w *pending, rng *mrand.Rand, aead cipher.AEAD, encKe
 	return m, nil
 }
 
-// vaultErr is the error of a failed vault call: the caller's own cancellation or
-// deadline as such, anything else as UNAVAILABLE.
-func vaultErr(ctx context.Context, err error) error {
+// storeErr is the error of a failed store call: the caller's own cancellation or
+// deadline as such, anything else wrapped as it is (it wraps errs.ErrUnavailable or
+// errs.ErrConflict), for the edge to classify.
+func storeErr(ctx context.Context, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return ctxErr
 	}
-	return errs.Wrap(errs.Unavailable, err, "token vault unavailable")
+	return fmt.Errorf("token vault: %w", err)
 }
 
 // tokenDigest renders core as a token, normalizes it as a presented token would be,
@@ -403,13 +393,13 @@ func (e *Engine) adoptExisting(ctx context.Context, ws []*pending) error {
 	if len(ws) == 0 {
 		return nil
 	}
-	refs := make([]store.FingerprintRef, len(ws))
+	refs := make([]FingerprintRef, len(ws))
 	for i, w := range ws {
-		refs[i] = store.FingerprintRef{Class: w.class.Name, Scope: w.scope, Fingerprint: w.fp}
+		refs[i] = FingerprintRef{Class: w.class.Name, Scope: w.scope, Fingerprint: w.fp}
 	}
-	found, err := e.vault.LookupFingerprints(ctx, refs)
+	found, err := e.store.LookupFingerprints(ctx, refs)
 	if err != nil {
-		return vaultErr(ctx, err)
+		return storeErr(ctx, err)
 	}
 	for i, w := range ws {
 		if m, ok := found[refs[i].Key()]; ok {
@@ -422,7 +412,7 @@ func (e *Engine) adoptExisting(ctx context.Context, ws []*pending) error {
 }
 
 // adopt gives w the token stored in m for the same value.
-func (e *Engine) adopt(w *pending, m store.Mapping) error {
+func (e *Engine) adopt(w *pending, m Mapping) error {
 	a, err := e.aeadVersion(m.KeyVersion)
 	if err != nil {
 		return err
@@ -462,7 +452,7 @@ func (e *Engine) Detokenize(ctx context.Context, items []DetokenizeItem) ([]Deto
 		norm    string
 	}
 	var wants []want
-	var refs []store.Ref
+	var refs []Ref
 	for i, it := range items {
 		c, p, err := e.parseToken(it.Class, it.Token)
 		if err != nil {
@@ -473,23 +463,23 @@ func (e *Engine) Detokenize(ctx context.Context, items []DetokenizeItem) ([]Deto
 		for _, k := range digKeys {
 			d := e.digest(k.Material, c.Name, p.Normalized)
 			w.digests = append(w.digests, d)
-			refs = append(refs, store.Ref{Class: c.Name, Digest: d})
+			refs = append(refs, Ref{Class: c.Name, Digest: d})
 		}
 		wants = append(wants, w)
 	}
 	if len(refs) == 0 {
 		return results, nil
 	}
-	found, err := e.vault.LookupTokens(ctx, refs)
+	found, err := e.store.LookupTokens(ctx, refs)
 	if err != nil {
-		return nil, vaultErr(ctx, err)
+		return nil, storeErr(ctx, err)
 	}
 	for _, w := range wants {
 		r := &results[w.idx]
-		var m store.Mapping
+		var m Mapping
 		ok := false
 		for _, d := range w.digests {
-			if m, ok = found[store.RefKey(w.class.Name, d)]; ok {
+			if m, ok = found[RefKey(w.class.Name, d)]; ok {
 				break
 			}
 		}
@@ -541,9 +531,9 @@ func (e *Engine) DeleteTokens(ctx context.Context, items []DeleteItem) ([]Delete
 		digests [][]byte
 	}
 	var targets []target
-	var refs []store.Ref
+	var refs []Ref
 	var byValue []int
-	var fpRefs []store.FingerprintRef
+	var fpRefs []FingerprintRef
 	for i, it := range items {
 		c, err := e.class(it.Class)
 		if err != nil {
@@ -563,7 +553,7 @@ func (e *Engine) DeleteTokens(ctx context.Context, items []DeleteItem) ([]Delete
 			for _, k := range digKeys {
 				d := e.digest(k.Material, c.Name, p.Normalized)
 				t.digests = append(t.digests, d)
-				refs = append(refs, store.Ref{Class: c.Name, Digest: d})
+				refs = append(refs, Ref{Class: c.Name, Digest: d})
 			}
 			results[i].Digest = e.auditDigest(auditKey.Material, c.Name, p.Normalized)
 			targets = append(targets, t)
@@ -578,7 +568,7 @@ func (e *Engine) DeleteTokens(ctx context.Context, items []DeleteItem) ([]Delete
 				continue
 			}
 			for _, k := range fpKeys {
-				fpRefs = append(fpRefs, store.FingerprintRef{Class: c.Name, Scope: it.Scope, Fingerprint: e.fingerprint(k.Material, c.Name, it.Scope, p.Normalized)})
+				fpRefs = append(fpRefs, FingerprintRef{Class: c.Name, Scope: it.Scope, Fingerprint: e.fingerprint(k.Material, c.Name, it.Scope, p.Normalized)})
 				byValue = append(byValue, i)
 			}
 		default:
@@ -586,25 +576,25 @@ func (e *Engine) DeleteTokens(ctx context.Context, items []DeleteItem) ([]Delete
 		}
 	}
 	if len(fpRefs) > 0 {
-		found, err := e.vault.LookupFingerprints(ctx, fpRefs)
+		found, err := e.store.LookupFingerprints(ctx, fpRefs)
 		if err != nil {
-			return nil, vaultErr(ctx, err)
+			return nil, storeErr(ctx, err)
 		}
 		for j, r := range fpRefs {
 			if m, ok := found[r.Key()]; ok {
 				targets = append(targets, target{idx: byValue[j], class: m.Class, digests: [][]byte{m.TokenDigest}})
-				refs = append(refs, store.Ref{Class: m.Class, Digest: m.TokenDigest})
+				refs = append(refs, Ref{Class: m.Class, Digest: m.TokenDigest})
 			}
 		}
 	}
 	if len(refs) > 0 {
-		deleted, err := e.vault.DeleteTokens(ctx, refs)
+		deleted, err := e.store.DeleteTokens(ctx, refs)
 		if err != nil {
-			return nil, vaultErr(ctx, err)
+			return nil, storeErr(ctx, err)
 		}
 		for _, t := range targets {
 			for _, d := range t.digests {
-				if deleted[store.RefKey(t.class, d)] {
+				if deleted[RefKey(t.class, d)] {
 					results[t.idx].Deleted = true
 				}
 			}

@@ -17,84 +17,14 @@ import (
 	"github.com/hashicorp/vault/api"
 	"github.com/hashicorp/vault/api/auth/approle"
 	"github.com/hashicorp/vault/api/auth/kubernetes"
+
+	"github.com/phivault/tokenizer/internal/config"
+	"github.com/phivault/tokenizer/internal/errs"
 )
 
-// Config says where Vault is and how to log in.
-type Config struct {
-	Address string `yaml:"address" usage:"Vault address, e.g. https://vault.internal:8200"`
-	// AuthMethod is token, approle or kubernetes.
-	AuthMethod string `yaml:"auth_method" usage:"token, approle or kubernetes"`
-	Token      string `yaml:"token" sensitive:"true" usage:"Vault token (auth_method token)"`
-	RoleID     string `yaml:"role_id" usage:"AppRole role ID"`
-	// SecretIDFile holds the AppRole secret ID (preferred to SecretID in config).
-	SecretID       string `yaml:"secret_id" sensitive:"true" usage:"AppRole secret ID"`
-	SecretIDFile   string `yaml:"secret_id_file" usage:"file holding the AppRole secret ID"`
-	KubernetesRole string `yaml:"kubernetes_role" usage:"Vault role for Kubernetes auth"`
-	// KubernetesTokenFile is the service account token (default: the in-pod path).
-	KubernetesTokenFile string        `yaml:"kubernetes_token_file" usage:"service account token file for Kubernetes auth"`
-	AuthMount           string        `yaml:"auth_mount" usage:"mount path of the auth method (default: its name)"`
-	TransitMount        string        `yaml:"transit_mount" usage:"mount path of the Transit engine"`
-	KEKName             string        `yaml:"kek_name" usage:"Transit key that wraps data keys"`
-	SigningKey          string        `yaml:"signing_key" usage:"Transit ed25519 key that signs audit checkpoints"`
-	CACert              string        `yaml:"ca_cert" usage:"CA bundle for Vault's TLS certificate"`
-	Timeout             time.Duration `yaml:"timeout" usage:"timeout of one Vault request"`
-	MaxRetries          int           `yaml:"max_retries" usage:"retries of a failed Vault request, with backoff"`
-}
-
-// Defaults fills unset fields.
-func (c *Config) Defaults() {
-	if c.AuthMethod == "" {
-		c.AuthMethod = "token"
-	}
-	if c.TransitMount == "" {
-		c.TransitMount = "transit"
-	}
-	if c.KEKName == "" {
-		c.KEKName = "tokenizer-kek"
-	}
-	if c.SigningKey == "" {
-		c.SigningKey = "tokenizer-audit"
-	}
-	if c.KubernetesTokenFile == "" {
-		c.KubernetesTokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-	}
-	if c.Timeout == 0 {
-		c.Timeout = 5 * time.Second
-	}
-	if c.MaxRetries == 0 {
-		c.MaxRetries = 2
-	}
-}
-
-// Validate names the first wrong setting.
-func (c *Config) Validate() error {
-	if c.Address == "" {
-		return errors.New("keys.vault.address: required with keys.provider=vault")
-	}
-	switch c.AuthMethod {
-	case "token":
-		if c.Token == "" {
-			return errors.New("keys.vault.token: required with auth_method token")
-		}
-	case "approle":
-		if c.RoleID == "" || (c.SecretID == "" && c.SecretIDFile == "") {
-			return errors.New("keys.vault.role_id and secret_id (or secret_id_file): required with auth_method approle")
-		}
-	case "kubernetes":
-		if c.KubernetesRole == "" {
-			return errors.New("keys.vault.kubernetes_role: required with auth_method kubernetes")
-		}
-	default:
-		return errors.New("keys.vault.auth_method: want token, approle or kubernetes")
-	}
-	if c.Timeout < 0 || c.MaxRetries < 0 {
-		return errors.New("keys.vault.timeout and max_retries must not be negative")
-	}
-	return nil
-}
-
-// ErrUnavailable is wrapped when Vault cannot be reached, is sealed, or answers 5xx.
-var ErrUnavailable = errors.New("vault unavailable")
+// Config says where Vault is and how to log in; it is a setting of the service
+// (keys.vault in the configuration).
+type Config = config.VaultConfig
 
 // ErrRejected is wrapped when Vault refuses a request (4xx): permission, bad input.
 var ErrRejected = errors.New("vault rejected the request")
@@ -148,7 +78,7 @@ func (c *Client) Close() {
 	}
 }
 
-// classify maps a Vault client error to ErrUnavailable or ErrRejected. The text kept
+// classify maps a Vault client error to errs.ErrUnavailable or ErrRejected. The text kept
 // is Vault's, which never holds our plaintext: we send it keys it wraps and hashes.
 func classify(op string, err error) error {
 	if err == nil {
@@ -159,7 +89,7 @@ func classify(op string, err error) error {
 		// Vault 1.13 answers a wrong AppRole secret ID with HTTP 500 "invalid secret
 		// id": a refused credential, not an outage.
 		if (re.StatusCode >= 500 || re.StatusCode == http.StatusTooManyRequests) && !credentialRefused(re.Errors) {
-			return fmt.Errorf("vault %s: HTTP %d: %w", op, re.StatusCode, ErrUnavailable)
+			return fmt.Errorf("vault %s: HTTP %d: %w", op, re.StatusCode, errs.ErrUnavailable)
 		}
 		if re.StatusCode == http.StatusForbidden {
 			return fmt.Errorf("vault %s: HTTP 403 %s: %w: %w", op, strings.Join(re.Errors, "; "), ErrPermission, ErrRejected)
@@ -169,7 +99,7 @@ func classify(op string, err error) error {
 	if errors.Is(err, context.Canceled) {
 		return fmt.Errorf("vault %s: %w", op, err)
 	}
-	return fmt.Errorf("vault %s: %w (%s)", op, ErrUnavailable, redact(err.Error()))
+	return fmt.Errorf("vault %s: %w (%s)", op, errs.ErrUnavailable, redact(err.Error()))
 }
 
 func credentialRefused(msgs []string) bool {
@@ -332,7 +262,7 @@ func (c *Client) write(ctx context.Context, op, path string, data map[string]any
 		return nil, classify(op, err)
 	}
 	if s == nil || s.Data == nil {
-		return nil, fmt.Errorf("vault %s: empty response: %w", op, ErrUnavailable)
+		return nil, fmt.Errorf("vault %s: empty response: %w", op, errs.ErrUnavailable)
 	}
 	return s, nil
 }
@@ -350,7 +280,7 @@ func (c *Client) DataKey(ctx context.Context) (wrapped string, err error) {
 	}
 	ct, _ := s.Data["ciphertext"].(string)
 	if ct == "" {
-		return "", fmt.Errorf("vault datakey: no ciphertext: %w", ErrUnavailable)
+		return "", fmt.Errorf("vault datakey: no ciphertext: %w", errs.ErrUnavailable)
 	}
 	return ct, nil
 }
@@ -378,7 +308,7 @@ func (c *Client) Rewrap(ctx context.Context, wrapped string) (string, error) {
 	}
 	ct, _ := s.Data["ciphertext"].(string)
 	if ct == "" {
-		return "", fmt.Errorf("vault rewrap: no ciphertext: %w", ErrUnavailable)
+		return "", fmt.Errorf("vault rewrap: no ciphertext: %w", errs.ErrUnavailable)
 	}
 	return ct, nil
 }
@@ -391,7 +321,7 @@ func (c *Client) Sign(ctx context.Context, message []byte) (string, error) {
 	}
 	sig, _ := s.Data["signature"].(string)
 	if sig == "" {
-		return "", fmt.Errorf("vault sign: no signature: %w", ErrUnavailable)
+		return "", fmt.Errorf("vault sign: no signature: %w", errs.ErrUnavailable)
 	}
 	return sig, nil
 }
@@ -420,7 +350,7 @@ func (c *Client) Check(ctx context.Context) error {
 		return classify("health", err)
 	}
 	if h.Sealed {
-		return fmt.Errorf("vault is sealed: %w", ErrUnavailable)
+		return fmt.Errorf("vault is sealed: %w", errs.ErrUnavailable)
 	}
 	return c.ensureLogin(ctx)
 }

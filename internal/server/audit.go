@@ -2,39 +2,15 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
-	"slices"
-	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/phivault/tokenizer/internal/audit"
-	"github.com/phivault/tokenizer/internal/policy"
 )
-
-// operations names the audited RPCs; health and reflection are not audited.
-var operations = map[string]string{
-	"/tokenizer.v1.TokenizerService/Tokenize":         "tokenize",
-	"/tokenizer.v1.TokenizerService/Detokenize":       "detokenize",
-	"/tokenizer.v1.TokenizerService/TokenizeStream":   "tokenize_stream",
-	"/tokenizer.v1.TokenizerService/DetokenizeStream": "detokenize_stream",
-	"/tokenizer.v1.TokenizerService/DeleteTokens":     "delete_tokens",
-	"/tokenizer.v1.TokenizerService/ListClasses":      "list_classes",
-	"/tokenizer.v1.AuditService/VerifyAudit":          "verify_audit",
-	"/tokenizer.v1.AuditService/ExportAudit":          "export_audit",
-	"/tokenizer.v1.AuditService/ListDisclosures":      "list_disclosures",
-}
-
-// classLabel is a class name fit for the audit log: a configured class, or "unknown"
-// (the class field may hold anything a client sent, even a value).
-func (s *Server) classLabel(name string) string {
-	if s.isClass(name) {
-		return name
-	}
-	return "unknown"
-}
 
 // codeNames are the gRPC codes as google.rpc.Code spells them.
 var codeNames = map[codes.Code]string{
@@ -59,23 +35,12 @@ var errAuditUnavailable = status.Error(codes.Unavailable, "audit log unavailable
 // durable. When it fails, the caller must return errAuditUnavailable instead of its
 // response: nothing leaves without its audit record.
 func (s *Server) audit(ctx context.Context, op string, rec *audit.Record, err error) error {
-	caller, _ := policy.CallerFrom(ctx)
-	if caller.ID == "" {
-		caller.ID = "unauthenticated"
-	}
-	ev := &audit.Event{
-		Time: time.Now().UTC().Truncate(time.Microsecond), RequestID: requestID(ctx), Caller: caller.ID,
-		Operation: op, Classes: rec.Classes, Items: rec.Items, ItemsFailed: rec.ItemsFailed,
-		Outcome: codeName(status.Code(err)), PurposeOfUse: rec.PurposeOfUse, Justification: rec.Justification,
-		ClientAddress: clientAddress(ctx), BreakGlass: rec.BreakGlass, Masked: rec.Masked, TokenDigests: rec.TokenDigests,
-	}
+	reason := ""
 	if err != nil {
-		ev.Reason = status.Convert(err).Message()
-	} else if len(rec.Denied) > 0 {
-		slices.Sort(rec.Denied)
-		ev.Reason = "denied by policy: " + strings.Join(slices.Compact(rec.Denied), ", ")
+		reason = status.Convert(err).Message()
 	}
-	if aerr := s.auditSink.Append(ctx, ev); aerr != nil {
+	ev := rec.Event(op, requestID(ctx), codeName(status.Code(err)), reason)
+	if aerr := s.app.Audit.Append(ctx, ev); aerr != nil {
 		s.log.ErrorContext(ctx, "audit append failed", slog.String("operation", op), slog.String("request_id", requestID(ctx)))
 		s.metrics.auditFailures.Inc()
 		return errAuditUnavailable
@@ -86,8 +51,10 @@ func (s *Server) audit(ctx context.Context, op string, rec *audit.Record, err er
 // auditedMessage handles one message of a stream: its own record, its own event,
 // written before the response is sent.
 func auditedMessage[T any](s *Server, ctx context.Context, op string, handle func(context.Context) (T, error)) (T, error) {
-	audit.RecordFrom(ctx).Audited = true
+	parent := audit.RecordFrom(ctx)
+	parent.Audited = true
 	mctx, rec := audit.WithRecord(ctx)
+	rec.Caller, rec.ClientAddress = parent.Caller, parent.ClientAddress
 	resp, err := handle(mctx)
 	if err != nil {
 		err = toStatus(mctx, s.log, err).Err()
@@ -97,4 +64,22 @@ func auditedMessage[T any](s *Server, ctx context.Context, op string, handle fun
 		return zero, aerr
 	}
 	return resp, err
+}
+
+// countReveals feeds the caller's reveal window; past its threshold it raises a metric
+// and writes an anomaly event to the audit log (once per window).
+func (s *Server) countReveals(ctx context.Context, n int) {
+	pr := principalFrom(ctx)
+	crossed, inWindow := s.app.Policies.Current().Revealed(pr, n, time.Now())
+	if !crossed {
+		return
+	}
+	s.metrics.anomalies.WithLabelValues(pr.ID).Inc()
+	caller := audit.RecordFrom(ctx)
+	rec := &audit.Record{Caller: caller.Caller, ClientAddress: caller.ClientAddress, Items: inWindow}
+	reason := fmt.Sprintf("revealed %d values within a minute, above the threshold of %d", inWindow, pr.RateLimit.RevealsPerMinute)
+	if err := s.app.Audit.Append(ctx, rec.Event("anomaly", requestID(ctx), "OK", reason)); err != nil {
+		s.log.ErrorContext(ctx, "anomaly event not written", slog.String("request_id", requestID(ctx)))
+	}
+	s.log.WarnContext(ctx, "reveal anomaly", slog.String("principal", pr.ID), slog.Int("reveals_in_window", inWindow))
 }

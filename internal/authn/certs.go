@@ -1,4 +1,7 @@
-package server
+// Package authn authenticates callers: the server's TLS certificate and client CA
+// bundle (reloaded from disk without restart), and the identity a verified client
+// certificate carries.
+package authn
 
 import (
 	"crypto/tls"
@@ -11,10 +14,10 @@ import (
 	"time"
 )
 
-// certs serves the server certificate and the client CA bundle, reloading them from
+// Certs serves the server certificate and the client CA bundle, reloading them from
 // disk when the files change (checked at most twice a second, on handshakes), so that
 // rotation needs no restart. A file that fails to load keeps the previous one.
-type certs struct {
+type Certs struct {
 	certFile, keyFile, caFile string
 	log                       *slog.Logger
 
@@ -38,15 +41,16 @@ func stampOf(path string) stamp {
 	return stamp{fi.ModTime(), fi.Size()}
 }
 
-func newCerts(certFile, keyFile, caFile string, log *slog.Logger) (*certs, error) {
-	c := &certs{certFile: certFile, keyFile: keyFile, caFile: caFile, log: log}
+// NewCerts loads the server certificate, its key and the client CA bundle.
+func NewCerts(certFile, keyFile, caFile string, log *slog.Logger) (*Certs, error) {
+	c := &Certs{certFile: certFile, keyFile: keyFile, caFile: caFile, log: log}
 	if err := c.load(); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-func (c *certs) load() error {
+func (c *Certs) load() error {
 	stamps := [3]stamp{stampOf(c.certFile), stampOf(c.keyFile), stampOf(c.caFile)}
 	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
 	if err != nil {
@@ -64,7 +68,7 @@ func (c *certs) load() error {
 	return nil
 }
 
-func (c *certs) current() (*tls.Certificate, *x509.CertPool) {
+func (c *Certs) current() (*tls.Certificate, *x509.CertPool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if time.Since(c.lastCheck) >= 500*time.Millisecond {
@@ -82,11 +86,11 @@ func (c *certs) current() (*tls.Certificate, *x509.CertPool) {
 	return c.cert, c.pool
 }
 
-// config is the TLS configuration of a listener: client certificates are verified
+// Config is the TLS configuration of a listener: client certificates are verified
 // against the CA bundle when given (a certificate from another CA, or an expired one,
 // fails the handshake); a connection without one is refused per request with
 // UNAUTHENTICATED, so that the caller learns why.
-func (c *certs) config(nextProtos ...string) *tls.Config {
+func (c *Certs) Config(nextProtos ...string) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		NextProtos: nextProtos,
@@ -103,9 +107,9 @@ func (c *certs) config(nextProtos ...string) *tls.Config {
 	}
 }
 
-// identityOf is the caller identity of a verified TLS connection: the client
+// IdentityOf is the caller identity of a verified TLS connection: the client
 // certificate's SPIFFE URI SAN, or failing that its subject CN.
-func identityOf(st *tls.ConnectionState) (string, error) {
+func IdentityOf(st *tls.ConnectionState) (string, error) {
 	if st == nil || len(st.VerifiedChains) == 0 || len(st.VerifiedChains[0]) == 0 {
 		return "", errors.New("a client certificate is required")
 	}
