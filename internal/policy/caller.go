@@ -27,3 +27,16 @@ func CallerFrom(ctx context.Context) (Caller, bool) {
 
 // DevIdentity is the identity every caller gets in insecure (plaintext) mode.
 const DevIdentity = "dev"
+
+type principalKey struct{}
+
+// WithPrincipal returns ctx carrying the caller's policy entry (nil: no entry).
+func WithPrincipal(ctx context.Context, pr *Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, pr)
+}
+
+// PrincipalFrom returns the caller's policy entry in ctx (nil: no entry, denied).
+func PrincipalFrom(ctx context.Context) *Principal {
+	p, _ := ctx.Value(principalKey{}).(*Principal)
+	return p
+}

@@ -2,32 +2,17 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/phivault/tokenizer/internal/audit"
 )
 
-// codeNames are the gRPC codes as google.rpc.Code spells them.
-var codeNames = map[codes.Code]string{
-	codes.OK: "OK", codes.Canceled: "CANCELLED", codes.Unknown: "UNKNOWN", codes.InvalidArgument: "INVALID_ARGUMENT",
-	codes.DeadlineExceeded: "DEADLINE_EXCEEDED", codes.NotFound: "NOT_FOUND", codes.AlreadyExists: "ALREADY_EXISTS",
-	codes.PermissionDenied: "PERMISSION_DENIED", codes.ResourceExhausted: "RESOURCE_EXHAUSTED",
-	codes.FailedPrecondition: "FAILED_PRECONDITION", codes.Aborted: "ABORTED", codes.OutOfRange: "OUT_OF_RANGE",
-	codes.Unimplemented: "UNIMPLEMENTED", codes.Internal: "INTERNAL", codes.Unavailable: "UNAVAILABLE",
-	codes.DataLoss: "DATA_LOSS", codes.Unauthenticated: "UNAUTHENTICATED",
-}
-
-func codeName(c codes.Code) string {
-	if n, ok := codeNames[c]; ok {
-		return n
-	}
-	return "UNKNOWN"
-}
+// codeName is a gRPC code as google.rpc.Code spells it (CANCELLED, not Canceled).
+func codeName(c codes.Code) string { return code.Code(c).String() }
 
 var errAuditUnavailable = status.Error(codes.Unavailable, "audit log unavailable: the request was not completed and nothing was revealed")
 
@@ -42,7 +27,7 @@ func (s *Server) audit(ctx context.Context, op string, rec *audit.Record, err er
 	ev := rec.Event(op, requestID(ctx), codeName(status.Code(err)), reason)
 	if aerr := s.app.Audit.Append(ctx, ev); aerr != nil {
 		s.log.ErrorContext(ctx, "audit append failed", slog.String("operation", op), slog.String("request_id", requestID(ctx)))
-		s.metrics.auditFailures.Inc()
+		s.metrics.AuditFailures.Inc()
 		return errAuditUnavailable
 	}
 	return nil
@@ -64,22 +49,4 @@ func auditedMessage[T any](s *Server, ctx context.Context, op string, handle fun
 		return zero, aerr
 	}
 	return resp, err
-}
-
-// countReveals feeds the caller's reveal window; past its threshold it raises a metric
-// and writes an anomaly event to the audit log (once per window).
-func (s *Server) countReveals(ctx context.Context, n int) {
-	pr := principalFrom(ctx)
-	crossed, inWindow := s.app.Policies.Current().Revealed(pr, n, time.Now())
-	if !crossed {
-		return
-	}
-	s.metrics.anomalies.WithLabelValues(pr.ID).Inc()
-	caller := audit.RecordFrom(ctx)
-	rec := &audit.Record{Caller: caller.Caller, ClientAddress: caller.ClientAddress, Items: inWindow}
-	reason := fmt.Sprintf("revealed %d values within a minute, above the threshold of %d", inWindow, pr.RateLimit.RevealsPerMinute)
-	if err := s.app.Audit.Append(ctx, rec.Event("anomaly", requestID(ctx), "OK", reason)); err != nil {
-		s.log.ErrorContext(ctx, "anomaly event not written", slog.String("request_id", requestID(ctx)))
-	}
-	s.log.WarnContext(ctx, "reveal anomaly", slog.String("principal", pr.ID), slog.Int("reveals_in_window", inWindow))
 }

@@ -106,7 +106,7 @@ func (a *auditService) ExportAudit(req *tokenizerv1.ExportAuditRequest, stream t
 func (a *auditService) ListDisclosures(ctx context.Context, req *tokenizerv1.ListDisclosuresRequest) (*tokenizerv1.ListDisclosuresResponse, error) {
 	rec := audit.RecordFrom(ctx)
 	rec.Items = 1
-	rec.Classes = []string{a.s.classLabel(req.GetClass())}
+	rec.Classes = []string{a.s.app.ClassLabel(req.GetClass())}
 	if err := requireOp(ctx, policy.OpDisclosures); err != nil {
 		return nil, err
 	}
@@ -142,5 +142,5 @@ func (a *auditService) ListDisclosures(ctx context.Context, req *tokenizerv1.Lis
 
 // requireOp authorizes a request operation (audit export, verify, disclosures).
 func requireOp(ctx context.Context, op string) error {
-	return policy.Decide(policy.Request{Principal: principalFrom(ctx), Caller: callerID(ctx), Operation: op}).Err
+	return policy.Decide(policy.Request{Principal: policy.PrincipalFrom(ctx), Caller: callerID(ctx), Operation: op}).Err
 }

@@ -3,24 +3,23 @@ package server
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/phivault/tokenizer/internal/audit"
 	"github.com/phivault/tokenizer/internal/authn"
 	"github.com/phivault/tokenizer/internal/errs"
 	"github.com/phivault/tokenizer/internal/policy"
+	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 )
 
 // The interceptor chain, the same for every call, every stream and for REST (the
@@ -80,18 +79,33 @@ type wrappedStream struct {
 
 func (w *wrappedStream) Context() context.Context { return w.ctx }
 
-// operations names the audited RPCs; health and reflection pass through the chain
-// without identity, limit or audit.
-var operations = map[string]string{
-	"/tokenizer.v1.TokenizerService/Tokenize":         "tokenize",
-	"/tokenizer.v1.TokenizerService/Detokenize":       "detokenize",
-	"/tokenizer.v1.TokenizerService/TokenizeStream":   "tokenize_stream",
-	"/tokenizer.v1.TokenizerService/DetokenizeStream": "detokenize_stream",
-	"/tokenizer.v1.TokenizerService/DeleteTokens":     "delete_tokens",
-	"/tokenizer.v1.TokenizerService/ListClasses":      "list_classes",
-	"/tokenizer.v1.AuditService/VerifyAudit":          "verify_audit",
-	"/tokenizer.v1.AuditService/ExportAudit":          "export_audit",
-	"/tokenizer.v1.AuditService/ListDisclosures":      "list_disclosures",
+// operations maps every method of the tokenizer.v1 services to its audited operation,
+// the method name in snake_case (TokenizeStream: tokenize_stream), so that a new RPC is
+// authenticated, limited and audited by default. Health and reflection pass through
+// the chain without identity, limit or audit.
+var operations = auditedOperations(tokenizerv1.TokenizerService_ServiceDesc, tokenizerv1.AuditService_ServiceDesc)
+
+func auditedOperations(services ...grpc.ServiceDesc) map[string]string {
+	out := map[string]string{}
+	add := func(svc, name string) {
+		var b strings.Builder
+		for i, r := range name {
+			if unicode.IsUpper(r) && i > 0 {
+				b.WriteByte('_')
+			}
+			b.WriteRune(unicode.ToLower(r))
+		}
+		out["/"+svc+"/"+name] = b.String()
+	}
+	for _, sd := range services {
+		for _, m := range sd.Methods {
+			add(sd.ServiceName, m.MethodName)
+		}
+		for _, st := range sd.Streams {
+			add(sd.ServiceName, st.StreamName)
+		}
+	}
+	return out
 }
 
 // recoverStep turns a panic into INTERNAL. The panic value is not logged: it could
@@ -100,7 +114,7 @@ func (s *Server) recoverStep(ctx context.Context, method string, next func(conte
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.ErrorContext(ctx, "panic in handler", slog.String("method", method), slog.String("panic_type", fmt.Sprintf("%T", p)))
-			s.metrics.panics.Inc()
+			s.metrics.Panics.Inc()
 			err = toStatus(ctx, s.log, errs.New(errs.Internal, "panic")).Err()
 		}
 	}()
@@ -141,8 +155,8 @@ func (s *Server) metricsStep(ctx context.Context, method string, next func(conte
 	start := time.Now()
 	err := next(ctx)
 	code := status.Code(err)
-	s.metrics.requests.WithLabelValues(method, code.String()).Inc()
-	s.metrics.duration.WithLabelValues(method).Observe(time.Since(start).Seconds())
+	s.metrics.Requests.WithLabelValues(method, code.String()).Inc()
+	s.metrics.Duration.WithLabelValues(method).Observe(time.Since(start).Seconds())
 	s.log.DebugContext(ctx, "request", slog.String("method", method), slog.String("code", code.String()),
 		slog.String("request_id", requestID(ctx)), slog.Duration("duration", time.Since(start)))
 	return err
@@ -179,35 +193,20 @@ func (s *Server) deadline(ctx context.Context, method string, next func(context.
 	return next(ctx)
 }
 
-// identityHeader carries the REST caller's verified identity from the gateway to the
-// in-memory gRPC server. Only that server reads it, and the gateway refuses it from
-// clients (see headerIn).
-const identityHeader = "x-tokenizer-client-identity"
-
-type principalKey struct{}
-
-// principalFrom returns the policy entry of the caller (nil: no entry, denied).
-func principalFrom(ctx context.Context) *policy.Principal {
-	p, _ := ctx.Value(principalKey{}).(*policy.Principal)
-	return p
-}
-
 // callerID is the caller's identity for messages (an identity is not PHI).
 func callerID(ctx context.Context) string {
 	c, _ := policy.CallerFrom(ctx)
 	return c.ID
 }
 
-// authenticate sets the caller and its policy entry. In insecure mode every caller is
-// the dev identity; on the gateway's in-memory server it is the identity the gateway
-// verified; otherwise the verified client certificate's.
+// authenticate sets the caller (authn.Identity) and its policy entry.
 func (s *Server) authenticate(internal bool) step {
 	return func(ctx context.Context, method string, next func(context.Context) error) error {
 		if _, audited := operations[method]; !audited {
 			return next(ctx)
 		}
-		id, err := s.identity(ctx, internal)
-		addr := clientAddress(ctx)
+		id, err := authn.Identity(ctx, s.cfg.Insecure, internal)
+		addr := authn.ClientAddress(ctx)
 		rec := audit.RecordFrom(ctx)
 		rec.ClientAddress = addr
 		if err != nil {
@@ -215,33 +214,8 @@ func (s *Server) authenticate(internal bool) step {
 		}
 		rec.Caller = id
 		ctx = policy.WithCaller(ctx, policy.Caller{ID: id, Address: addr})
-		return next(context.WithValue(ctx, principalKey{}, s.app.Policies.Current().Find(id)))
+		return next(policy.WithPrincipal(ctx, s.app.Policies.Current().Find(id)))
 	}
-}
-
-func (s *Server) identity(ctx context.Context, internal bool) (string, error) {
-	switch {
-	case s.cfg.Insecure:
-		return policy.DevIdentity, nil
-	case internal:
-		if md, ok := metadata.FromIncomingContext(ctx); ok {
-			if v := md.Get(identityHeader); len(v) == 1 && v[0] != "" {
-				return v[0], nil
-			}
-		}
-		return "", errs.New(errs.Unauthenticated, "a client certificate is required")
-	}
-	var st *tls.ConnectionState
-	if p, ok := peer.FromContext(ctx); ok {
-		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
-			st = &ti.State
-		}
-	}
-	id, err := authn.IdentityOf(st)
-	if err != nil {
-		return "", errs.New(errs.Unauthenticated, "%s", err.Error())
-	}
-	return id, nil
 }
 
 // rateLimit applies the caller's request rate: RESOURCE_EXHAUSTED with RetryInfo.
@@ -249,30 +223,12 @@ func (s *Server) rateLimit(ctx context.Context, method string, next func(context
 	if _, audited := operations[method]; !audited {
 		return next(ctx)
 	}
-	pr := principalFrom(ctx)
+	pr := policy.PrincipalFrom(ctx)
 	if ok, wait := s.app.Policies.Current().Allow(pr, time.Now()); !ok {
-		s.metrics.rateLimited.WithLabelValues(pr.ID).Inc()
+		s.metrics.RateLimited.WithLabelValues(pr.ID).Inc()
 		e := errs.New(errs.ResourceExhausted, "rate limit exceeded; retry later")
 		e.RetryAfter = wait
 		return e
 	}
 	return next(ctx)
-}
-
-// clientAddress is the original client: the gateway forwards it in x-forwarded-for,
-// whose last element is the address the gateway itself saw (earlier ones are whatever
-// the client claimed).
-func clientAddress(ctx context.Context) string {
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get("x-forwarded-for"); len(v) > 0 {
-			parts := strings.Split(v[len(v)-1], ",")
-			if a := strings.TrimSpace(parts[len(parts)-1]); a != "" && len(a) <= 64 {
-				return a
-			}
-		}
-	}
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		return p.Addr.String()
-	}
-	return ""
 }

@@ -18,6 +18,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -26,9 +27,11 @@ import (
 
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 
+	"github.com/phivault/tokenizer/internal/admin"
 	"github.com/phivault/tokenizer/internal/app"
 	"github.com/phivault/tokenizer/internal/authn"
 	"github.com/phivault/tokenizer/internal/config"
+	"github.com/phivault/tokenizer/internal/gateway"
 )
 
 // Server is the transport of one running tokenizer.
@@ -36,7 +39,7 @@ type Server struct {
 	app     *app.App
 	cfg     *config.Config
 	log     *slog.Logger
-	metrics *metrics
+	metrics *admin.Metrics
 	certs   *authn.Certs // nil in insecure mode
 
 	grpc     *grpc.Server // the network port
@@ -55,7 +58,7 @@ type Addrs struct {
 // New builds the transport of a and binds its listeners; Run serves.
 func New(ctx context.Context, a *app.App) (*Server, error) {
 	cfg := a.Config
-	s := &Server{app: a, cfg: cfg, log: a.Log, metrics: newMetrics()}
+	s := &Server{app: a, cfg: cfg, log: a.Log, metrics: admin.NewMetrics()}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.Limits.MaxMessageBytes),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute}),
@@ -124,7 +127,7 @@ func (s *Server) setServing(ok bool) {
 	for _, name := range []string{"", tokenizerv1.TokenizerService_ServiceDesc.ServiceName, tokenizerv1.AuditService_ServiceDesc.ServiceName} {
 		s.health.SetServingStatus(name, st)
 	}
-	s.metrics.ready.Set(map[bool]float64{true: 1}[ok])
+	s.metrics.Ready.Set(map[bool]float64{true: 1}[ok])
 }
 
 func (s *Server) policyReloaded(err error) {
@@ -132,7 +135,7 @@ func (s *Server) policyReloaded(err error) {
 	if err != nil {
 		result = "failed"
 	}
-	s.metrics.policyReloads.WithLabelValues(result).Inc()
+	s.metrics.PolicyReloads.WithLabelValues(result).Inc()
 }
 
 // Run serves until ctx is done, then shuts down gracefully: the listeners stop
@@ -142,7 +145,7 @@ func (s *Server) Run(ctx context.Context) error {
 	a := s.Addrs()
 	s.log.Info("listening", slog.String("grpc", a.GRPC), slog.String("http", a.HTTP), slog.String("admin", a.Admin),
 		slog.Bool("dev", s.cfg.Dev), slog.String("key_provider", s.app.Provider.Name()))
-	gw, err := s.gatewayHandler(ctx)
+	gw, err := s.gateway(ctx)
 	if err != nil {
 		s.closeListeners()
 		return err
@@ -152,7 +155,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.certs != nil {
 		httpLis = tls.NewListener(s.httpLis, s.certs.Config("h2", "http/1.1"))
 	}
-	adminSrv := &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	adminSrv := &http.Server{Handler: admin.Handler(s.metrics, s.app.NotReady), ReadHeaderTimeout: 10 * time.Second}
 	workers, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()
 	s.app.Start(workers, app.Hooks{Ready: s.setServing, PolicyReloaded: s.policyReloaded})
@@ -186,6 +189,24 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Wait()
 	s.log.Info("stopped")
 	return runErr
+}
+
+// gateway is the REST handler over a connection to the in-memory gRPC server.
+func (s *Server) gateway(ctx context.Context) (http.Handler, error) {
+	limit := s.cfg.Limits.MaxMessageBytes
+	conn, err := grpc.NewClient("passthrough:///tokenizer-internal",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.inmem.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(limit+(1<<20)), grpc.MaxCallSendMsgSize(limit)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: dial gRPC: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		conn.Close()
+	}()
+	return gateway.New(ctx, conn, limit)
 }
 
 // shutdown drains REST first (its in-flight requests still need the gRPC server behind

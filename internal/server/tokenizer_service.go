@@ -6,7 +6,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"unicode/utf8"
 
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -14,6 +13,7 @@ import (
 
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 
+	"github.com/phivault/tokenizer/internal/app"
 	"github.com/phivault/tokenizer/internal/audit"
 	"github.com/phivault/tokenizer/internal/errs"
 	"github.com/phivault/tokenizer/internal/policy"
@@ -45,18 +45,18 @@ func (t *tokenizerService) Tokenize(ctx context.Context, req *tokenizerv1.Tokeni
 		classes[i] = it.GetClass()
 	}
 	ttl := req.GetTtl()
-	results, _, err := runBatch(ctx, t.s, items, batch[tokenizer.TokenizeItem, tokenizer.TokenizeResult]{
-		op: policy.OpTokenize, classes: classes,
-		check: func() error {
+	results, _, err := app.RunBatch(ctx, t.s.app, items, app.Batch[tokenizer.TokenizeItem, tokenizer.TokenizeResult]{
+		Op: policy.OpTokenize, Classes: classes,
+		Check: func() error {
 			if ttl != nil && ttl.CheckValid() != nil {
 				return errs.New(errs.InvalidArgument, "ttl: not a valid duration")
 			}
 			return nil
 		},
-		run: func(ctx context.Context, eng *tokenizer.Engine, sub []tokenizer.TokenizeItem) ([]tokenizer.TokenizeResult, error) {
+		Run: func(ctx context.Context, eng *tokenizer.Engine, sub []tokenizer.TokenizeItem) ([]tokenizer.TokenizeResult, error) {
 			return eng.Tokenize(ctx, sub, ttl.AsDuration())
 		},
-		fail: func(err error) tokenizer.TokenizeResult { return tokenizer.TokenizeResult{Err: err} },
+		Fail: func(err error) tokenizer.TokenizeResult { return tokenizer.TokenizeResult{Err: err} },
 	})
 	if err != nil {
 		return nil, err
@@ -74,21 +74,7 @@ func (t *tokenizerService) Tokenize(ctx context.Context, req *tokenizerv1.Tokeni
 	return resp, nil
 }
 
-// recordPurpose puts the purpose of use and justification in the audit record when
-// they are well-formed (a malformed one is refused, and its text is not kept).
-func recordPurpose(rec *audit.Record, purpose, justification string) {
-	if _, known := policy.PurposesOfUse[purpose]; known {
-		rec.PurposeOfUse = purpose
-		rec.BreakGlass = purpose == policy.BreakGlass
-	}
-	if utf8.ValidString(justification) && len(justification) <= policy.MaxJustificationBytes {
-		rec.Justification = justification
-	}
-}
-
 func (t *tokenizerService) Detokenize(ctx context.Context, req *tokenizerv1.DetokenizeRequest) (*tokenizerv1.DetokenizeResponse, error) {
-	rec := audit.RecordFrom(ctx)
-	recordPurpose(rec, req.GetPurposeOfUse(), req.GetJustification())
 	in := req.GetItems()
 	items := make([]tokenizer.DetokenizeItem, len(in))
 	classes := make([]string, len(in))
@@ -96,20 +82,21 @@ func (t *tokenizerService) Detokenize(ctx context.Context, req *tokenizerv1.Deto
 		items[i] = tokenizer.DetokenizeItem{Class: it.GetClass(), Token: it.GetToken()}
 		classes[i] = it.GetClass()
 	}
-	results, d, err := runBatch(ctx, t.s, items, batch[tokenizer.DetokenizeItem, tokenizer.DetokenizeResult]{
-		op: policy.OpDetokenize, classes: classes, purpose: req.GetPurposeOfUse(), justification: req.GetJustification(),
-		run: func(ctx context.Context, eng *tokenizer.Engine, sub []tokenizer.DetokenizeItem) ([]tokenizer.DetokenizeResult, error) {
+	results, d, err := app.RunBatch(ctx, t.s.app, items, app.Batch[tokenizer.DetokenizeItem, tokenizer.DetokenizeResult]{
+		Op: policy.OpDetokenize, Classes: classes, Purpose: req.GetPurposeOfUse(), Justification: req.GetJustification(),
+		Run: func(ctx context.Context, eng *tokenizer.Engine, sub []tokenizer.DetokenizeItem) ([]tokenizer.DetokenizeResult, error) {
 			return eng.Detokenize(ctx, sub)
 		},
-		fail: func(err error) tokenizer.DetokenizeResult { return tokenizer.DetokenizeResult{Err: err} },
+		Fail: func(err error) tokenizer.DetokenizeResult { return tokenizer.DetokenizeResult{Err: err} },
 	})
 	if err != nil {
 		return nil, err
 	}
 	if d.BreakGlass {
-		t.s.metrics.breakGlass.Inc()
+		t.s.metrics.BreakGlass.Inc()
 	}
 	eng, _ := t.s.app.Engine()
+	rec := audit.RecordFrom(ctx)
 	resp := &tokenizerv1.DetokenizeResponse{Results: make([]*tokenizerv1.DetokenizeResult, len(results))}
 	errList := make([]error, len(results))
 	for i, r := range results {
@@ -125,7 +112,9 @@ func (t *tokenizerService) Detokenize(ctx context.Context, req *tokenizerv1.Deto
 		resp.Results[i], errList[i] = out, r.Err
 	}
 	t.s.countItems(ctx, "detokenize", classes, errList)
-	t.s.countReveals(ctx, len(rec.TokenDigests))
+	if id := t.s.app.CountReveals(ctx, requestID(ctx), len(rec.TokenDigests)); id != "" {
+		t.s.metrics.Anomalies.WithLabelValues(id).Inc()
+	}
 	return resp, nil
 }
 
@@ -137,12 +126,12 @@ func (t *tokenizerService) DeleteTokens(ctx context.Context, req *tokenizerv1.De
 		items[i] = tokenizer.DeleteItem{Class: it.GetClass(), Token: it.GetToken(), Value: it.GetValue(), Scope: it.GetScope()}
 		classes[i] = it.GetClass()
 	}
-	results, _, err := runBatch(ctx, t.s, items, batch[tokenizer.DeleteItem, tokenizer.DeleteResult]{
-		op: policy.OpDelete, classes: classes,
-		run: func(ctx context.Context, eng *tokenizer.Engine, sub []tokenizer.DeleteItem) ([]tokenizer.DeleteResult, error) {
+	results, _, err := app.RunBatch(ctx, t.s.app, items, app.Batch[tokenizer.DeleteItem, tokenizer.DeleteResult]{
+		Op: policy.OpDelete, Classes: classes,
+		Run: func(ctx context.Context, eng *tokenizer.Engine, sub []tokenizer.DeleteItem) ([]tokenizer.DeleteResult, error) {
 			return eng.DeleteTokens(ctx, sub)
 		},
-		fail: func(err error) tokenizer.DeleteResult { return tokenizer.DeleteResult{Err: err} },
+		Fail: func(err error) tokenizer.DeleteResult { return tokenizer.DeleteResult{Err: err} },
 	})
 	if err != nil {
 		return nil, err
@@ -198,7 +187,7 @@ func (t *tokenizerService) DetokenizeStream(stream tokenizerv1.TokenizerService_
 }
 
 func (t *tokenizerService) ListClasses(ctx context.Context, _ *tokenizerv1.ListClassesRequest) (*tokenizerv1.ListClassesResponse, error) {
-	if principalFrom(ctx) == nil {
+	if policy.PrincipalFrom(ctx) == nil {
 		return nil, errs.New(errs.PermissionDenied, "caller %s has no entry in the policy", callerID(ctx))
 	}
 	resp := &tokenizerv1.ListClassesResponse{}
@@ -216,4 +205,17 @@ func (t *tokenizerService) ListClasses(ctx context.Context, _ *tokenizerv1.ListC
 		resp.Classes = append(resp.Classes, tc)
 	}
 	return resp, nil
+}
+
+// countItems records per-item outcomes in the audit record and the items metric.
+func (s *Server) countItems(ctx context.Context, op string, classes []string, errList []error) {
+	rec := audit.RecordFrom(ctx)
+	for i, c := range classes {
+		outcome := "OK"
+		if errList[i] != nil {
+			rec.ItemsFailed++
+			outcome = kindCodes[errs.KindOf(errList[i])].String()
+		}
+		s.metrics.Items.WithLabelValues(op, s.app.ClassLabel(c), outcome).Inc()
+	}
 }

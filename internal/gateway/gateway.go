@@ -1,4 +1,8 @@
-package server
+// Package gateway is the REST face of the API: grpc-gateway's mapping of tokenizer.v1
+// (proto field names on output, both spellings on input, values never echoed in
+// errors) over a gRPC connection to the service's in-memory server, so that every
+// interceptor runs for REST exactly as for gRPC; and the OpenAPI document.
+package gateway
 
 import (
 	"bytes"
@@ -7,14 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/textproto"
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -85,7 +87,7 @@ func headerIn(key string) (string, bool) {
 		return "x-request-id", true
 	}
 	// Never let a client set the identity the gateway forwards.
-	if strings.HasSuffix(strings.ToLower(k), identityHeader) {
+	if strings.HasSuffix(strings.ToLower(k), authn.IdentityHeader) {
 		return "", false
 	}
 	return runtime.DefaultHeaderMatcher(key)
@@ -101,7 +103,7 @@ func forwardIdentity(_ context.Context, r *http.Request) metadata.MD {
 	if err != nil {
 		return nil
 	}
-	return metadata.Pairs(identityHeader, id)
+	return metadata.Pairs(authn.IdentityHeader, id)
 }
 
 func headerOut(key string) (string, bool) {
@@ -111,28 +113,16 @@ func headerOut(key string) (string, bool) {
 	return runtime.MetadataHeaderPrefix + key, true
 }
 
-// gatewayHandler is the REST mapping. It dials this server's in-memory gRPC server,
+// New returns the REST handler over conn (a connection to the in-memory gRPC server,
 // which runs the same interceptors, so that authentication, metrics, authorization and
-// audit run for REST exactly as for gRPC.
-func (s *Server) gatewayHandler(ctx context.Context) (http.Handler, error) {
-	conn, err := grpc.NewClient("passthrough:///tokenizer-internal",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.inmem.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(s.cfg.Limits.MaxMessageBytes+(1<<20)), grpc.MaxCallSendMsgSize(s.cfg.Limits.MaxMessageBytes)),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("gateway: dial gRPC: %w", err)
-	}
-	go func() {
-		<-ctx.Done()
-		conn.Close()
-	}()
+// audit run for REST exactly as for gRPC). Bodies are limited to maxBytes.
+func New(ctx context.Context, conn *grpc.ClientConn, maxBytes int) (http.Handler, error) {
 	codec := &safeJSON{
 		JSONPb: &runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{},
 		},
-		maxBytes: int64(s.cfg.Limits.MaxMessageBytes),
+		maxBytes: int64(maxBytes),
 	}
 	gw := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, codec),
@@ -152,7 +142,7 @@ func (s *Server) gatewayHandler(ctx context.Context) (http.Handler, error) {
 		_, _ = w.Write(tokenizerv1.OpenAPI)
 	})
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, int64(s.cfg.Limits.MaxMessageBytes))
+		r.Body = http.MaxBytesReader(w, r.Body, int64(maxBytes))
 		gw.ServeHTTP(w, r)
 	}))
 	return mux, nil

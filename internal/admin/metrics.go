@@ -1,69 +1,71 @@
-package server
+package admin
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
-// metrics live in a private registry under the tokenizer namespace. Labels are bounded:
-// method names, status codes, configured class names, operations, outcomes.
-type metrics struct {
-	registry *prometheus.Registry
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-	items    *prometheus.CounterVec
-	panics   prometheus.Counter
-	ready    prometheus.Gauge
+// Metrics live in a private registry under the tokenizer namespace. Labels are bounded:
+// method names, status codes, configured class names, operations, outcomes, policy
+// entry IDs; never values or callers' free text.
+type Metrics struct {
+	Registry *prometheus.Registry
+	Requests *prometheus.CounterVec
+	Duration *prometheus.HistogramVec
+	Items    *prometheus.CounterVec
+	Panics   prometheus.Counter
+	Ready    prometheus.Gauge
 
-	auditFailures prometheus.Counter
-	policyReloads *prometheus.CounterVec
-	breakGlass    prometheus.Counter
-	anomalies     *prometheus.CounterVec
-	rateLimited   *prometheus.CounterVec
+	AuditFailures prometheus.Counter
+	PolicyReloads *prometheus.CounterVec
+	BreakGlass    prometheus.Counter
+	Anomalies     *prometheus.CounterVec
+	RateLimited   *prometheus.CounterVec
 }
 
-func newMetrics() *metrics {
-	m := &metrics{
-		registry: prometheus.NewRegistry(),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+// NewMetrics registers the service's metrics, with the Go and process collectors.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "tokenizer", Subsystem: "grpc", Name: "requests_total",
 			Help: "RPCs handled, by method and status code.",
 		}, []string{"method", "code"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "tokenizer", Subsystem: "grpc", Name: "request_duration_seconds",
 			Help:    "RPC latency, by method.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"method"}),
-		items: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Items: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "tokenizer", Name: "items_total",
 			Help: "Items processed, by operation, class and outcome (a status code).",
 		}, []string{"operation", "class", "outcome"}),
-		panics: prometheus.NewCounter(prometheus.CounterOpts{
+		Panics: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "tokenizer", Name: "panics_total", Help: "Handler panics recovered.",
 		}),
-		ready: prometheus.NewGauge(prometheus.GaugeOpts{
+		Ready: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "tokenizer", Name: "ready", Help: "1 when the service is ready to serve.",
 		}),
 	}
-	m.auditFailures = prometheus.NewCounter(prometheus.CounterOpts{
+	m.AuditFailures = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "tokenizer", Subsystem: "audit", Name: "append_failures_total",
 		Help: "Requests failed closed because their audit event could not be written.",
 	})
-	m.policyReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.PolicyReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "tokenizer", Subsystem: "policy", Name: "reloads_total", Help: "Policy reloads, by result.",
 	}, []string{"result"})
-	m.breakGlass = prometheus.NewCounter(prometheus.CounterOpts{
+	m.BreakGlass = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "tokenizer", Name: "break_glass_reveals_total", Help: "Detokenize requests with purpose ETREAT (break-glass) that were allowed.",
 	})
 	// The principal label is a policy entry's ID: a bounded set from the policy file.
-	m.anomalies = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.Anomalies = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "tokenizer", Name: "reveal_anomalies_total", Help: "Times a principal revealed more values in a minute than its threshold.",
 	}, []string{"principal"})
-	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.RateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "tokenizer", Name: "rate_limited_total", Help: "Requests refused by a principal's rate limit.",
 	}, []string{"principal"})
-	m.registry.MustRegister(m.requests, m.duration, m.items, m.panics, m.ready, m.auditFailures,
-		m.policyReloads, m.breakGlass, m.anomalies, m.rateLimited,
+	m.Registry.MustRegister(m.Requests, m.Duration, m.Items, m.Panics, m.Ready, m.AuditFailures,
+		m.PolicyReloads, m.BreakGlass, m.Anomalies, m.RateLimited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
