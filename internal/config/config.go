@@ -69,7 +69,7 @@ type LogConfig struct {
 
 // DatabaseConfig is the token vault's PostgreSQL.
 type DatabaseConfig struct {
-	URL            string        `yaml:"url" sensitive:"true" usage:"PostgreSQL URL"`
+	URL            string        `yaml:"url" sensitive:"url" usage:"PostgreSQL URL"`
 	MaxConns       int           `yaml:"max_conns" usage:"connection pool size"`
 	ConnectTimeout time.Duration `yaml:"connect_timeout" usage:"timeout for each new database connection"`
 }
@@ -146,7 +146,7 @@ func DefaultClasses() []Class {
 type setting struct {
 	key       string // dotted YAML path, e.g. database.url
 	usage     string
-	sensitive bool
+	sensitive string // "true": the whole value is secret; "url": its password is
 	field     reflect.Value
 }
 
@@ -171,7 +171,7 @@ func collect(prefix string, v reflect.Value, out *[]setting) {
 			collect(key+".", fv, out)
 			continue
 		}
-		*out = append(*out, setting{key: key, usage: f.Tag.Get("usage"), sensitive: f.Tag.Get("sensitive") == "true", field: fv})
+		*out = append(*out, setting{key: key, usage: f.Tag.Get("usage"), sensitive: f.Tag.Get("sensitive"), field: fv})
 	}
 }
 
@@ -420,15 +420,21 @@ func (c *Config) ValidateKeys() error {
 }
 
 // Redacted returns a copy whose secrets are replaced, for printing and logging.
+// Every setting tagged sensitive is redacted (spicedb's habit), so that a new secret
+// needs only its tag: sensitive:"true" replaces the value, sensitive:"url" the URL's
+// password.
 func (c *Config) Redacted() *Config {
 	r := *c
 	r.Classes = append([]Class(nil), c.Classes...)
-	r.Database.URL = RedactURL(c.Database.URL)
-	if r.Keys.Vault.Token != "" {
-		r.Keys.Vault.Token = "REDACTED"
-	}
-	if r.Keys.Vault.SecretID != "" {
-		r.Keys.Vault.SecretID = "REDACTED"
+	for _, s := range r.settings() {
+		v := s.field.String()
+		switch {
+		case v == "":
+		case s.sensitive == "url":
+			s.field.SetString(RedactURL(v))
+		case s.sensitive != "":
+			s.field.SetString("REDACTED")
+		}
 	}
 	return &r
 }
