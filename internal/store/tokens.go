@@ -15,7 +15,8 @@ import (
 // in. An item neither inserted nor found lost a race to a concurrent writer (or hit a
 // token collision) and is retried by the caller.
 func (s *Store) InsertStatic(ctx context.Context, ms []tokenizer.Mapping) (inserted []bool, existing map[string]tokenizer.Mapping, err error) {
-	a := mappingArrays(ms)
+	first := firstByDigest(ms)
+	a := mappingArrays(ms, first)
 	rows, err := s.pool.Query(ctx, `
 		WITH q AS (
 			SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::int4[], $5::bytea[], $6::int4[],
@@ -58,11 +59,7 @@ func (s *Store) InsertStatic(ctx context.Context, ms []tokenizer.Mapping) (inser
 	if err != nil {
 		return nil, nil, classify("insert static mappings", err)
 	}
-	inserted = make([]bool, len(ms))
-	for i, m := range ms {
-		inserted[i] = got[tokenizer.RefKey(m.Class, m.TokenDigest)]
-	}
-	return inserted, existing, nil
+	return insertedOf(ms, first, got), existing, nil
 }
 
 type arrays struct {
@@ -73,7 +70,36 @@ type arrays struct {
 	exps                     []*time.Time
 }
 
-func mappingArrays(ms []tokenizer.Mapping) arrays {
+// firstByDigest reports, per mapping, whether its token digest is the first of its
+// kind in ms. A later one is a random token drawn twice in one batch: it is left out of
+// the statement and reported not inserted, so that the engine draws it again (the
+// RETURNING rows name digests, and could not tell the two apart).
+func firstByDigest(ms []tokenizer.Mapping) []bool {
+	seen := make(map[string]bool, len(ms))
+	first := make([]bool, len(ms))
+	for i, m := range ms {
+		first[i] = !seen[string(m.TokenDigest)]
+		seen[string(m.TokenDigest)] = true
+	}
+	return first
+}
+
+func insertedOf(ms []tokenizer.Mapping, first []bool, got map[string]bool) []bool {
+	inserted := make([]bool, len(ms))
+	for i, m := range ms {
+		inserted[i] = first[i] && got[tokenizer.RefKey(m.Class, m.TokenDigest)]
+	}
+	return inserted
+}
+
+// mappingArrays lays out the mappings whose keep flag is set as one array per column.
+func mappingArrays(all []tokenizer.Mapping, keep []bool) arrays {
+	var ms []tokenizer.Mapping
+	for i, m := range all {
+		if keep[i] {
+			ms = append(ms, m)
+		}
+	}
 	n := len(ms)
 	a := arrays{
 		classes: make([]string, n), scopes: make([]string, n), digests: make([][]byte, n), dvers: make([]int32, n),
@@ -95,7 +121,8 @@ func mappingArrays(ms []tokenizer.Mapping) arrays {
 // classes, fingerprint) already exists is skipped: inserted[i] reports whether ms[i]
 // went in, so that the caller can retry token collisions or reuse the existing token.
 func (s *Store) InsertMappings(ctx context.Context, ms []tokenizer.Mapping) (inserted []bool, err error) {
-	a := mappingArrays(ms)
+	first := firstByDigest(ms)
+	a := mappingArrays(ms, first)
 	rows, err := s.pool.Query(ctx, `
 		INSERT INTO tokens (class, scope, token_digest, digest_version, fingerprint, fingerprint_version,
 		                    value_ct, token_ct, key_version, expires_at)
@@ -111,17 +138,13 @@ func (s *Store) InsertMappings(ctx context.Context, ms []tokenizer.Mapping) (ins
 	var class string
 	var digest []byte
 	_, err = pgx.ForEachRow(rows, []any{&class, &digest}, func() error {
-		got[class+"\x00"+string(digest)] = true
+		got[tokenizer.RefKey(class, digest)] = true
 		return nil
 	})
 	if err != nil {
 		return nil, classify("insert mappings", err)
 	}
-	inserted = make([]bool, len(ms))
-	for i, m := range ms {
-		inserted[i] = got[m.Class+"\x00"+string(m.TokenDigest)]
-	}
-	return inserted, nil
+	return insertedOf(ms, first, got), nil
 }
 
 // LookupTokens returns the live (unexpired) rows among refs, keyed by RefKey.
