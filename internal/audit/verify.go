@@ -184,92 +184,115 @@ func Verify(ctx context.Context, st ChainReader, signer Signer, from, to int64, 
 	if err != nil {
 		return r, err
 	}
-	cps := append(stored, held...)
-	for _, c := range cps {
-		ok, err := signer.Verify(ctx, CheckpointMessage(c.Seq, c.Hash, c.Time), c.Signature)
-		if err != nil {
-			return r, fmt.Errorf("verify checkpoint signature: %w", err)
-		}
-		if !ok {
-			return r.fail(c.Seq, "checkpoint at seq %d: signature does not verify (forged or altered checkpoint)", c.Seq), nil
-		}
+	want, bad, err := checkSignatures(ctx, signer, append(stored, held...), from, to)
+	if bad != nil || err != nil {
+		return r.orBad(bad), err
 	}
-	want := map[int64][][]byte{}
-	for _, c := range cps {
-		if c.Seq >= from && (to <= 0 || c.Seq <= to) {
-			want[c.Seq] = append(want[c.Seq], c.Hash)
-		}
-	}
-
-	var prev []byte
-	expect := from
+	prev := GenesisHash
 	if from > 1 {
 		// The link into the range: the hash of the event before it.
-		err := st.ReadAudit(ctx, from-1, from-1, func(row Row) error { prev = row.Hash; return nil })
-		if err != nil {
+		prev = nil
+		if err := st.ReadAudit(ctx, from-1, from-1, func(row Row) error { prev = row.Hash; return nil }); err != nil {
 			return r, err
 		}
 		if prev == nil {
 			return r.fail(from-1, "event %d, before the range, is missing", from-1), nil
 		}
-	} else {
-		prev = GenesisHash
 	}
-	var bad *Result
+	v := &chainCheck{Result: r, prev: prev, expect: from, want: want}
 	stop := errors.New("stop")
 	err = st.ReadAudit(ctx, from, to, func(row Row) error {
-		if row.Seq != expect {
-			res := r.fail(expect, "event %d is missing (deleted), next stored event is %d", expect, row.Seq)
-			bad = &res
+		if v.bad = v.check(row); v.bad != nil {
 			return stop
 		}
-		if !bytes.Equal(row.PrevHash, prev) {
-			res := r.fail(row.Seq, "event %d: prev_hash does not link to event %d (reordered or rewritten)", row.Seq, row.Seq-1)
-			bad = &res
-			return stop
-		}
-		var probe struct {
-			Seq *int64 `json:"seq"`
-		}
-		if err := json.Unmarshal([]byte(row.Body), &probe); err != nil || probe.Seq == nil || *probe.Seq != row.Seq {
-			res := r.fail(row.Seq, "event %d: body does not carry seq %d (reordered or altered)", row.Seq, row.Seq)
-			bad = &res
-			return stop
-		}
-		h := Hash(prev, []byte(row.Body))
-		if !bytes.Equal(h, row.Hash) {
-			res := r.fail(row.Seq, "event %d: hash does not match its content (modified)", row.Seq)
-			bad = &res
-			return stop
-		}
-		for _, ch := range want[row.Seq] {
-			if !bytes.Equal(ch, h) {
-				res := r.fail(row.Seq, "event %d: the chain's hash differs from the signed checkpoint (history rewritten)", row.Seq)
-				bad = &res
-				return stop
-			}
-			r.CheckpointsChecked++
-		}
-		delete(want, row.Seq)
-		prev = h
-		r.EventsChecked++
-		r.HeadSeq, r.HeadHash = row.Seq, h
-		expect++
 		return nil
 	})
-	if bad != nil {
-		return *bad, nil
+	if v.bad != nil {
+		return *v.bad, nil
 	}
 	if err != nil {
-		return r, err
+		return v.Result, err
 	}
-	for seq := range want {
+	for seq := range v.want {
 		// A checkpoint beyond the last event: the tail was cut off.
 		if to <= 0 || seq <= to {
-			return r.fail(r.HeadSeq+1, "the chain ends at seq %d, but a signed checkpoint covers seq %d (truncated)", r.HeadSeq, seq), nil
+			return v.fail(v.HeadSeq+1, "the chain ends at seq %d, but a signed checkpoint covers seq %d (truncated)", v.HeadSeq, seq), nil
 		}
 	}
-	return r, nil
+	return v.Result, nil
+}
+
+func (r Result) orBad(bad *Result) Result {
+	if bad != nil {
+		return *bad
+	}
+	return r
+}
+
+// checkSignatures verifies every checkpoint's signature and returns, per seq within
+// [from, to], the hashes the chain must have there.
+func checkSignatures(ctx context.Context, signer Signer, cps []Checkpoint, from, to int64) (map[int64][][]byte, *Result, error) {
+	want := map[int64][][]byte{}
+	for _, c := range cps {
+		ok, err := signer.Verify(ctx, CheckpointMessage(c.Seq, c.Hash, c.Time), c.Signature)
+		if err != nil {
+			return nil, nil, fmt.Errorf("verify checkpoint signature: %w", err)
+		}
+		if !ok {
+			r := (&Result{}).fail(c.Seq, "checkpoint at seq %d: signature does not verify (forged or altered checkpoint)", c.Seq)
+			return nil, &r, nil
+		}
+		if c.Seq >= from && (to <= 0 || c.Seq <= to) {
+			want[c.Seq] = append(want[c.Seq], c.Hash)
+		}
+	}
+	return want, nil, nil
+}
+
+// chainCheck walks the chain event by event.
+type chainCheck struct {
+	Result
+	prev   []byte
+	expect int64
+	want   map[int64][][]byte
+	bad    *Result
+}
+
+// check verifies one event: its place, its link, the seq in its body, its hash and
+// the checkpoints at its seq. It returns the failure, or nil.
+func (v *chainCheck) check(row Row) *Result {
+	fail := func(seq int64, format string, args ...any) *Result {
+		res := v.fail(seq, format, args...)
+		return &res
+	}
+	if row.Seq != v.expect {
+		return fail(v.expect, "event %d is missing (deleted), next stored event is %d", v.expect, row.Seq)
+	}
+	if !bytes.Equal(row.PrevHash, v.prev) {
+		return fail(row.Seq, "event %d: prev_hash does not link to event %d (reordered or rewritten)", row.Seq, row.Seq-1)
+	}
+	var probe struct {
+		Seq *int64 `json:"seq"`
+	}
+	if err := json.Unmarshal([]byte(row.Body), &probe); err != nil || probe.Seq == nil || *probe.Seq != row.Seq {
+		return fail(row.Seq, "event %d: body does not carry seq %d (reordered or altered)", row.Seq, row.Seq)
+	}
+	h := Hash(v.prev, []byte(row.Body))
+	if !bytes.Equal(h, row.Hash) {
+		return fail(row.Seq, "event %d: hash does not match its content (modified)", row.Seq)
+	}
+	for _, ch := range v.want[row.Seq] {
+		if !bytes.Equal(ch, h) {
+			return fail(row.Seq, "event %d: the chain's hash differs from the signed checkpoint (history rewritten)", row.Seq)
+		}
+		v.CheckpointsChecked++
+	}
+	delete(v.want, row.Seq)
+	v.prev = h
+	v.EventsChecked++
+	v.HeadSeq, v.HeadHash = row.Seq, h
+	v.expect++
+	return nil
 }
 
 // OpenSink opens the checkpoint sink named by a setting: "none" (nil), "stdout", or a

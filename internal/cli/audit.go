@@ -13,6 +13,7 @@ import (
 
 	"github.com/phivault/tokenizer/internal/app"
 	"github.com/phivault/tokenizer/internal/audit"
+	"github.com/phivault/tokenizer/internal/config"
 )
 
 // cliCaller is the identity the audit log records for administration commands.
@@ -30,137 +31,151 @@ func auditCLI(ctx context.Context, a *app.App, op string, classes []string) erro
 	return a.Audit.Append(ctx, rec.Event(op, "cli-"+fmt.Sprint(time.Now().UnixNano()), "OK", ""))
 }
 
+// auditArgs are the flags of the audit commands.
+type auditArgs struct {
+	from, to                                     int64
+	checkpointFile, format, output, class, token string
+}
+
+func (a *auditArgs) flags(sub string) func(*flag.FlagSet) {
+	return func(fs *flag.FlagSet) {
+		fs.Int64Var(&a.from, "from", 0, "first seq (default: the start)")
+		fs.Int64Var(&a.to, "to", 0, "last seq (default: the head)")
+		switch sub {
+		case "verify":
+			fs.StringVar(&a.checkpointFile, "checkpoint", "", "checkpoint file (the sink) whose checkpoints the chain must match")
+		case "export":
+			fs.StringVar(&a.format, "format", "jsonl", "jsonl, csv or fhir")
+			fs.StringVar(&a.output, "output", "", "file to write (default: standard output)")
+		case "disclosures":
+			fs.StringVar(&a.class, "class", "", "token class")
+			fs.StringVar(&a.token, "token", "", "token whose disclosures to list")
+		}
+	}
+}
+
+// auditCommand is one audit subcommand: it returns an exit code, or an error (exit 1).
+type auditCommand func(ctx context.Context, cfg *config.Config, a *auditArgs, stdout, stderr io.Writer) (int, error)
+
+var auditCommands = map[string]auditCommand{"verify": auditVerify, "export": auditExport, "disclosures": auditDisclosures}
+
 func auditCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
 	}
 	sub, rest := args[0], args[1:]
-	var from, to int64
-	var checkpointFile, format, output, class, token string
-	extra := func(fs *flag.FlagSet) {
-		fs.Int64Var(&from, "from", 0, "first seq (default: the start)")
-		fs.Int64Var(&to, "to", 0, "last seq (default: the head)")
-		switch sub {
-		case "verify":
-			fs.StringVar(&checkpointFile, "checkpoint", "", "checkpoint file (the sink) whose checkpoints the chain must match")
-		case "export":
-			fs.StringVar(&format, "format", "jsonl", "jsonl, csv or fhir")
-			fs.StringVar(&output, "output", "", "file to write (default: standard output)")
-		case "disclosures":
-			fs.StringVar(&class, "class", "", "token class")
-			fs.StringVar(&token, "token", "", "token whose disclosures to list")
-		}
-	}
-	switch sub {
-	case "verify", "export", "disclosures":
-	default:
+	run, ok := auditCommands[sub]
+	if !ok {
 		fmt.Fprintf(stderr, "tokenizer audit: unknown command %q\n\n%s", sub, usage)
 		return exitUsage
 	}
-	cfg, code := load("audit "+sub, rest, getenv, stderr, extra)
+	var a auditArgs
+	cfg, code := load("audit "+sub, rest, getenv, stderr, a.flags(sub))
 	if cfg == nil {
 		return code
 	}
-	fail := func(err error) int {
+	code, err := run(ctx, cfg, &a, stdout, stderr)
+	if err != nil {
 		fmt.Fprintf(stderr, "tokenizer audit %s: %v\n", sub, err)
 		return exitFailure
 	}
-	log := NewLogger(cfg, stderr)
-	switch sub {
-	case "verify":
-		var held []audit.Checkpoint
-		if checkpointFile != "" {
-			f, err := os.Open(checkpointFile)
-			if err != nil {
-				return fail(err)
-			}
-			held, err = audit.ReadCheckpoints(f)
-			f.Close()
-			if err != nil {
-				return fail(err)
-			}
-		}
-		a, err := app.Build(ctx, cfg, log, app.ForCommand())
+	return code
+}
+
+func auditVerify(ctx context.Context, cfg *config.Config, args *auditArgs, stdout, stderr io.Writer) (int, error) {
+	var held []audit.Checkpoint
+	if args.checkpointFile != "" {
+		f, err := os.Open(args.checkpointFile)
 		if err != nil {
-			return fail(err)
+			return 0, err
 		}
-		defer a.Close()
-		signer, ok := a.Signer()
-		if !ok {
-			return fail(fmt.Errorf("key provider %s cannot verify signatures", a.Provider.Name()))
-		}
-		res, err := audit.Verify(ctx, a.Store, signer, from, to, held)
+		held, err = audit.ReadCheckpoints(f)
+		f.Close()
 		if err != nil {
-			return fail(err)
+			return 0, err
 		}
-		if !res.OK {
-			fmt.Fprintf(stdout, "FAILED at seq %d: %s\n", res.FirstBadSeq, res.Reason)
-			return exitFailure
-		}
-		fmt.Fprintf(stdout, "OK: %d events and %d checkpoint matches verified; head seq %d hash %s\n",
-			res.EventsChecked, res.CheckpointsChecked, res.HeadSeq, hex.EncodeToString(res.HeadHash))
-		return exitOK
-	case "export":
-		f := audit.Format(format)
-		if f != audit.JSONL && f != audit.CSV && f != audit.FHIR {
-			fmt.Fprintf(stderr, "tokenizer audit export: --format %q: want jsonl, csv or fhir\n", format)
-			return exitUsage
-		}
-		a, err := app.Build(ctx, cfg, log, app.ForCommand(), app.WithoutKeys())
-		if err != nil {
-			return fail(err)
-		}
-		defer a.Close()
-		if err := auditCLI(ctx, a, "export_audit", nil); err != nil {
-			return fail(err)
-		}
-		w := stdout
-		if output != "" {
-			file, err := os.OpenFile(output, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-			if err != nil {
-				return fail(err)
-			}
-			defer file.Close()
-			w = file
-		}
-		if err := audit.Export(ctx, a.Store, f, from, to, w); err != nil {
-			return fail(err)
-		}
-		return exitOK
-	default: // disclosures
-		if class == "" || token == "" {
-			fmt.Fprintln(stderr, "tokenizer audit disclosures: --class and --token are required")
-			return exitUsage
-		}
-		rt, err := openRuntime(ctx, cfg, log)
-		if err != nil {
-			return fail(err)
-		}
-		defer rt.Close()
-		eng, err := rt.Engine()
-		if err != nil {
-			return fail(err)
-		}
-		digests, err := eng.AuditDigests(class, token)
-		if err != nil {
-			return fail(err)
-		}
-		if err := auditCLI(ctx, rt, "list_disclosures", []string{class}); err != nil {
-			return fail(err)
-		}
-		ds, err := audit.Disclosures(ctx, rt.Store, digests, time.Time{}, time.Time{})
-		if err != nil {
-			return fail(err)
-		}
-		enc := json.NewEncoder(stdout)
-		for _, d := range ds {
-			_ = enc.Encode(map[string]any{
-				"seq": d.Seq, "time": d.Decoded.Time, "caller": d.Caller, "purpose_of_use": d.PurposeOfUse,
-				"justification": d.Justification, "client_address": d.ClientAddress, "break_glass": d.BreakGlass,
-				"request_id": d.RequestID,
-			})
-		}
-		return exitOK
 	}
+	a, err := app.Build(ctx, cfg, NewLogger(cfg, stderr), app.ForCommand())
+	if err != nil {
+		return 0, err
+	}
+	defer a.Close()
+	signer, ok := a.Signer()
+	if !ok {
+		return 0, fmt.Errorf("key provider %s cannot verify signatures", a.Provider.Name())
+	}
+	res, err := audit.Verify(ctx, a.Store, signer, args.from, args.to, held)
+	if err != nil {
+		return 0, err
+	}
+	if !res.OK {
+		fmt.Fprintf(stdout, "FAILED at seq %d: %s\n", res.FirstBadSeq, res.Reason)
+		return exitFailure, nil
+	}
+	fmt.Fprintf(stdout, "OK: %d events and %d checkpoint matches verified; head seq %d hash %s\n",
+		res.EventsChecked, res.CheckpointsChecked, res.HeadSeq, hex.EncodeToString(res.HeadHash))
+	return exitOK, nil
+}
+
+func auditExport(ctx context.Context, cfg *config.Config, args *auditArgs, stdout, stderr io.Writer) (int, error) {
+	f := audit.Format(args.format)
+	if f != audit.JSONL && f != audit.CSV && f != audit.FHIR {
+		fmt.Fprintf(stderr, "tokenizer audit export: --format %q: want jsonl, csv or fhir\n", args.format)
+		return exitUsage, nil
+	}
+	a, err := app.Build(ctx, cfg, NewLogger(cfg, stderr), app.ForCommand(), app.WithoutKeys())
+	if err != nil {
+		return 0, err
+	}
+	defer a.Close()
+	if err := auditCLI(ctx, a, "export_audit", nil); err != nil {
+		return 0, err
+	}
+	w := stdout
+	if args.output != "" {
+		file, err := os.OpenFile(args.output, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			return 0, err
+		}
+		defer file.Close()
+		w = file
+	}
+	return exitOK, audit.Export(ctx, a.Store, f, args.from, args.to, w)
+}
+
+func auditDisclosures(ctx context.Context, cfg *config.Config, args *auditArgs, stdout, stderr io.Writer) (int, error) {
+	if args.class == "" || args.token == "" {
+		fmt.Fprintln(stderr, "tokenizer audit disclosures: --class and --token are required")
+		return exitUsage, nil
+	}
+	a, err := openRuntime(ctx, cfg, NewLogger(cfg, stderr))
+	if err != nil {
+		return 0, err
+	}
+	defer a.Close()
+	eng, err := a.Engine()
+	if err != nil {
+		return 0, err
+	}
+	digests, err := eng.AuditDigests(args.class, args.token)
+	if err != nil {
+		return 0, err
+	}
+	if err := auditCLI(ctx, a, "list_disclosures", []string{args.class}); err != nil {
+		return 0, err
+	}
+	ds, err := audit.Disclosures(ctx, a.Store, digests, time.Time{}, time.Time{})
+	if err != nil {
+		return 0, err
+	}
+	enc := json.NewEncoder(stdout)
+	for _, d := range ds {
+		_ = enc.Encode(map[string]any{
+			"seq": d.Seq, "time": d.Decoded.Time, "caller": d.Caller, "purpose_of_use": d.PurposeOfUse,
+			"justification": d.Justification, "client_address": d.ClientAddress, "break_glass": d.BreakGlass,
+			"request_id": d.RequestID,
+		})
+	}
+	return exitOK, nil
 }

@@ -61,7 +61,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "keys":
 		return keysCmd(ctx, rest, getenv, stdout, stderr)
 	case "bench":
-		return bench(ctx, rest, stdout, stderr)
+		return benchCmd(ctx, rest, stdout, stderr)
 	case "audit":
 		return auditCmd(ctx, rest, getenv, stdout, stderr)
 	case "version":

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sort"
+	"maps"
+	"slices"
+	"strings"
 
 	"github.com/phivault/tokenizer/internal/app"
 	"github.com/phivault/tokenizer/internal/config"
@@ -27,102 +29,112 @@ func openRuntime(ctx context.Context, cfg *config.Config, log *slog.Logger) (*ap
 	return a, nil
 }
 
+// keysArgs are the flags of the key commands.
+type keysArgs struct {
+	purpose string
+	batch   int
+}
+
+type keysCommand func(ctx context.Context, rt *app.App, args keysArgs, stdout io.Writer) (string, error)
+
+var keysCommands = map[string]keysCommand{"status": keysStatus, "rotate": keysRotate, "reencrypt": keysReencrypt, "rewrap": keysRewrap}
+
 func keysCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
 	}
 	sub, rest := args[0], args[1:]
-	purpose := string(keys.ValueEncryption)
-	batch := 1000
+	run, ok := keysCommands[sub]
+	if !ok {
+		fmt.Fprintf(stderr, "tokenizer keys: unknown command %q\n\n%s", sub, usage)
+		return exitUsage
+	}
+	ka := keysArgs{purpose: string(keys.ValueEncryption), batch: 1000}
 	extra := func(fs *flag.FlagSet) {
 		switch sub {
 		case "rotate":
-			fs.StringVar(&purpose, "purpose", purpose, "key purpose to rotate (value-encryption or audit-digest)")
+			fs.StringVar(&ka.purpose, "purpose", ka.purpose, "key purpose to rotate (value-encryption or audit-digest)")
 		case "reencrypt":
-			fs.IntVar(&batch, "batch", batch, "rows per transaction")
+			fs.IntVar(&ka.batch, "batch", ka.batch, "rows per transaction")
 		}
-	}
-	switch sub {
-	case "status", "rotate", "reencrypt", "rewrap":
-	default:
-		fmt.Fprintf(stderr, "tokenizer keys: unknown command %q\n\n%s", sub, usage)
-		return exitUsage
 	}
 	cfg, code := load("keys "+sub, rest, getenv, stderr, extra)
 	if cfg == nil {
 		return code
 	}
-	log := NewLogger(cfg, stderr)
-	rt, err := openRuntime(ctx, cfg, log)
+	// Token digests, fingerprints and FF1 keys decide which token a value gets:
+	// rotating them would give static values new tokens, so they do not rotate.
+	if sub == "rotate" && ka.purpose != string(keys.ValueEncryption) && ka.purpose != string(keys.AuditDigest) {
+		fmt.Fprintf(stderr, "tokenizer keys rotate: --purpose %s cannot rotate (it would change static tokens); value-encryption and audit-digest can\n", ka.purpose)
+		return exitUsage
+	}
+	rt, err := openRuntime(ctx, cfg, NewLogger(cfg, stderr))
 	if err != nil {
 		fmt.Fprintf(stderr, "tokenizer keys %s: %v\n", sub, err)
 		return exitFailure
 	}
 	defer rt.Close()
-	switch sub {
-	case "status":
-		counts, err := rt.Store.CountByKeyVersion(ctx)
-		if err != nil {
-			fmt.Fprintf(stderr, "tokenizer keys status: %v\n", err)
-			return exitFailure
-		}
-		stored, err := rt.Store.DataKeys(ctx)
-		if err != nil {
-			fmt.Fprintf(stderr, "tokenizer keys status: %v\n", err)
-			return exitFailure
-		}
-		for _, k := range stored {
-			fmt.Fprintf(stdout, "%-28s v%-3d provider=%s created=%s\n", k.Purpose, k.Version, k.Provider, k.CreatedAt.UTC().Format("2006-01-02T15:04:05Z"))
-		}
-		vs := make([]int, 0, len(counts))
-		for v := range counts {
-			vs = append(vs, v)
-		}
-		sort.Ints(vs)
-		for _, v := range vs {
-			fmt.Fprintf(stdout, "rows under value-encryption v%d: %d\n", v, counts[v])
-		}
-	case "rotate":
-		// Token digests, fingerprints and FF1 keys decide which token a value gets:
-		// rotating them would give static values new tokens, so they do not rotate.
-		if purpose != string(keys.ValueEncryption) && purpose != string(keys.AuditDigest) {
-			fmt.Fprintf(stderr, "tokenizer keys rotate: --purpose %s cannot rotate (it would change static tokens); value-encryption and audit-digest can\n", purpose)
-			return exitUsage
-		}
-		v, err := rt.Keyring().Rotate(ctx, keys.Purpose(purpose))
-		if err != nil {
-			fmt.Fprintf(stderr, "tokenizer keys rotate: %v\n", err)
-			return exitFailure
-		}
-		fmt.Fprintf(stdout, "%s is now at version %d; running services pick it up within keys.reload_interval; run `tokenizer keys reencrypt` to move existing rows\n", purpose, v)
-	case "reencrypt":
-		total := 0
-		for {
-			eng, err := rt.Engine()
-			if err != nil {
-				fmt.Fprintf(stderr, "tokenizer keys reencrypt: %v\n", err)
-				return exitFailure
-			}
-			n, err := eng.Reencrypt(ctx, rt.Store, batch)
-			if err != nil {
-				fmt.Fprintf(stderr, "tokenizer keys reencrypt: %v (after %d rows)\n", err, total)
-				return exitFailure
-			}
-			if n == 0 {
-				break
-			}
-			total += n
-		}
-		cur, _ := rt.Keyring().Current(keys.ValueEncryption)
-		fmt.Fprintf(stdout, "re-encrypted %d rows to value-encryption v%d\n", total, cur.Version)
-	case "rewrap":
-		n, err := rt.Keyring().RewrapAll(ctx)
-		if err != nil {
-			fmt.Fprintf(stderr, "tokenizer keys rewrap: %v\n", err)
-			return exitFailure
-		}
-		fmt.Fprintf(stdout, "rewrapped %d data keys under the newest key-encryption key version\n", n)
+	out, err := run(ctx, rt, ka, stdout)
+	if err != nil {
+		fmt.Fprintf(stderr, "tokenizer keys %s: %v\n", sub, err)
+		return exitFailure
 	}
+	fmt.Fprint(stdout, out)
 	return exitOK
+}
+
+func keysStatus(ctx context.Context, rt *app.App, _ keysArgs, stdout io.Writer) (string, error) {
+	counts, err := rt.Store.CountByKeyVersion(ctx)
+	if err != nil {
+		return "", err
+	}
+	stored, err := rt.Store.DataKeys(ctx)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for _, k := range stored {
+		fmt.Fprintf(&b, "%-28s v%-3d provider=%s created=%s\n", k.Purpose, k.Version, k.Provider, k.CreatedAt.UTC().Format("2006-01-02T15:04:05Z"))
+	}
+	for _, v := range slices.Sorted(maps.Keys(counts)) {
+		fmt.Fprintf(&b, "rows under value-encryption v%d: %d\n", v, counts[v])
+	}
+	return b.String(), nil
+}
+
+func keysRotate(ctx context.Context, rt *app.App, args keysArgs, _ io.Writer) (string, error) {
+	v, err := rt.Keyring().Rotate(ctx, keys.Purpose(args.purpose))
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s is now at version %d; running services pick it up within keys.reload_interval; run `tokenizer keys reencrypt` to move existing rows\n", args.purpose, v), nil
+}
+
+func keysReencrypt(ctx context.Context, rt *app.App, args keysArgs, _ io.Writer) (string, error) {
+	eng, err := rt.Engine()
+	if err != nil {
+		return "", err
+	}
+	total := 0
+	for {
+		n, err := eng.Reencrypt(ctx, rt.Store, args.batch)
+		if err != nil {
+			return "", fmt.Errorf("%w (after %d rows)", err, total)
+		}
+		if n == 0 {
+			break
+		}
+		total += n
+	}
+	cur, _ := rt.Keyring().Current(keys.ValueEncryption)
+	return fmt.Sprintf("re-encrypted %d rows to value-encryption v%d\n", total, cur.Version), nil
+}
+
+func keysRewrap(ctx context.Context, rt *app.App, _ keysArgs, _ io.Writer) (string, error) {
+	n, err := rt.Keyring().RewrapAll(ctx)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("rewrapped %d data keys under the newest key-encryption key version\n", n), nil
 }

@@ -214,53 +214,16 @@ func (s setting) set(raw string) error {
 // extra, when not nil, registers the subcommand's own flags.
 func Load(name string, args []string, getenv func(string) string, stderr io.Writer, extra func(*flag.FlagSet)) (*Config, error) {
 	c := Defaults()
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if extra != nil {
-		extra(fs)
-	}
-	configPath := fs.String("config", "", "YAML configuration file (env TOKENIZER_CONFIG)")
 	settings := c.settings()
-	raw := map[string]*string{}
-	for _, s := range settings {
-		v := new(string)
-		raw[s.key] = v
-		if s.field.Kind() == reflect.Bool {
-			// A boolean flag may stand alone ("--dev"), as in the flag package.
-			fs.Var(&boolValue{v: v}, s.flagName(), s.usage+" (env "+s.envName()+")")
-			continue
-		}
-		fs.Func(s.flagName(), s.usage+" (env "+s.envName()+")", func(x string) error { *v = x; return nil })
-	}
+	fs, configPath, raw := newFlagSet(name, settings, stderr, extra)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-
-	path := *configPath
-	if path == "" {
-		path = getenv("TOKENIZER_CONFIG")
-	}
-	if path == "" {
-		// A tokenizer.yaml in the working directory is read when no file is named, so
-		// that every command run beside `make run` shares its configuration.
-		if _, err := os.Stat(DefaultFile); err == nil {
-			path = DefaultFile
-		}
-	}
-	c.File = path
-	if path != "" {
-		body, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("config file: %w", err)
-		}
-		dec := yaml.NewDecoder(bytes.NewReader(body))
-		dec.KnownFields(true)
-		if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("config file %s: %w", path, err)
-		}
+	if err := c.readFile(*configPath, getenv); err != nil {
+		return nil, err
 	}
 	for _, s := range settings {
 		if v := getenv(s.envName()); v != "" {
@@ -282,6 +245,66 @@ func Load(name string, args []string, getenv func(string) string, stderr io.Writ
 	if flagErr != nil {
 		return nil, flagErr
 	}
+	c.complete()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// newFlagSet registers a flag per setting (raw holds what each was given) and
+// --config, plus the command's own flags.
+func newFlagSet(name string, settings []setting, stderr io.Writer, extra func(*flag.FlagSet)) (*flag.FlagSet, *string, map[string]*string) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if extra != nil {
+		extra(fs)
+	}
+	configPath := fs.String("config", "", "YAML configuration file (env TOKENIZER_CONFIG)")
+	raw := map[string]*string{}
+	for _, s := range settings {
+		v := new(string)
+		raw[s.key] = v
+		if s.field.Kind() == reflect.Bool {
+			// A boolean flag may stand alone ("--dev"), as in the flag package.
+			fs.Var(&boolValue{v: v}, s.flagName(), s.usage+" (env "+s.envName()+")")
+			continue
+		}
+		fs.Func(s.flagName(), s.usage+" (env "+s.envName()+")", func(x string) error { *v = x; return nil })
+	}
+	return fs, configPath, raw
+}
+
+// readFile reads the YAML file named by --config, else TOKENIZER_CONFIG, else a
+// tokenizer.yaml in the working directory (so that every command run beside `make
+// run` shares its configuration), if any.
+func (c *Config) readFile(path string, getenv func(string) string) error {
+	if path == "" {
+		path = getenv("TOKENIZER_CONFIG")
+	}
+	if path == "" {
+		if _, err := os.Stat(DefaultFile); err == nil {
+			path = DefaultFile
+		}
+	}
+	c.File = path
+	if path == "" {
+		return nil
+	}
+	body, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(body))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	return nil
+}
+
+// complete fills the defaults that depend on other settings.
+func (c *Config) complete() {
 	if len(c.Classes) == 0 {
 		c.Classes = DefaultClasses()
 	}
@@ -297,10 +320,6 @@ func Load(name string, args []string, getenv func(string) string, stderr io.Writ
 			c.Log.Format = "text"
 		}
 	}
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	return c, nil
 }
 
 type boolValue struct{ v *string }

@@ -234,110 +234,148 @@ func (e *Engine) Tokenize(ctx context.Context, items []TokenizeItem, ttl time.Du
 	return results, nil
 }
 
+// writeKeys are the current keys a write needs.
+type writeKeys struct {
+	enc, dig, fp keys.Key
+	aead         cipher.AEAD
+}
+
+func (e *Engine) writeKeys() (writeKeys, error) {
+	var k writeKeys
+	var err error
+	for _, p := range []struct {
+		dst     *keys.Key
+		purpose keys.Purpose
+	}{{&k.enc, keys.ValueEncryption}, {&k.dig, keys.TokenDigest}, {&k.fp, keys.Fingerprint}} {
+		if *p.dst, err = e.keys.Current(p.purpose); err != nil {
+			return k, errs.Wrap(errs.Unavailable, err, "data keys not loaded")
+		}
+	}
+	k.aead, err = e.aead(k.enc)
+	return k, err
+}
+
 // insert stores the mappings of work, redrawing random tokens that collide, and for
 // static classes adopting the token of a value stored before (by any replica).
 // On return each item has a core, an err, or neither (no free token was found).
 func (e *Engine) insert(ctx context.Context, work []*pending) error {
-	encKey, err := e.keys.Current(keys.ValueEncryption)
-	if err != nil {
-		return errs.Wrap(errs.Unavailable, err, "data keys not loaded")
-	}
-	digKey, err := e.keys.Current(keys.TokenDigest)
-	if err != nil {
-		return errs.Wrap(errs.Unavailable, err, "data keys not loaded")
-	}
-	fpKey, err := e.keys.Current(keys.Fingerprint)
-	if err != nil {
-		return errs.Wrap(errs.Unavailable, err, "data keys not loaded")
-	}
-	aead, err := e.aead(encKey)
+	k, err := e.writeKeys()
 	if err != nil {
 		return err
 	}
-
 	for _, w := range work {
 		if w.class.Mode == Static {
-			w.fp = e.fingerprint(fpKey.Material, w.class.Name, w.scope, w.parsed.Normalized)
+			w.fp = e.fingerprint(k.fp.Material, w.class.Name, w.scope, w.parsed.Normalized)
 		}
 	}
 	todo := work
 	rng := newRand()
 	for attempt := 0; attempt < maxAttempts && len(todo) > 0; attempt++ {
-		var static, dynamic []*pending
-		var staticMs, dynamicMs []Mapping
-		for _, w := range todo {
-			m, err := e.newMapping(w, rng, aead, encKey, digKey, fpKey)
-			if err != nil {
-				if errs.KindOf(err) == errs.InvalidArgument {
-					w.err = err
-					continue
-				}
-				return err
-			}
-			if w.class.Mode == Static {
-				static, staticMs = append(static, w), append(staticMs, m)
-			} else {
-				dynamic, dynamicMs = append(dynamic, w), append(dynamicMs, m)
-			}
-		}
-		var retry, lost []*pending
-		if len(static) > 0 {
-			// One round trip: new values go in, values seen before come back.
-			inserted, existing, err := e.store.InsertStatic(ctx, staticMs)
-			if err != nil {
-				return storeErr(ctx, err)
-			}
-			for i, w := range static {
-				if inserted[i] {
-					continue
-				}
-				w.core = nil
-				if m, ok := existing[FingerprintRef{Class: w.class.Name, Scope: w.scope, Fingerprint: w.fp}.Key()]; ok {
-					if err := e.adopt(w, m); err != nil {
-						return err
-					}
-					continue
-				}
-				lost = append(lost, w)
-			}
-		}
-		if len(dynamic) > 0 {
-			inserted, err := e.store.InsertMappings(ctx, dynamicMs)
-			if err != nil {
-				return storeErr(ctx, err)
-			}
-			for i, w := range dynamic {
-				if !inserted[i] {
-					w.core = nil // a token collision: redraw
-					retry = append(retry, w)
-				}
-			}
-		}
-		// A static item neither inserted nor found lost a race to a concurrent writer
-		// of the same value (adopt its token), collided with another token, or met an
-		// expired mapping of the same value still holding the fingerprint (clear it).
-		if err := e.adoptExisting(ctx, lost); err != nil {
+		if todo, err = e.insertOnce(ctx, todo, rng, k); err != nil {
 			return err
 		}
-		var expired []FingerprintRef
-		for _, w := range lost {
-			if w.core == nil && w.err == nil {
-				expired = append(expired, FingerprintRef{Class: w.class.Name, Scope: w.scope, Fingerprint: w.fp})
-				retry = append(retry, w)
-			}
-		}
-		if len(expired) > 0 {
-			if _, err := e.store.PurgeExpiredFingerprints(ctx, expired); err != nil {
-				return storeErr(ctx, err)
-			}
-		}
-		todo = retry
 	}
 	return nil
 }
 
+// insertOnce draws a token for every item of todo and writes them; it returns the
+// items to draw again (token collisions, races with expired rows).
+func (e *Engine) insertOnce(ctx context.Context, todo []*pending, rng *mrand.Rand, k writeKeys) ([]*pending, error) {
+	var static, dynamic []*pending
+	var staticMs, dynamicMs []Mapping
+	for _, w := range todo {
+		m, err := e.newMapping(w, rng, k)
+		if err != nil {
+			if errs.KindOf(err) == errs.InvalidArgument {
+				w.err = err
+				continue
+			}
+			return nil, err
+		}
+		if w.class.Mode == Static {
+			static, staticMs = append(static, w), append(staticMs, m)
+		} else {
+			dynamic, dynamicMs = append(dynamic, w), append(dynamicMs, m)
+		}
+	}
+	lost, err := e.insertStatic(ctx, static, staticMs)
+	if err != nil {
+		return nil, err
+	}
+	retry, err := e.insertDynamic(ctx, dynamic, dynamicMs)
+	if err != nil {
+		return nil, err
+	}
+	// A static item neither inserted nor found lost a race to a concurrent writer of
+	// the same value (adopt its token), collided with another token, or met an expired
+	// mapping of the same value still holding the fingerprint (clear it).
+	if err := e.adoptExisting(ctx, lost); err != nil {
+		return nil, err
+	}
+	var expired []FingerprintRef
+	for _, w := range lost {
+		if w.core == nil && w.err == nil {
+			expired = append(expired, FingerprintRef{Class: w.class.Name, Scope: w.scope, Fingerprint: w.fp})
+			retry = append(retry, w)
+		}
+	}
+	if len(expired) > 0 {
+		if _, err := e.store.PurgeExpiredFingerprints(ctx, expired); err != nil {
+			return nil, storeErr(ctx, err)
+		}
+	}
+	return retry, nil
+}
+
+// insertStatic writes static mappings in one round trip: new values go in, values
+// seen before come back with their token. It returns the items neither inserted nor
+// found.
+func (e *Engine) insertStatic(ctx context.Context, static []*pending, ms []Mapping) ([]*pending, error) {
+	if len(static) == 0 {
+		return nil, nil
+	}
+	inserted, existing, err := e.store.InsertStatic(ctx, ms)
+	if err != nil {
+		return nil, storeErr(ctx, err)
+	}
+	var lost []*pending
+	for i, w := range static {
+		if inserted[i] {
+			continue
+		}
+		w.core = nil
+		if m, ok := existing[FingerprintRef{Class: w.class.Name, Scope: w.scope, Fingerprint: w.fp}.Key()]; ok {
+			if err := e.adopt(w, m); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		lost = append(lost, w)
+	}
+	return lost, nil
+}
+
+// insertDynamic writes dynamic mappings and returns the items whose token collided.
+func (e *Engine) insertDynamic(ctx context.Context, dynamic []*pending, ms []Mapping) ([]*pending, error) {
+	if len(dynamic) == 0 {
+		return nil, nil
+	}
+	inserted, err := e.store.InsertMappings(ctx, ms)
+	if err != nil {
+		return nil, storeErr(ctx, err)
+	}
+	var retry []*pending
+	for i, w := range dynamic {
+		if !inserted[i] {
+			w.core = nil // a token collision: redraw
+			retry = append(retry, w)
+		}
+	}
+	return retry, nil
+}
+
 // newMapping decides a token for w (FF1 or random) and builds its vault row.
-func (e *Engine) newMapping(w *pending, rng *mrand.Rand, aead cipher.AEAD, encKey, digKey, fpKey keys.Key) (Mapping, error) {
+func (e *Engine) newMapping(w *pending, rng *mrand.Rand, k writeKeys) (Mapping, error) {
 	var core []rune
 	var err error
 	if w.class.Generator == FPE {
@@ -348,19 +386,19 @@ func (e *Engine) newMapping(w *pending, rng *mrand.Rand, aead cipher.AEAD, encKe
 	if err != nil {
 		return Mapping{}, err
 	}
-	d, err := e.tokenDigest(digKey, w.class, w.parsed.Template, core)
+	d, err := e.tokenDigest(k.dig, w.class, w.parsed.Template, core)
 	if err != nil {
 		return Mapping{}, err
 	}
 	w.core = core
 	m := Mapping{
-		Class: w.class.Name, Scope: w.scope, TokenDigest: d, DigestVersion: digKey.Version,
-		ValueCT: seal(aead, valueAAD(w.class.Name, d), []byte(w.value)), KeyVersion: encKey.Version,
+		Class: w.class.Name, Scope: w.scope, TokenDigest: d, DigestVersion: k.dig.Version,
+		ValueCT: seal(k.aead, valueAAD(w.class.Name, d), []byte(w.value)), KeyVersion: k.enc.Version,
 		ExpiresAt: w.exp,
 	}
 	if w.class.Mode == Static {
-		m.Fingerprint, m.FingerprintVersion = w.fp, fpKey.Version
-		m.TokenCT = seal(aead, tokenAAD(w.class.Name, w.fp), []byte(string(core)))
+		m.Fingerprint, m.FingerprintVersion = w.fp, k.fp.Version
+		m.TokenCT = seal(k.aead, tokenAAD(w.class.Name, w.fp), []byte(string(core)))
 	}
 	return m, nil
 }
@@ -518,81 +556,24 @@ func (e *Engine) DeleteTokens(ctx context.Context, items []DeleteItem) ([]Delete
 	if err := e.checkBatch(len(items)); err != nil {
 		return nil, err
 	}
-	results := make([]DeleteResult, len(items))
-	digKeys := e.keys.All(keys.TokenDigest)
-	fpKeys := e.keys.All(keys.Fingerprint)
 	auditKey, err := e.keys.Current(keys.AuditDigest)
-	if err != nil || len(digKeys) == 0 {
+	if err != nil || len(e.keys.All(keys.TokenDigest)) == 0 {
 		return nil, errs.New(errs.Unavailable, "data keys not loaded")
 	}
-	type target struct {
-		idx     int
-		class   string
-		digests [][]byte
-	}
-	var targets []target
-	var refs []Ref
-	var byValue []int
-	var fpRefs []FingerprintRef
+	results := make([]DeleteResult, len(items))
+	var del deletion
 	for i, it := range items {
-		c, err := e.class(it.Class)
-		if err != nil {
-			results[i].Err = err
-			continue
-		}
-		switch {
-		case it.Token != "" && it.Value != "":
-			results[i].Err = errs.New(errs.InvalidArgument, "class %s: give token or value, not both", c.Name)
-		case it.Token != "":
-			_, p, err := e.parseToken(it.Class, it.Token)
-			if err != nil {
-				results[i].Err = err
-				continue
-			}
-			t := target{idx: i, class: c.Name}
-			for _, k := range digKeys {
-				d := e.digest(k.Material, c.Name, p.Normalized)
-				t.digests = append(t.digests, d)
-				refs = append(refs, Ref{Class: c.Name, Digest: d})
-			}
-			results[i].Digest = e.auditDigest(auditKey.Material, c.Name, p.Normalized)
-			targets = append(targets, t)
-		case it.Value != "":
-			if c.Mode != Static {
-				results[i].Err = errs.New(errs.InvalidArgument, "class %s: deleting by value needs a static class; give the token", c.Name)
-				continue
-			}
-			_, p, err := e.parseValue(it.Class, it.Value)
-			if err != nil {
-				results[i].Err = err
-				continue
-			}
-			for _, k := range fpKeys {
-				fpRefs = append(fpRefs, FingerprintRef{Class: c.Name, Scope: it.Scope, Fingerprint: e.fingerprint(k.Material, c.Name, it.Scope, p.Normalized)})
-				byValue = append(byValue, i)
-			}
-		default:
-			results[i].Err = errs.New(errs.InvalidArgument, "class %s: token or value is required", c.Name)
-		}
+		results[i].Err = e.deleteTarget(&del, i, it, auditKey, &results[i])
 	}
-	if len(fpRefs) > 0 {
-		found, err := e.store.LookupFingerprints(ctx, fpRefs)
+	if err := e.resolveValues(ctx, &del); err != nil {
+		return nil, err
+	}
+	if len(del.refs) > 0 {
+		deleted, err := e.store.DeleteTokens(ctx, del.refs)
 		if err != nil {
 			return nil, storeErr(ctx, err)
 		}
-		for j, r := range fpRefs {
-			if m, ok := found[r.Key()]; ok {
-				targets = append(targets, target{idx: byValue[j], class: m.Class, digests: [][]byte{m.TokenDigest}})
-				refs = append(refs, Ref{Class: m.Class, Digest: m.TokenDigest})
-			}
-		}
-	}
-	if len(refs) > 0 {
-		deleted, err := e.store.DeleteTokens(ctx, refs)
-		if err != nil {
-			return nil, storeErr(ctx, err)
-		}
-		for _, t := range targets {
+		for _, t := range del.targets {
 			for _, d := range t.digests {
 				if deleted[RefKey(t.class, d)] {
 					results[t.idx].Deleted = true
@@ -607,4 +588,77 @@ func (e *Engine) DeleteTokens(ctx context.Context, items []DeleteItem) ([]Delete
 		}
 	}
 	return results, nil
+}
+
+// deletion collects what a delete request names: rows by token digest, and static
+// values by fingerprint, to resolve to their rows first.
+type deletion struct {
+	targets []deleteTarget
+	refs    []Ref
+	byValue []int // item index of each fpRef
+	fpRefs  []FingerprintRef
+}
+
+type deleteTarget struct {
+	idx     int
+	class   string
+	digests [][]byte
+}
+
+// deleteTarget adds item i to del, or returns its item error.
+func (e *Engine) deleteTarget(del *deletion, i int, it DeleteItem, auditKey keys.Key, r *DeleteResult) error {
+	c, err := e.class(it.Class)
+	if err != nil {
+		return err
+	}
+	switch {
+	case it.Token != "" && it.Value != "":
+		return errs.New(errs.InvalidArgument, "class %s: give token or value, not both", c.Name)
+	case it.Token != "":
+		_, p, err := e.parseToken(it.Class, it.Token)
+		if err != nil {
+			return err
+		}
+		t := deleteTarget{idx: i, class: c.Name}
+		for _, k := range e.keys.All(keys.TokenDigest) {
+			d := e.digest(k.Material, c.Name, p.Normalized)
+			t.digests = append(t.digests, d)
+			del.refs = append(del.refs, Ref{Class: c.Name, Digest: d})
+		}
+		r.Digest = e.auditDigest(auditKey.Material, c.Name, p.Normalized)
+		del.targets = append(del.targets, t)
+	case it.Value != "":
+		if c.Mode != Static {
+			return errs.New(errs.InvalidArgument, "class %s: deleting by value needs a static class; give the token", c.Name)
+		}
+		_, p, err := e.parseValue(it.Class, it.Value)
+		if err != nil {
+			return err
+		}
+		for _, k := range e.keys.All(keys.Fingerprint) {
+			del.fpRefs = append(del.fpRefs, FingerprintRef{Class: c.Name, Scope: it.Scope, Fingerprint: e.fingerprint(k.Material, c.Name, it.Scope, p.Normalized)})
+			del.byValue = append(del.byValue, i)
+		}
+	default:
+		return errs.New(errs.InvalidArgument, "class %s: token or value is required", c.Name)
+	}
+	return nil
+}
+
+// resolveValues turns the static values named in del into the rows that hold them.
+func (e *Engine) resolveValues(ctx context.Context, del *deletion) error {
+	if len(del.fpRefs) == 0 {
+		return nil
+	}
+	found, err := e.store.LookupFingerprints(ctx, del.fpRefs)
+	if err != nil {
+		return storeErr(ctx, err)
+	}
+	for j, r := range del.fpRefs {
+		if m, ok := found[r.Key()]; ok {
+			del.targets = append(del.targets, deleteTarget{idx: del.byValue[j], class: m.Class, digests: [][]byte{m.TokenDigest}})
+			del.refs = append(del.refs, Ref{Class: m.Class, Digest: m.TokenDigest})
+		}
+	}
+	return nil
 }
