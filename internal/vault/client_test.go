@@ -261,7 +261,9 @@ func TestAppRole(t *testing.T) {
 			c.RoleID, c.SecretID, c.AuthMount = r2.Data["role_id"].(string), s2.Data["secret_id"].(string), "ar2"
 		}, false},
 		{"wrong role id", func(c *vault.Config) { c.RoleID, c.SecretID = "00000000-0000-0000-0000-000000000000", secretID }, true},
-		{"role of another mount", func(c *vault.Config) { c.RoleID, c.SecretID = r2.Data["role_id"].(string), s2.Data["secret_id"].(string) }, true},
+		{"role of another mount", func(c *vault.Config) {
+			c.RoleID, c.SecretID = r2.Data["role_id"].(string), s2.Data["secret_id"].(string)
+		}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -283,7 +285,9 @@ func TestAppRole(t *testing.T) {
 	}
 
 	t.Run("logs in again when its token is revoked", func(t *testing.T) {
-		c := newClient(t, v.Addr, func(cfg *vault.Config) { cfg.AuthMethod, cfg.Token, cfg.RoleID, cfg.SecretID = "approle", "", roleID, secretID })
+		c := newClient(t, v.Addr, func(cfg *vault.Config) {
+			cfg.AuthMethod, cfg.Token, cfg.RoleID, cfg.SecretID = "approle", "", roleID, secretID
+		})
 		w, err := c.DataKey(ctx)
 		require.NoError(t, err)
 		// Revoke every token AppRole has issued, as an operator would.
