@@ -446,3 +446,28 @@ func assertUnavailable(t *testing.T, err error) {
 	assert.NotErrorIs(t, err, vault.ErrRejected)
 	assert.False(t, bytes.Contains([]byte(err.Error()), []byte("X-Vault-Token")), "no headers in errors")
 }
+
+// TestTokenRenewal: a renewable token with a short TTL is renewed in the background,
+// so requests keep working well past its first TTL.
+func TestTokenRenewal(t *testing.T) {
+	t.Parallel()
+	v := vaulttest.Start(t)
+	v.ServicePolicy(t)
+	sec := v.Write(t, "auth/token/create", map[string]any{"policies": []string{"tokenizer"}, "ttl": "2s", "renewable": true})
+	require.True(t, sec.Auth.Renewable)
+	c := newClient(t, v.Addr, func(cfg *vault.Config) { cfg.Token = sec.Auth.ClientToken })
+	ctx := t.Context()
+	w, err := c.DataKey(ctx)
+	require.NoError(t, err)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		_, err := c.Decrypt(ctx, w)
+		require.NoError(t, err, "the token was renewed before its 2 s TTL ran out")
+		time.Sleep(250 * time.Millisecond)
+	}
+	look, err := v.Client.Auth().Token().Lookup(sec.Auth.ClientToken)
+	require.NoError(t, err)
+	ttl, err := look.TokenTTL()
+	require.NoError(t, err)
+	assert.Positive(t, ttl)
+}
