@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +36,9 @@ type Writer struct {
 	queue    chan *pending
 	appended atomic.Int64
 	done     chan struct{}
+
+	mu     sync.RWMutex // Append holds it for reading while it queues; Close for writing
+	closed bool
 }
 
 type pending struct {
@@ -55,21 +59,38 @@ func (w *Writer) Appended() int64 { return w.appended.Load() }
 // Append queues ev and waits until its batch is committed. On success ev.Seq is set.
 func (w *Writer) Append(ctx context.Context, ev *Event) error {
 	p := &pending{ev: ev, err: make(chan error, 1)}
-	select {
-	case w.queue <- p:
-	case <-ctx.Done():
-		return fmt.Errorf("audit log: %w: %w", errs.ErrUnavailable, ctx.Err())
-	case <-w.done:
-		return fmt.Errorf("audit log: writer stopped: %w", errs.ErrUnavailable)
+	if err := w.enqueue(ctx, p); err != nil {
+		return err
 	}
 	// Wait for the commit even if ctx ends: the caller must not proceed before it
 	// knows whether the event is durable. The commit itself is bounded by timeout.
 	return <-p.err
 }
 
-// Close stops the writer after the queued events are written.
+// enqueue hands p to the writer. The read lock keeps Close from closing the queue
+// during the send: a send on a closed channel would panic.
+func (w *Writer) enqueue(ctx context.Context, p *pending) error {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return fmt.Errorf("audit log: writer stopped: %w", errs.ErrUnavailable)
+	}
+	select {
+	case w.queue <- p:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("audit log: %w: %w", errs.ErrUnavailable, ctx.Err())
+	}
+}
+
+// Close stops the writer after the queued events are written; later appends fail.
 func (w *Writer) Close() {
-	close(w.queue)
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.queue)
+	}
+	w.mu.Unlock()
 	<-w.done
 }
 

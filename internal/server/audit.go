@@ -25,7 +25,9 @@ func (s *Server) audit(ctx context.Context, op string, rec *audit.Record, err er
 		reason = status.Convert(err).Message()
 	}
 	ev := rec.Event(op, requestID(ctx), codeName(status.Code(err)), reason)
-	if aerr := s.app.Audit.Append(ctx, ev); aerr != nil {
+	// A client that goes away does not take the request's event with it: the append
+	// outlives the request's context (bounded by the writer's own timeout).
+	if aerr := s.app.Audit.Append(context.WithoutCancel(ctx), ev); aerr != nil {
 		s.log.ErrorContext(ctx, "audit append failed", slog.String("operation", op), slog.String("request_id", requestID(ctx)))
 		s.metrics.AuditFailures.Inc()
 		return errAuditUnavailable
