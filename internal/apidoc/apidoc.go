@@ -84,6 +84,7 @@ func routesOf(md protoreflect.MethodDescriptor) []Route {
 var (
 	// A section per RPC: "### tokenizer.v1.Service/Method".
 	sectionRE = regexp.MustCompile(`(?m)^### +(\S+)\s*$`)
+	level2RE  = regexp.MustCompile(`(?m)^## `)
 	// A route declaration: a line that starts with `METHOD /path`.
 	routeRE = regexp.MustCompile("(?m)^`([A-Z]+) (/[^`\\s]*)`")
 	// Any path of the API mentioned anywhere (curl examples, prose): /v1/... not
@@ -120,7 +121,7 @@ func Check(doc string, rpcs []RPC) []string {
 }
 
 // splitSections maps each "### name" heading to the text up to the next heading of
-// level 3 or less.
+// level 2 or 3 (a "# " line is a comment in the shell examples, not a heading).
 func splitSections(doc string) map[string]string {
 	out := map[string]string{}
 	locs := sectionRE.FindAllStringSubmatchIndex(doc, -1)
@@ -129,7 +130,7 @@ func splitSections(doc string) map[string]string {
 		if i+1 < len(locs) {
 			end = locs[i+1][0]
 		}
-		if next := regexp.MustCompile(`(?m)^#{1,2} `).FindStringIndex(doc[l[1]:end]); next != nil {
+		if next := level2RE.FindStringIndex(doc[l[1]:end]); next != nil {
 			end = l[1] + next[0]
 		}
 		out[doc[l[2]:l[3]]] = doc[l[1]:end]
