@@ -333,6 +333,15 @@ func TestMTLS(t *testing.T) {
 		_, err = other.Tokenize(t.Context(), []client.Value{{Class: "ssn", Value: "301-22-6666"}})
 		assert.Equal(t, codes.Unavailable, status.Code(err), "handshake refused: %v", err)
 	})
+	t.Run("SPIFFE Workload API", func(t *testing.T) {
+		src, err := client.NewWorkloadX509Source(t.Context(), startAgent(t, m.ca, "spiffe://hospital.example/ehr"))
+		require.NoError(t, err)
+		defer src.Close()
+		c, err := client.New(m.grpc, client.WithSPIFFE(src, spiffeid.RequireFromString("spiffe://hospital.example/tokenizer")))
+		require.NoError(t, err)
+		defer c.Close()
+		roundTrip(t, c, "301-22-8888")
+	})
 	t.Run("no retry on PERMISSION_DENIED", func(t *testing.T) {
 		cert, key, ca := m.clientFiles(t, "ehr")
 		var r retries
