@@ -19,7 +19,8 @@ const streamWindow = 16
 // TokenizeAll tokenizes every value of values over one TokenizeStream, in batches of
 // MaxItems, and calls fn with each result in input order. It is for pipelines whose
 // input does not fit in memory. values is iterated on another goroutine. Streams are
-// not retried: on an error, fn has seen the results of a prefix of the input.
+// not retried and WithTimeout does not apply (ctx bounds the stream): on an error, fn
+// has seen the results of a prefix of the input.
 func (c *Client) TokenizeAll(ctx context.Context, values iter.Seq[Value], fn func(TokenizeResult) error, opts ...TokenizeOption) error {
 	open := func(ctx context.Context) (grpc.BidiStreamingClient[tokenizerv1.TokenizeRequest, tokenizerv1.TokenizeResponse], error) {
 		return c.tok.TokenizeStream(ctx)
