@@ -7,6 +7,9 @@ import (
 	"iter"
 	"log"
 	"regexp"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"google.golang.org/grpc/status"
 
@@ -116,4 +119,41 @@ func ExampleClient_TokenizeAll() {
 	}
 	fmt.Println(n, "tokens, in input order:", inOrder)
 	// Output: 250 tokens, in input order: true
+}
+
+// Production clients authenticate with mTLS: certificate files, or a SPIFFE Workload
+// API source that follows the agent's rotations. (Compiled, not run: it needs a
+// deployment's files and agent.)
+func Example_production() {
+	ctx := context.Background()
+
+	// Certificate files (read once).
+	c, err := client.New("tokenizer.internal:9090",
+		client.WithTLSFiles("/etc/ehr/tls/client.crt", "/etc/ehr/tls/client.key", "/etc/ehr/tls/ca.pem"),
+		client.WithTimeout(2*time.Second))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	// Or SPIFFE: the agent's socket from SPIFFE_ENDPOINT_SOCKET, the server's SPIFFE ID
+	// pinned.
+	src, err := client.NewWorkloadX509Source(ctx, "")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer src.Close()
+	s, err := client.New("tokenizer.internal:9090",
+		client.WithSPIFFE(src, spiffeid.RequireFromString("spiffe://hospital.example/tokenizer")))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+
+	// Break-glass: ETREAT needs a justification, recorded in the audit log.
+	_, err = s.Detokenize(ctx, client.EmergencyTreatment, []client.Token{{Class: "ssn", Token: "912-34-5678"}},
+		client.WithJustification("unconscious patient, ED bed 4"))
+	if err != nil {
+		log.Fatal(err)
+	}
 }
