@@ -78,7 +78,12 @@ func WithTLSFiles(certFile, keyFile, caFile string) Option {
 // WithTLSConfig uses cfg as it is (for certificates held in memory or reloaded by the
 // caller).
 func WithTLSConfig(cfg *tls.Config) Option {
-	return func(s *settings) error { return s.setCreds("WithTLSConfig", credentials.NewTLS(cfg)) }
+	return func(s *settings) error {
+		if cfg == nil {
+			return errors.New("client: WithTLSConfig: nil configuration")
+		}
+		return s.setCreds("WithTLSConfig", credentials.NewTLS(cfg))
+	}
 }
 
 // WithInsecure talks plaintext, for a development server started with --insecure.

@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"crypto"
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"net"
@@ -200,8 +201,12 @@ func TestRevealNeedsPurposeBeforeAnyNetworkCall(t *testing.T) {
 func TestNewNeedsTransportSecurity(t *testing.T) {
 	_, err := client.New("127.0.0.1:1")
 	assert.ErrorContains(t, err, "no transport security chosen")
-	_, err = client.New("127.0.0.1:1", client.WithInsecure(), client.WithTLSConfig(nil))
-	assert.ErrorContains(t, err, "choose one")
+	_, err = client.New("127.0.0.1:1", client.WithInsecure(), client.WithTLSConfig(&tls.Config{MinVersion: tls.VersionTLS13}))
+	assert.ErrorContains(t, err, "WithInsecure and WithTLSConfig both set the transport security; choose one")
+	_, err = client.New("127.0.0.1:1", client.WithTLSConfig(nil))
+	assert.ErrorContains(t, err, "nil configuration")
+	_, err = client.New("127.0.0.1:1", client.WithInsecure(), client.WithMaxItems(0))
+	assert.ErrorContains(t, err, "WithMaxItems: must be at least 1")
 	_, err = client.New("127.0.0.1:1", client.WithTLSFiles("missing.crt", "missing.key", "missing.pem"))
 	assert.ErrorContains(t, err, "load client certificate missing.crt")
 }
