@@ -7,6 +7,7 @@
 package tokenizerv1
 
 import (
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	status "google.golang.org/genproto/googleapis/rpc/status"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
@@ -928,7 +929,7 @@ var File_tokenizer_v1_tokenizer_proto protoreflect.FileDescriptor
 
 const file_tokenizer_v1_tokenizer_proto_rawDesc = "" +
 	"\n" +
-	"\x1ctokenizer/v1/tokenizer.proto\x12\ftokenizer.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"p\n" +
+	"\x1ctokenizer/v1/tokenizer.proto\x12\ftokenizer.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"p\n" +
 	"\x0fTokenizeRequest\x120\n" +
 	"\x05items\x18\x01 \x03(\v2\x1a.tokenizer.v1.TokenizeItemR\x05items\x12+\n" +
 	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"n\n" +
@@ -995,7 +996,10 @@ const file_tokenizer_v1_tokenizer_proto_rawDesc = "" +
 	"\x0eTokenizeStream\x12\x1d.tokenizer.v1.TokenizeRequest\x1a\x1e.tokenizer.v1.TokenizeResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/tokenize:stream(\x010\x01\x12{\n" +
 	"\x10DetokenizeStream\x12\x1f.tokenizer.v1.DetokenizeRequest\x1a .tokenizer.v1.DetokenizeResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/detokenize:stream(\x010\x01\x12s\n" +
 	"\fDeleteTokens\x12!.tokenizer.v1.DeleteTokensRequest\x1a\".tokenizer.v1.DeleteTokensResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/tokens:delete\x12g\n" +
-	"\vListClasses\x12 .tokenizer.v1.ListClassesRequest\x1a!.tokenizer.v1.ListClassesResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/classesB>Z<github.com/phivault/tokenizer/proto/tokenizer/v1;tokenizerv1b\x06proto3"
+	"\vListClasses\x12 .tokenizer.v1.ListClassesRequest\x1a!.tokenizer.v1.ListClassesResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/classesB\xd5\x02\x92A\x93\x02\x12\x90\x02\n" +
+	"\rtokenizer API\x12\xbf\x01PHI tokenization service: format-preserving tokens for identifiers, reveals with a purpose of use, a hash-chained audit log. REST mapping of the gRPC API tokenizer.v1; reference: docs/api.md.*9\n" +
+	"\n" +
+	"Apache-2.0\x12+https://www.apache.org/licenses/LICENSE-2.02\x02v1Z<github.com/phivault/tokenizer/proto/tokenizer/v1;tokenizerv1b\x06proto3"
 
 var (
 	file_tokenizer_v1_tokenizer_proto_rawDescOnce sync.Once
