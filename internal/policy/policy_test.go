@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/phivault/tokenizer/internal/errs"
 	"github.com/phivault/tokenizer/internal/policy"
 )
 
@@ -278,5 +279,40 @@ func TestWatchReloadsOnChange(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Watch did not return after its context ended")
+	}
+}
+
+// TestNilPolicyDeniesEveryone covers the policy a secure service gets without a policy
+// file (policy.NewStore("", classes, nil), what app.Build does when insecure is false
+// and policy_file is empty): it must deny every caller, not panic.
+func TestNilPolicyDeniesEveryone(t *testing.T) {
+	t.Parallel()
+	s, err := policy.NewStore("", testClasses, nil)
+	require.NoError(t, err)
+	p := s.Current()
+	require.Nil(t, p)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		run  func()
+	}{
+		{"Find", func() { assert.Nil(t, p.Find("spiffe://example.org/x")) }},
+		{"Allow", func() {
+			ok, _ := p.Allow(nil, now)
+			assert.True(t, ok, "no principal: the request is refused by Decide, not the limiter")
+		}},
+		{"Revealed", func() {
+			crossed, _ := p.Revealed(nil, 1, now)
+			assert.False(t, crossed)
+		}},
+		{"Decide without a principal", func() {
+			d := policy.Decide(policy.Request{Principal: nil, Caller: "x", Operation: policy.OpTokenize, Classes: []string{"ssn"}})
+			assert.Equal(t, errs.PermissionDenied, errs.KindOf(d.Err))
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.NotPanics(t, tc.run)
+		})
 	}
 }
