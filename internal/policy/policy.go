@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"slices"
@@ -123,7 +124,7 @@ func load(path string, classes []string, l *limiters) (*Policy, error) {
 	var f File
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("policy file %s: %w", path, err)
 	}
 	p, err := compile(f, classes, l)
@@ -195,6 +196,9 @@ func compile(f File, classes []string, l *limiters) (*Policy, error) {
 // Find returns the principal for an identity: an exact entry, else the first pattern
 // that matches, else nil (denied).
 func (p *Policy) Find(identity string) *Principal {
+	if p == nil {
+		return nil
+	}
 	if pr, ok := p.exact[identity]; ok {
 		return pr
 	}
