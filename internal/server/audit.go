@@ -9,16 +9,17 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/phivault/tokenizer/internal/audit"
+	"github.com/phivault/tokenizer/internal/errs"
 )
 
 // codeName is a gRPC code as google.rpc.Code spells it (CANCELLED, not Canceled).
 func codeName(c codes.Code) string { return code.Code(c).String() }
 
-var errAuditUnavailable = status.Error(codes.Unavailable, "audit log unavailable: the request was not completed and nothing was revealed")
+const msgAuditUnavailable = "audit log unavailable: the request was not completed and nothing was revealed"
 
 // audit appends the event of one request (or stream message) and waits until it is
-// durable. When it fails, the caller must return errAuditUnavailable instead of its
-// response: nothing leaves without its audit record.
+// durable. When it fails, the caller must return the error it returns instead of its
+// response (UNAVAILABLE): nothing leaves without its audit record.
 func (s *Server) audit(ctx context.Context, op string, rec *audit.Record, err error) error {
 	reason := ""
 	if err != nil {
@@ -30,7 +31,7 @@ func (s *Server) audit(ctx context.Context, op string, rec *audit.Record, err er
 	if aerr := s.app.Audit.Append(context.WithoutCancel(ctx), ev); aerr != nil {
 		s.log.ErrorContext(ctx, "audit append failed", slog.String("operation", op), slog.String("request_id", requestID(ctx)))
 		s.metrics.AuditFailures.Inc()
-		return errAuditUnavailable
+		return toStatus(ctx, s.log, errs.New(errs.Unavailable, msgAuditUnavailable)).Err()
 	}
 	return nil
 }
