@@ -2,22 +2,20 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/phivault/tokenizer/internal/audit"
 	"github.com/phivault/tokenizer/internal/authn"
 	"github.com/phivault/tokenizer/internal/errs"
+	"github.com/phivault/tokenizer/internal/interceptor"
 	"github.com/phivault/tokenizer/internal/policy"
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 )
@@ -32,52 +30,13 @@ import (
 // a handler's panic into INTERNAL that is audited like any other failure; the outer one
 // guards the chain itself. Handlers authorize with policy.Decide (see batch.go).
 func (s *Server) chain(internal bool) []grpc.ServerOption {
-	outer := []step{s.recoverStep, requestIDStep, s.metricsStep, s.auditStep, s.authenticate(internal), s.rateLimit}
-	var unary []grpc.UnaryServerInterceptor
-	var stream []grpc.StreamServerInterceptor
-	for _, st := range outer {
-		unary, stream = append(unary, st.unary()), append(stream, st.stream())
-	}
+	outer := []interceptor.Step{s.recoverStep, interceptor.WithRequestID, s.metricsStep, s.auditStep, s.authenticate(internal), s.rateLimit}
 	// Streams live as long as their client keeps them; only unary calls get the
 	// request deadline.
-	unary = append(unary, step(s.deadline).unary(), step(s.recoverStep).unary())
-	stream = append(stream, step(s.recoverStep).stream())
-	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)}
+	unary := append(slices.Clone(outer), s.deadline, s.recoverStep)
+	stream := append(slices.Clone(outer), s.recoverStep)
+	return interceptor.Chain(unary, stream)
 }
-
-// step is one interceptor, written once for unary calls and streams: it may change the
-// context, and calls next (the rest of the chain) or returns an error instead.
-type step func(ctx context.Context, method string, next func(context.Context) error) error
-
-func (f step) unary() grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		var resp any
-		err := f(ctx, info.FullMethod, func(ctx context.Context) error {
-			var err error
-			resp, err = handler(ctx, req)
-			return err
-		})
-		if err != nil {
-			return nil, err
-		}
-		return resp, nil
-	}
-}
-
-func (f step) stream() grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		return f(ss.Context(), info.FullMethod, func(ctx context.Context) error {
-			return handler(srv, &wrappedStream{ServerStream: ss, ctx: ctx})
-		})
-	}
-}
-
-type wrappedStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (w *wrappedStream) Context() context.Context { return w.ctx }
 
 // operations maps every method of the tokenizer.v1 services to its audited operation,
 // the method name in snake_case (TokenizeStream: tokenize_stream), so that a new RPC is
@@ -121,35 +80,8 @@ func (s *Server) recoverStep(ctx context.Context, method string, next func(conte
 	return next(ctx)
 }
 
-type requestIDKey struct{}
-
-var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
-
 // requestID returns the request id in ctx, or "-".
-func requestID(ctx context.Context) string {
-	if id, ok := ctx.Value(requestIDKey{}).(string); ok {
-		return id
-	}
-	return "-"
-}
-
-// requestIDStep takes the caller's x-request-id when it is well-formed (it is echoed
-// and logged, so free text is not accepted) or makes one, and returns it in a header.
-func requestIDStep(ctx context.Context, _ string, next func(context.Context) error) error {
-	id := ""
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get("x-request-id"); len(v) > 0 && requestIDRE.MatchString(v[0]) {
-			id = v[0]
-		}
-	}
-	if id == "" {
-		var b [12]byte
-		_, _ = rand.Read(b[:])
-		id = hex.EncodeToString(b[:])
-	}
-	_ = grpc.SetHeader(ctx, metadata.Pairs("x-request-id", id))
-	return next(context.WithValue(ctx, requestIDKey{}, id))
-}
+func requestID(ctx context.Context) string { return interceptor.RequestID(ctx) }
 
 func (s *Server) metricsStep(ctx context.Context, method string, next func(context.Context) error) error {
 	start := time.Now()
@@ -200,7 +132,7 @@ func callerID(ctx context.Context) string {
 }
 
 // authenticate sets the caller (authn.Identity) and its policy entry.
-func (s *Server) authenticate(internal bool) step {
+func (s *Server) authenticate(internal bool) interceptor.Step {
 	return func(ctx context.Context, method string, next func(context.Context) error) error {
 		if _, audited := operations[method]; !audited {
 			return next(ctx)

@@ -1,0 +1,96 @@
+// Package interceptor writes a gRPC interceptor once for unary calls and for streams
+// (a Step), chains Steps into server options, and holds the service-independent steps:
+// the request id. internal/server composes the service's chain from them.
+package interceptor
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"regexp"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+)
+
+// Step is one interceptor: it may change the context, and calls next (the rest of the
+// chain and the handler) or returns an error instead. method is the full gRPC method.
+type Step func(ctx context.Context, method string, next func(context.Context) error) error
+
+// Unary is the step as a unary interceptor.
+func (f Step) Unary() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		var resp any
+		err := f(ctx, info.FullMethod, func(ctx context.Context) error {
+			var err error
+			resp, err = handler(ctx, req)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		return resp, nil
+	}
+}
+
+// Stream is the step as a stream interceptor: it runs once per stream, and the
+// stream's context is the one the step passes on.
+func (f Step) Stream() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return f(ss.Context(), info.FullMethod, func(ctx context.Context) error {
+			return handler(srv, &wrappedStream{ServerStream: ss, ctx: ctx})
+		})
+	}
+}
+
+type wrappedStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (w *wrappedStream) Context() context.Context { return w.ctx }
+
+// Chain returns the server options of a chain: unary steps for unary calls, stream
+// steps for streams, outermost first.
+func Chain(unary, stream []Step) []grpc.ServerOption {
+	u := make([]grpc.UnaryServerInterceptor, len(unary))
+	for i, s := range unary {
+		u[i] = s.Unary()
+	}
+	st := make([]grpc.StreamServerInterceptor, len(stream))
+	for i, s := range stream {
+		st[i] = s.Stream()
+	}
+	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(u...), grpc.ChainStreamInterceptor(st...)}
+}
+
+type requestIDKey struct{}
+
+var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+
+// RequestID returns the request id in ctx, or "-".
+func RequestID(ctx context.Context) string {
+	if id, ok := ctx.Value(requestIDKey{}).(string); ok {
+		return id
+	}
+	return "-"
+}
+
+// WithRequestID is the step that takes the caller's x-request-id when it is
+// well-formed (it is echoed and logged, so free text is not accepted) or makes one, and
+// returns it in a header.
+func WithRequestID(ctx context.Context, _ string, next func(context.Context) error) error {
+	id := ""
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get("x-request-id"); len(v) > 0 && requestIDRE.MatchString(v[0]) {
+			id = v[0]
+		}
+	}
+	if id == "" {
+		var b [12]byte
+		_, _ = rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+	}
+	_ = grpc.SetHeader(ctx, metadata.Pairs("x-request-id", id))
+	return next(context.WithValue(ctx, requestIDKey{}, id))
+}
