@@ -128,6 +128,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, provider key
 		}
 		opts2 = append(opts2, grpc.Creds(credentials.NewTLS(s.certs.config("h2"))))
 	}
+	s.registerOpsMetrics()
 	s.health = health.NewServer()
 	s.grpc = grpc.NewServer(append(opts2,
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor(false)),
