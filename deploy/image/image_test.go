@@ -69,6 +69,16 @@ func TestImage(t *testing.T) {
 		Source: "https://github.com/phivault/tokenizer", Created: created,
 	})
 	require.NoError(t, err)
+	again, err := image.Build(image.Options{
+		Binary: buildStatic(t), CABundle: bundle, Version: "v0.0.0-imagetest", Revision: "0123456789abcdef",
+		Source: "https://github.com/phivault/tokenizer", Created: created,
+	})
+	require.NoError(t, err)
+	d1, err := img.Digest()
+	require.NoError(t, err)
+	d2, err := again.Digest()
+	require.NoError(t, err)
+	assert.Equal(t, d1, d2, "the same inputs give the same image")
 	archive := filepath.Join(dir, "tokenizer-image.tar")
 	digest, err := image.WriteArchive(img, "tokenizer:test", archive)
 	require.NoError(t, err)
