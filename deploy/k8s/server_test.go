@@ -27,6 +27,7 @@ import (
 
 	"github.com/phivault/tokenizer/internal/testutil/pgtest"
 	"github.com/phivault/tokenizer/internal/testutil/pkitest"
+	"github.com/phivault/tokenizer/internal/testutil/vaulttest"
 )
 
 // service is a running `tokenizer serve` process.
@@ -224,4 +225,21 @@ func TestAlertsReadExportedMetrics(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("did not stop on SIGTERM")
 	}
+}
+
+// TestKeyProviderMetricFollowsVaultSeal runs the service against a real Vault dev
+// server and seals Vault: tokenizer_keys_provider_up (which the
+// TokenizerKeyProviderUnavailable alert reads) drops to 0 and the pod stops being ready.
+func TestKeyProviderMetricFollowsVaultSeal(t *testing.T) {
+	v := vaulttest.Start(t)
+	s := startService(t, t.TempDir(), "--insecure", "--keys-provider", "vault", "--keys-vault-address", v.Addr,
+		"--keys-vault-token", vaulttest.RootToken, "--keys-check-interval", "200ms")
+	assert.Equal(t, 1.0, value(s.scrape(t), "tokenizer_keys_provider_up", nil))
+
+	require.NoError(t, v.Client.Sys().Seal())
+	require.Eventually(t, func() bool {
+		fams := s.scrape(t)
+		return value(fams, "tokenizer_keys_provider_up", nil) == 0 && value(fams, "tokenizer_ready", nil) == 0
+	}, 30*time.Second, 100*time.Millisecond, "key provider down and not ready after sealing Vault")
+	assert.Equal(t, http.StatusServiceUnavailable, get(s.admin, "/readyz"))
 }
