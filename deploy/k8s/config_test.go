@@ -242,6 +242,8 @@ func checkServe(p pod, cfg *config.Config, pt podTemplate) {
 
 	production := p.r.Dir == "overlays/production"
 	assert.Equal(t, !production, cfg.Insecure, "%s: plaintext only in dev", p.r.Dir)
+	assert.False(t, cfg.Dev, "%s: keys from Vault, schema from the migrate Job, never development mode", p.r.Dir)
+	assert.Equal(t, "vault", cfg.Keys.Provider, p.r.Dir)
 	if !cfg.Insecure {
 		for _, f := range []string{cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile} {
 			v := p.volumeFor(f)
