@@ -9,7 +9,13 @@ export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=
 
 VAULT_BIN := $(CURDIR)/.cache/vaultdev/vault
 
-.PHONY: run run-vault test bench proto proto-check lint build tools vault fhir-validator
+.PHONY: run run-vault test bench proto proto-check lint build tools vault fhir-validator image
+
+# Version and commit linked into the binary (`tokenizer version`) and the image labels.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+IMAGE_TAG ?= tokenizer:dev
+LDFLAGS := -s -w -X github.com/phivault/tokenizer/internal/cli.buildVersion=$(VERSION) -X github.com/phivault/tokenizer/internal/cli.buildCommit=$(REVISION)
 
 ## run: start the service in development mode (local keys, migrations applied, plaintext)
 run: build
@@ -24,6 +30,13 @@ test: tools vault fhir-validator
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
+	cd deploy && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+## image: build the container image offline into bin/tokenizer-image.tar (OCI layout + docker load), no Docker engine
+image:
+	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/linux/tokenizer ./cmd/tokenizer
+	cd deploy && $(GO) run ./cmd/mkimage --binary $(BIN)/linux/tokenizer --out $(BIN)/tokenizer-image.tar \
+	  --tag $(IMAGE_TAG) --version $(VERSION) --revision $(REVISION)
 
 ## bench: run the Go benchmarks, including FF1 against github.com/capitalone/fpe
 bench:
@@ -70,3 +83,4 @@ proto-check: proto
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	cd deploy && $(GO) vet ./...

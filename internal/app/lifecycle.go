@@ -164,3 +164,14 @@ func (a *App) NotReady(ctx context.Context) string {
 	}
 	return ""
 }
+
+// KeyProviderUp reports the key monitor's verdict once the service is up; while it is
+// still starting, it checks the provider itself.
+func (a *App) KeyProviderUp() bool {
+	if a.engine.Load() == nil || a.monitor == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return a.Provider.Check(ctx) == nil
+	}
+	return !a.monitor.Down()
+}

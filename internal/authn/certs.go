@@ -124,3 +124,19 @@ func IdentityOf(st *tls.ConnectionState) (string, error) {
 	}
 	return "", errors.New("the client certificate has neither a SPIFFE ID nor a common name")
 }
+
+// Expiry is the NotAfter of the certificate served now (reloaded ones included).
+func (c *Certs) Expiry() (time.Time, bool) {
+	cert, _ := c.current()
+	if cert == nil || len(cert.Certificate) == 0 {
+		return time.Time{}, false
+	}
+	leaf := cert.Leaf
+	if leaf == nil {
+		var err error
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return time.Time{}, false
+		}
+	}
+	return leaf.NotAfter, true
+}

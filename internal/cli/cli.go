@@ -39,7 +39,7 @@ Usage:
   tokenizer audit export        write the audit log: --format jsonl|csv|fhir [--from] [--to]
   tokenizer audit disclosures   list every reveal of a token: --class C --token T
   tokenizer bench [flags]       load-test a running service, with a Vault Transit baseline
-  tokenizer version             print the version
+  tokenizer version             print the version, commit and Go version
 
 Every command reads the same configuration: flags, then TOKENIZER_* environment,
 then the YAML file named by --config or TOKENIZER_CONFIG. Run "tokenizer serve -h"
@@ -65,8 +65,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "audit":
 		return auditCmd(ctx, rest, getenv, stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "tokenizer", Version())
-		return exitOK
+		return printVersion(stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

@@ -70,6 +70,11 @@ func New(ctx context.Context, a *app.App) (*Server, error) {
 		}
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.certs.Config("h2"))))
 	}
+	ops := admin.OpsSources{KeyProviderUp: a.KeyProviderUp, Checkpoints: a.Store, CheckpointInterval: cfg.Audit.CheckpointInterval}
+	if s.certs != nil {
+		ops.CertExpiry = s.certs.Expiry
+	}
+	s.metrics.RegisterOps(ops)
 	s.health = health.NewServer()
 	s.grpc = grpc.NewServer(append(opts, s.chain(false)...)...)
 	// The gateway's own server: reachable only in memory, so the identity the gateway
