@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -14,8 +15,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 
 	"github.com/phivault/tokenizer/internal/bench"
 	"github.com/phivault/tokenizer/internal/vault"
@@ -213,6 +217,87 @@ func TestRunnerReport(t *testing.T) {
 				assert.True(t, strings.HasPrefix(lines[i+1], res.Name+" "), lines[i+1])
 				assert.Equal(t, []string{"10", "4", strconv.Itoa(res.Calls), strconv.Itoa(res.Values), "1.23ms", "5.68ms"}, fields)
 			}
+		})
+	}
+}
+
+// fakeService tokenizes by prefixing "t:" and detokenizes by stripping it; it checks
+// what the runner sends.
+type fakeService struct {
+	tokenizerv1.TokenizerServiceClient
+	fail      error
+	tokenized atomic.Int64
+	badValues atomic.Int64
+	badDetok  atomic.Int64
+}
+
+var ssnShape = regexp.MustCompile(`^\d{3}-\d{2}-\d{4}$`)
+
+func (f *fakeService) Tokenize(_ context.Context, req *tokenizerv1.TokenizeRequest, _ ...grpc.CallOption) (*tokenizerv1.TokenizeResponse, error) {
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	resp := &tokenizerv1.TokenizeResponse{}
+	for _, it := range req.Items {
+		if !ssnShape.MatchString(it.Value) {
+			f.badValues.Add(1)
+		}
+		resp.Results = append(resp.Results, &tokenizerv1.TokenizeResult{Token: "t:" + it.Class + ":" + it.Value})
+	}
+	f.tokenized.Add(int64(len(req.Items)))
+	return resp, nil
+}
+
+func (f *fakeService) Detokenize(_ context.Context, req *tokenizerv1.DetokenizeRequest, _ ...grpc.CallOption) (*tokenizerv1.DetokenizeResponse, error) {
+	for _, it := range req.Items {
+		if req.PurposeOfUse != "HOPERAT" || !strings.HasPrefix(it.Token, "t:"+it.Class+":") {
+			f.badDetok.Add(1)
+		}
+	}
+	return &tokenizerv1.DetokenizeResponse{}, nil
+}
+
+func TestRunnerRunWithoutBaseline(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name      string
+		batches   []int
+		fail      error
+		wantNames []string
+		wantErr   string
+	}{
+		{"one batch", []int{3}, nil, []string{
+			"tokenize ssn", "tokenize ssn (seen values)", "detokenize ssn", "tokenize mrn", "detokenize mrn"}, ""},
+		{"two batches", []int{1, 4}, nil, []string{
+			"tokenize ssn", "tokenize ssn (seen values)", "detokenize ssn", "tokenize mrn", "detokenize mrn",
+			"tokenize ssn", "tokenize ssn (seen values)", "detokenize ssn", "tokenize mrn", "detokenize mrn"}, ""},
+		{"service failure names the workload", []int{2}, status.Error(codes.PermissionDenied, "no"), nil,
+			"tokenize ssn: rpc error: code = PermissionDenied desc = no"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			svc := &fakeService{fail: tc.fail}
+			r := &bench.Runner{
+				Config:  bench.Config{Batches: tc.batches, Clients: 2, Duration: 30 * time.Millisecond, StaticClass: "ssn", DynamicClass: "mrn"},
+				Service: svc,
+			}
+			res, err := r.Run(context.Background())
+			if tc.wantErr != "" {
+				require.Error(t, err)
+				assert.Equal(t, tc.wantErr, err.Error())
+				return
+			}
+			require.NoError(t, err)
+			var names []string
+			for i, x := range res {
+				names = append(names, x.Name)
+				assert.Equal(t, tc.batches[i/5], x.Batch, x.Name)
+				assert.Equal(t, x.Batch*x.Calls, x.Values, x.Name)
+			}
+			assert.Equal(t, tc.wantNames, names)
+			assert.Zero(t, svc.badValues.Load(), "values are SSN-shaped")
+			assert.Zero(t, svc.badDetok.Load(), "detokenize sends pool tokens of its class with purpose HOPERAT")
 		})
 	}
 }
