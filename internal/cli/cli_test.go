@@ -157,6 +157,15 @@ func TestMigrateAndKeys(t *testing.T) {
 		{"audit export csv", []string{"audit", "export", "--format", "csv"}, exitOK, "", ""},
 		{"audit export unknown format", []string{"audit", "export", "--format", "xml"}, exitUsage, "",
 			`tokenizer audit export: --format "xml": want jsonl, csv or fhir`},
+		{"audit disclosures needs class and token", []string{"audit", "disclosures"}, exitUsage, "",
+			"tokenizer audit disclosures: --class and --token are required"},
+		{"audit disclosures of an unknown class", []string{"audit", "disclosures", "--class", "nope", "--token", "tok-planted-77"}, exitFailure, "",
+			"tokenizer audit disclosures: "},
+		{"audit disclosures of a malformed token", []string{"audit", "disclosures", "--class", "ssn", "--token", "123-45-6789"}, exitFailure, "",
+			"tokenizer audit disclosures: class ssn: token does not fit format ssn: not a token of this class"},
+		{"audit disclosures of a token never revealed", []string{"audit", "disclosures", "--class", "ssn", "--token", "912-34-5678"}, exitOK, "", ""},
+		{"the CLI's own commands are in the audit log", []string{"audit", "export", "--format", "jsonl"}, exitOK, "list_disclosures", ""},
+		{"the chain still verifies", []string{"audit", "verify"}, exitOK, "", ""},
 	}
 	for _, s := range steps { // sequential: each step builds on the last
 		code, stdout, stderr := run(t, append(s.args, flags...)...)
@@ -166,6 +175,9 @@ func TestMigrateAndKeys(t *testing.T) {
 		assert.Contains(t, stdout, s.wantStdout, s.name)
 		if s.wantStderr != "" {
 			assert.Contains(t, stderr, s.wantStderr, s.name)
+		}
+		for _, planted := range []string{"tok-planted-77", "123-45-6789", "912-34-5678"} {
+			assert.NotContains(t, stderr, planted, "%s: errors never echo the token", s.name)
 		}
 	}
 }
