@@ -309,48 +309,71 @@ type redactedMark struct{}
 // redacted marks a removed leaf until compact deletes it.
 var redacted any = redactedMark{}
 
+// dataAbsent is what a required element becomes when a profile removed all of it: the
+// data-absent-reason extension with code masked ("cannot be disclosed for privacy or
+// security reasons"), so that the resource stays valid.
+func dataAbsent() map[string]any {
+	return map[string]any{"extension": []any{map[string]any{
+		"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason", "valueCode": "masked"}}}
+}
+
 // compact deletes redacted leaves (and their _element extension siblings) and the
-// objects and arrays left empty, which FHIR JSON does not allow.
-func compact(obj map[string]any) {
+// objects and arrays left empty, which FHIR JSON does not allow; a required element left
+// empty gets the data-absent-reason extension instead. typ is obj's FHIR type.
+func compact(obj map[string]any, typ string) {
 	for k, v := range obj {
+		e, _, ctyp := lookupElem(typ, k)
+		required := e != nil && e.required
 		switch x := v.(type) {
 		case redactedMark:
 			delete(obj, k)
 			delete(obj, "_"+k)
+			if required {
+				obj["_"+k] = dataAbsent()
+			}
 		case map[string]any:
-			compact(x)
+			compact(x, childType(ctyp, x))
 			if len(x) == 0 {
 				delete(obj, k)
+				if required {
+					obj[k] = dataAbsent()
+				}
 			}
 		case []any:
-			kept := x[:0]
-			ext, _ := obj["_"+k].([]any)
-			var keptExt []any
-			for i, item := range x {
-				if m, ok := item.(map[string]any); ok {
-					compact(m)
-					if len(m) == 0 {
-						continue
-					}
-				}
-				if item == redacted {
-					continue
-				}
-				kept = append(kept, item)
-				if i < len(ext) {
-					keptExt = append(keptExt, ext[i])
-				}
+			compactList(obj, k, x, ctyp, required)
+		}
+	}
+}
+
+func compactList(obj map[string]any, k string, x []any, typ string, required bool) {
+	kept := x[:0]
+	ext, _ := obj["_"+k].([]any)
+	var keptExt []any
+	for i, item := range x {
+		if m, ok := item.(map[string]any); ok {
+			compact(m, childType(typ, m))
+			if len(m) == 0 {
+				continue
 			}
-			switch {
-			case len(kept) == 0:
-				delete(obj, k)
-				delete(obj, "_"+k)
-			default:
-				obj[k] = kept
-				if ext != nil {
-					obj["_"+k] = keptExt
-				}
-			}
+		}
+		if item == redacted {
+			continue
+		}
+		kept = append(kept, item)
+		if i < len(ext) {
+			keptExt = append(keptExt, ext[i])
+		}
+	}
+	switch {
+	case len(kept) == 0 && required && !isPrimitive(typ):
+		obj[k] = []any{dataAbsent()}
+	case len(kept) == 0:
+		delete(obj, k)
+		delete(obj, "_"+k)
+	default:
+		obj[k] = kept
+		if ext != nil {
+			obj["_"+k] = keptExt
 		}
 	}
 }

@@ -65,6 +65,18 @@ func (d *doc) claimed(n *node) bool {
 	return false
 }
 
+// subtreeFree reports whether no node under n was claimed by an earlier rule.
+func (d *doc) subtreeFree(n *node) bool {
+	free := true
+	n.walk(func(c *node) bool {
+		if c != n && d.claims[c.slot()] {
+			free = false
+		}
+		return free
+	})
+	return free
+}
+
 // looksLikeDate recognizes date values in elements the model does not type, so that a
 // dateshift or generalize rule over unknown extensions does not leave dates behind.
 var looksLikeDate = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}(T|$)`)
@@ -143,6 +155,11 @@ func (p *Processor) applyRule(d *doc, n *node, r rule, dflt, reverse bool) {
 	if d.claimed(n) {
 		return
 	}
+	if r.action == ActRedact && d.subtreeFree(n) {
+		d.claims[n.slot()] = true // the whole element goes
+		d.add(op{kind: opRedact, n: n, rule: r.index}, reverse)
+		return
+	}
 	n.walk(func(c *node) bool {
 		if c != n && d.claims[c.slot()] {
 			return false
@@ -154,6 +171,10 @@ func (p *Processor) applyRule(d *doc, n *node, r rule, dflt, reverse bool) {
 		}
 		if _, obj := c.val.(map[string]any); obj {
 			return true
+		}
+		if r.action == ActKeep {
+			d.claims[c.slot()] = true
+			return false
 		}
 		if k, ok := leafOp(c, r.action, dflt); ok {
 			d.claims[c.slot()] = true
@@ -167,8 +188,6 @@ func (p *Processor) applyRule(d *doc, n *node, r rule, dflt, reverse bool) {
 func leafOp(c *node, a Action, dflt bool) (opKind, bool) {
 	date, text := isDateType(c), isTextType(c)
 	switch a {
-	case ActKeep:
-		return 0, false
 	case ActRedact:
 		return opRedact, true
 	case ActTokenize, ActMask:

@@ -126,7 +126,7 @@ func (p *Processor) deidentify(ctx context.Context, docs []*doc, rs resolver, re
 			p.apply(d, off, ok, false)
 		}
 		if d.err == nil {
-			compact(d.res)
+			compact(d.res, d.typ)
 			addLabels(d.res, d.labels)
 			rep.note(d)
 		}
