@@ -7,8 +7,8 @@ import (
 // elemDef is one element of a FHIR type: its name, its type (or the types of a choice
 // element value[x]) and whether it repeats.
 type elemDef struct {
-	name    string
-	types   []string // one type, or the choices of a [x] element
+	name     string
+	types    []string // one type, or the choices of a [x] element
 	choice   bool
 	repeats  bool
 	required bool // min cardinality 1
@@ -193,12 +193,13 @@ func lookupElem(t, key string) (e *elemDef, name, typ string) {
 	return nil, key, ""
 }
 
-// hasElem reports whether type t (or a base) declares the FHIRPath element name.
-func hasElem(t, name string) bool {
+// elemByName finds the element a FHIRPath name denotes under type t (or a base), choice
+// elements by their name without [x].
+func elemByName(t, name string) *elemDef {
 	for d := model[t]; d != nil; d = model[d.base] {
-		if d.elems[name] != nil {
-			return true
+		if e := d.elems[name]; e != nil {
+			return e
 		}
 	}
-	return false
+	return nil
 }

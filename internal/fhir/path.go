@@ -279,7 +279,7 @@ func (p *Path) check() error {
 			}
 			var next []string
 			for _, t := range types {
-				if e, _, _ := lookupElem(t, st.name); e != nil && hasElem(t, st.name) {
+				if e := elemByName(t, st.name); e != nil {
 					next = append(next, e.types...)
 				}
 			}

@@ -232,6 +232,15 @@ func (p *Profile) setZIP3(s ProfileSpec) error {
 	return nil
 }
 
+// ParseProfile reads and compiles one profile written in YAML.
+func ParseProfile(data []byte, classes ClassCheck) (*Profile, error) {
+	var s ProfileSpec
+	if err := yaml.Unmarshal(data, &s); err != nil {
+		return nil, errs.New(errs.InvalidArgument, "profile: not YAML: %s", yamlErr(err))
+	}
+	return Compile(s, classes)
+}
+
 // ParseProfiles reads a YAML list of profiles (`profiles: [...]` or a bare list).
 func ParseProfiles(data []byte, classes ClassCheck) ([]*Profile, error) {
 	var doc struct {
