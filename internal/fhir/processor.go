@@ -3,7 +3,9 @@ package fhir
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/phivault/tokenizer/internal/errs"
@@ -82,18 +84,23 @@ func newDoc(index int, entry map[string]any, v any) *doc {
 	case !ok:
 		d.err = &ResourceError{Index: index, Reason: "not a FHIR resource: no resourceType"}
 	case !isResourceType(t):
-		d.err = &ResourceError{Index: index, ResourceType: safeTypeName(t), Reason: "unsupported resource type"}
+		d.err = &ResourceError{Index: index, Reason: "unsupported resource type (supported: " + strings.Join(SupportedTypes(), ", ") + ")"}
 	}
 	d.typ = t
 	return d
 }
 
-// safeTypeName echoes a resource type only if it looks like one (it is caller input).
-func safeTypeName(t string) string {
-	if isResourceTypeName(t) && len(t) <= 64 {
-		return t
+// SupportedTypes lists the resource types the model knows, sorted; others are refused
+// (the caller's type name is not echoed: it is input).
+func SupportedTypes() []string {
+	var out []string
+	for t := range model {
+		if isResourceType(t) {
+			out = append(out, t)
+		}
 	}
-	return "?"
+	sort.Strings(out)
+	return out
 }
 
 // Deidentify de-identifies a batch of resources in place: one Tokenize call and one
