@@ -16,9 +16,15 @@ type elemDef struct {
 
 // typeDef is a complex type, backbone element or resource type of the FHIR R4 model.
 type typeDef struct {
-	name  string
-	base  string
-	elems map[string]*elemDef
+	name    string
+	base    string
+	elems   map[string]*elemDef
+	choices map[string]choiceKey // JSON key of a choice variant (valueQuantity) → element, type
+}
+
+type choiceKey struct {
+	e   *elemDef
+	typ string
 }
 
 // r4 is the compact FHIR R4 model this package knows: the resource types of a Synthea
@@ -119,7 +125,7 @@ func parseModel(src string) map[string]*typeDef {
 	for _, line := range strings.Split(strings.TrimSpace(src), "\n") {
 		head, body, _ := strings.Cut(line, ":")
 		name, base, _ := strings.Cut(head, "<")
-		td := &typeDef{name: strings.TrimSpace(name), base: strings.TrimSpace(base), elems: map[string]*elemDef{}}
+		td := &typeDef{name: strings.TrimSpace(name), base: strings.TrimSpace(base), elems: map[string]*elemDef{}, choices: map[string]choiceKey{}}
 		for _, f := range strings.Split(body, ";") {
 			fs := strings.Fields(f)
 			if len(fs) != 2 {
@@ -138,6 +144,11 @@ func parseModel(src string) map[string]*typeDef {
 			}
 			e.types = strings.Split(t, "|")
 			td.elems[e.name] = e
+			for _, ct := range e.types {
+				if e.choice {
+					td.choices[e.name+strings.ToUpper(ct[:1])+ct[1:]] = choiceKey{e, ct}
+				}
+			}
 		}
 		m[td.name] = td
 	}
@@ -178,16 +189,8 @@ func lookupElem(t, key string) (e *elemDef, name, typ string) {
 		if e := d.elems[key]; e != nil && !e.choice {
 			return e, key, e.types[0]
 		}
-		for _, e := range d.elems {
-			if !e.choice || !strings.HasPrefix(key, e.name) {
-				continue
-			}
-			suffix := key[len(e.name):]
-			for _, ct := range e.types {
-				if strings.EqualFold(ct[:1], suffix[:min(1, len(suffix))]) && ct[1:] == suffix[min(1, len(suffix)):] && suffix != "" {
-					return e, e.name, ct
-				}
-			}
+		if c, ok := d.choices[key]; ok {
+			return c.e, c.e.name, c.typ
 		}
 	}
 	return nil, key, ""

@@ -17,6 +17,9 @@ type node struct {
 	index  int    // position in a JSON array, or -1
 	typ    string // FHIR type, "" when the model does not know the element
 	val    any
+	kids   []*node // children, computed once
+	desc   []*node // descendants, computed once
+	listed bool
 }
 
 // slot identifies a leaf by its container, for first-rule-wins claims.
@@ -63,8 +66,27 @@ func rootNode(res map[string]any) *node {
 	return &node{index: -1, typ: t, name: t, val: res}
 }
 
-// children lists the element nodes directly under n (array items one by one).
+// children lists the element nodes directly under n (array items one by one). The list
+// is computed once: actions replace leaves in place and never add elements.
 func (n *node) children() []*node {
+	if !n.listed {
+		n.kids, n.listed = n.listChildren(), true
+	}
+	return n.kids
+}
+
+// descendants lists every node below n, computed once.
+func (n *node) descendants() []*node {
+	if n.desc == nil {
+		n.desc = []*node{}
+		for _, c := range n.children() {
+			c.walk(func(d *node) bool { n.desc = append(n.desc, d); return true })
+		}
+	}
+	return n.desc
+}
+
+func (n *node) listChildren() []*node {
 	obj, ok := n.val.(map[string]any)
 	if !ok {
 		return nil
@@ -336,9 +358,7 @@ func (st step) apply(n *node, out []*node) []*node {
 			out = append(out, n)
 		}
 	case stepDescendants:
-		for _, c := range n.children() {
-			c.walk(func(d *node) bool { out = append(out, d); return true })
-		}
+		out = append(out, n.descendants()...)
 	}
 	return out
 }
