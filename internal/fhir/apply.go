@@ -66,7 +66,8 @@ func (p *Processor) planIDs(d *doc, root *node, rs resolver, reverse bool) {
 		if n.typ != "Reference" {
 			return true
 		}
-		if s, ok := n.val.(map[string]any)["reference"].(string); ok {
+		m, _ := n.val.(map[string]any)
+		if s, ok := m["reference"].(string); ok {
 			p.planRef(d, &node{parent: n, key: "reference", name: "reference", index: -1, typ: "string", val: s}, rs, reverse)
 		}
 		return false

@@ -82,6 +82,9 @@ func (d *doc) subtreeFree(n *node) bool {
 var looksLikeDate = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}(T|$)`)
 
 func isDateType(n *node) bool {
+	if _, ok := n.val.(string); !ok {
+		return false
+	}
 	switch n.typ {
 	case "date", "dateTime", "instant":
 		return true
@@ -214,7 +217,7 @@ func leafOp(c *node, a Action, dflt bool) (opKind, bool) {
 		switch {
 		case c.typ == "instant":
 			return opRedact, true
-		case date || c.name == "postalCode" && c.parent != nil && c.parent.typ == "Address":
+		case date || text && c.name == "postalCode" && c.parent != nil && c.parent.typ == "Address":
 			return opGeneralize, true
 		case text && dflt:
 			return opRedact, true

@@ -117,6 +117,10 @@ func (p *Processor) deidentify(ctx context.Context, docs []*doc, rs resolver, re
 			}
 		}
 		root := rootNode(d.res)
+		if bad := mistyped(root); bad != nil {
+			d.fail(bad, "the JSON value does not match the element's FHIR type")
+			continue
+		}
 		p.planIDs(d, root, rs, false)
 		p.planRules(d, root, false)
 	}
@@ -145,9 +149,15 @@ func (p *Processor) deidentify(ctx context.Context, docs []*doc, rs resolver, re
 // the rules' tokens and dates.
 func (p *Processor) reidentify(ctx context.Context, docs []*doc, rs resolver, rep *Report) error {
 	for _, d := range docs {
-		if d.err == nil {
-			p.planIDs(d, rootNode(d.res), rs, true)
+		if d.err != nil {
+			continue
 		}
+		root := rootNode(d.res)
+		if bad := mistyped(root); bad != nil {
+			d.fail(bad, "the JSON value does not match the element's FHIR type")
+			continue
+		}
+		p.planIDs(d, root, rs, true)
 	}
 	if err := p.runTokens(ctx, docs, true, rep); err != nil {
 		return err
@@ -224,6 +234,24 @@ func (p *Processor) reportRedactions(d *doc) {
 		}
 		d.unrestored = append(d.unrestored, Unrestored{Index: d.index, Path: path, Reason: "may have been removed by rule " + ruleName(r.index)})
 	}
+}
+
+// mistyped finds the first element whose JSON value contradicts the model (a string where
+// a HumanName belongs): such a resource is refused rather than half understood.
+func mistyped(root *node) *node {
+	var bad *node
+	root.walk(func(n *node) bool {
+		if bad != nil {
+			return false
+		}
+		_, obj := n.val.(map[string]any)
+		_, isArr := n.val.([]any)
+		if n.parent != nil && (model[n.typ] != nil && !obj || isPrimitive(n.typ) && (obj || isArr)) {
+			bad = n
+		}
+		return bad == nil
+	})
+	return bad
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
