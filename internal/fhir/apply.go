@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
+	"strings"
 
 	"github.com/phivault/tokenizer/internal/errs"
 )
@@ -53,9 +54,6 @@ func verbOf(k opKind) string {
 // Resource.id of tokenized types, every Reference.reference naming one (Type/id, absolute
 // URL, urn:uuid) and the entry's fullUrl, request.url and response.location.
 func (p *Processor) planIDs(d *doc, root *node, rs resolver, reverse bool) {
-	if p.prof.idClass == "" {
-		return
-	}
 	cls := p.prof.idClass
 	if id, ok := d.res["id"].(string); ok && p.prof.idTokenized(d.typ) {
 		n := &node{parent: root, key: "id", name: "id", index: -1, typ: "System.String", val: id}
@@ -72,7 +70,7 @@ func (p *Processor) planIDs(d *doc, root *node, rs resolver, reverse bool) {
 		}
 		return false
 	})
-	if d.entry == nil {
+	if d.entry == nil || cls == "" {
 		return
 	}
 	en := &node{typ: "Bundle.entry", name: "entry", index: -1, val: d.entry}
@@ -92,8 +90,13 @@ func (p *Processor) planRefAt(d *doc, parent *node, key string, rs resolver, rev
 }
 
 func (p *Processor) planRef(d *doc, n *node, rs resolver, reverse bool) {
-	r, ok := parseRef(n.val.(string))
-	if !ok || r.typ != "" && !p.prof.idTokenized(r.typ) {
+	s := n.val.(string)
+	if strings.HasPrefix(s, "#") {
+		d.claims[n.slot()] = true // a contained resource: local, kept as it is
+		return
+	}
+	r, ok := parseRef(s)
+	if !ok || p.prof.idClass == "" || r.typ != "" && !p.prof.idTokenized(r.typ) {
 		return
 	}
 	d.claims[n.slot()] = true

@@ -174,9 +174,13 @@ func (p *Processor) reidentify(ctx context.Context, docs []*doc, rs resolver, re
 				rs[u] = d.subject
 			}
 		}
-		d.claims = map[slot]bool{}
-		p.planRules(d, rootNode(d.res), true)
 		p.reportRedactions(d)
+		removeLabels(d.res) // before the rules, so that they never see the labels
+		d.claims = map[slot]bool{}
+		root := rootNode(d.res)
+		p.planIDs(d, root, rs, true) // claims the revealed ids and references again
+		d.ops = d.ops[:0]
+		p.planRules(d, root, true)
 	}
 	if err := p.runTokens(ctx, docs, true, rep); err != nil {
 		return err
@@ -191,10 +195,7 @@ func (p *Processor) reidentify(ctx context.Context, docs []*doc, rs resolver, re
 		}
 		off, ok := offs[d.subject]
 		p.apply(d, -off, ok, true)
-		if d.err == nil {
-			removeLabels(d.res)
-			rep.note(d)
-		}
+		rep.note(d)
 	}
 	return nil
 }

@@ -36,6 +36,19 @@ rules:
   - {path: "descendants().ofType(instant)", action: dateshift}
 `
 
+// everyStringProfile tokenizes every string and shifts every date: references and ids
+// must still be handled by the id mapping, not by the string rule, in both directions.
+const everyStringProfile = `
+name: every_string
+ids: {class: fhir_id, types: ["*"]}
+rules:
+  - {path: "descendants().ofType(string)", action: tokenize, class: fhir_text}
+  - {path: "descendants().ofType(markdown)", action: tokenize, class: fhir_text}
+  - {path: "descendants().ofType(date)", action: dateshift}
+  - {path: "descendants().ofType(dateTime)", action: dateshift}
+  - {path: "descendants().ofType(instant)", action: dateshift}
+`
+
 func customProfile(t testing.TB, src string) *Profile {
 	t.Helper()
 	p, err := ParseProfile([]byte(src), nil)
@@ -60,6 +73,7 @@ func TestReversibleProfilesRoundTrip(t *testing.T) {
 	}{
 		{"limited_data_set", func(t testing.TB) *Profile { return preset(t, PresetLimitedDataSet) }},
 		{"custom", func(t testing.TB) *Profile { return customProfile(t, researchProfile) }},
+		{"every string", func(t testing.TB) *Profile { return customProfile(t, everyStringProfile) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bundle, dates := testBundle(t)
