@@ -151,6 +151,9 @@ func TestNDJSONBadLineFailsAlone(t *testing.T) {
 	assert.Contains(t, rep.Errors[0].Reason, "malformed JSON")
 	assert.Equal(t, 4, rep.Errors[1].Index)
 	assert.Equal(t, 2, strings.Count(out.String(), "\n"))
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		assert.True(t, strings.HasPrefix(l, `{"resourceType":"Patient",`), "resourceType first")
+	}
 	for _, s := range []string{"Onename", "Twoname", "Secretname"} {
 		assert.NotContains(t, out.String(), s)
 		assert.NotContains(t, rep.Errors[0].Error(), s)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 
 	"github.com/phivault/tokenizer/internal/errs"
 )
@@ -111,14 +112,68 @@ func jsonErr(err error) error {
 	return errors.New("malformed JSON")
 }
 
+// encode writes JSON with object keys sorted, except resourceType, which comes first as
+// FHIR JSON examples have it; HTML characters are not escaped.
 func encode(v any) ([]byte, error) {
 	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	if err := encodeTo(&b, v); err != nil {
 		return nil, err
 	}
-	return bytes.TrimRight(b.Bytes(), "\n"), nil
+	return b.Bytes(), nil
+}
+
+func encodeTo(b *bytes.Buffer, v any) error {
+	switch x := v.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			if k != "resourceType" {
+				keys = append(keys, k)
+			}
+		}
+		sort.Strings(keys)
+		if _, ok := x["resourceType"]; ok {
+			keys = append([]string{"resourceType"}, keys...)
+		}
+		b.WriteByte('{')
+		for i, k := range keys {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			if err := encodeScalar(b, k); err != nil {
+				return err
+			}
+			b.WriteByte(':')
+			if err := encodeTo(b, x[k]); err != nil {
+				return err
+			}
+		}
+		b.WriteByte('}')
+	case []any:
+		b.WriteByte('[')
+		for i, item := range x {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			if err := encodeTo(b, item); err != nil {
+				return err
+			}
+		}
+		b.WriteByte(']')
+	default:
+		return encodeScalar(b, v)
+	}
+	return nil
+}
+
+func encodeScalar(b *bytes.Buffer, v any) error {
+	enc := json.NewEncoder(b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	b.Truncate(b.Len() - 1) // Encode's newline
+	return nil
 }
 
 func (p *Processor) runNDJSON(ctx context.Context, r io.Reader, w io.Writer, reverse bool) (*Report, error) {
