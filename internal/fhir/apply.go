@@ -103,9 +103,11 @@ func (p *Processor) planRef(d *doc, n *node, rs resolver, reverse bool) {
 	d.ops = append(d.ops, op{kind: opRef, n: n, ref: r, class: p.prof.idClass, subject: d.idSubject(r, rs, reverse), rule: -1})
 }
 
-// idSubject is the subject an id token belongs to: the patient for Patient ids, none for
-// shared resources (practitioners, organizations), else the resource's patient. On
-// reversal it is unknown until revealed ("").
+// idSubject is the subject an id token belongs to: the patient for a Patient's id and for
+// references that name a Patient (directly, or a urn:uuid of a Patient entry seen before),
+// none for every other id. It depends only on the id and its target, so that every
+// occurrence of one id (Resource.id, fullUrl, references) is the same item even when the
+// token service scopes static tokens by subject. On reversal it is unknown ("").
 func (d *doc) idSubject(r ref, rs resolver, reverse bool) string {
 	switch {
 	case reverse:
@@ -113,13 +115,9 @@ func (d *doc) idSubject(r ref, rs resolver, reverse bool) string {
 	case r.typ == "Patient":
 		return patientKey(r.id)
 	case r.prefix == "urn:uuid:":
-		if s := rs[r.String()]; s != "" {
-			return s
-		}
-	case nonCompartment[r.typ]:
-		return ""
+		return rs[r.String()]
 	}
-	return d.subject
+	return ""
 }
 
 type itemKey struct{ class, value, subject string }

@@ -73,6 +73,10 @@ func assertReferencesResolve(t *testing.T, bundle map[string]any) {
 	n := 0
 	for i, e := range entries {
 		res := e.(map[string]any)["resource"].(map[string]any)
+		fu := e.(map[string]any)["fullUrl"].(string)
+		id, _ := res["id"].(string)
+		assert.True(t, strings.HasSuffix(fu, ":"+id) || strings.HasSuffix(fu, "/"+res["resourceType"].(string)+"/"+id),
+			"entry %d: fullUrl and Resource.id map to the same token", i)
 		contained := map[string]bool{}
 		for _, c := range asList(res["contained"]) {
 			contained["#"+c.(map[string]any)["id"].(string)] = true

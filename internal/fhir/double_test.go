@@ -25,6 +25,9 @@ type memTokenizer struct {
 	items    int
 	subjects map[string]bool
 	failOn   string // a value whose tokenization fails (per item)
+	// bySubject scopes static tokens by subject, as a subject-keyed engine may: the same
+	// value of two subjects gets two tokens.
+	bySubject bool
 }
 
 func newMemTokenizer() *memTokenizer {
@@ -44,6 +47,9 @@ func (m *memTokenizer) Tokenize(_ context.Context, items []Item) ([]Tokenized, e
 			continue
 		}
 		k := [2]string{it.Class, it.Value}
+		if m.bySubject {
+			k[0] += "\x00" + it.Subject
+		}
 		if t, ok := m.fwd[k]; ok {
 			out[i].Token = t
 			continue
@@ -127,7 +133,7 @@ func (m *memTokenizer) classesSeen() []string {
 	defer m.mu.Unlock()
 	set := map[string]bool{}
 	for k := range m.fwd {
-		set[k[0]] = true
+		set[strings.SplitN(k[0], "\x00", 2)[0]] = true
 	}
 	var out []string
 	for c := range set {

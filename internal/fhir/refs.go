@@ -77,13 +77,6 @@ var compartment = map[string][]string{
 	"DiagnosticReport":  {"subject"},
 }
 
-// nonCompartment are types shared between patients: ids referring to them carry no
-// subject.
-var nonCompartment = map[string]bool{
-	"Practitioner": true, "PractitionerRole": true, "Organization": true, "Location": true,
-	"Medication": true, "Device": true, "HealthcareService": true, "Endpoint": true, "Substance": true,
-}
-
 // patientKey is the subject key of a Patient: "Patient/<id>".
 func patientKey(id string) string { return "Patient/" + id }
 

@@ -68,17 +68,20 @@ func shiftOf(t *testing.T, from, to string) int {
 
 func TestReversibleProfilesRoundTrip(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		prof func(testing.TB) *Profile
+		name      string
+		prof      func(testing.TB) *Profile
+		bySubject bool
 	}{
-		{"limited_data_set", func(t testing.TB) *Profile { return preset(t, PresetLimitedDataSet) }},
-		{"custom", func(t testing.TB) *Profile { return customProfile(t, researchProfile) }},
-		{"every string", func(t testing.TB) *Profile { return customProfile(t, everyStringProfile) }},
+		{"limited_data_set", func(t testing.TB) *Profile { return preset(t, PresetLimitedDataSet) }, false},
+		{"limited_data_set, tokens scoped by subject", func(t testing.TB) *Profile { return preset(t, PresetLimitedDataSet) }, true},
+		{"custom", func(t testing.TB) *Profile { return customProfile(t, researchProfile) }, false},
+		{"every string", func(t testing.TB) *Profile { return customProfile(t, everyStringProfile) }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bundle, dates := testBundle(t)
 			in := mustJSON(t, bundle)
 			p, tok, _ := newTestProcessor(t, tc.prof(t))
+			tok.bySubject = tc.bySubject
 			out, rep := run(t, p, in, false)
 			require.Empty(t, rep.Errors)
 			assert.Equal(t, 29, rep.Resources)
