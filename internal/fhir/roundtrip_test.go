@@ -283,3 +283,25 @@ func TestSafeHarborReversalReportsWhatIsGone(t *testing.T) {
 	assert.True(t, paths["nodesByType('HumanName')"], "redacted names are reported by rule")
 	assert.NotContains(t, string(back), LabelSystem, "labels removed on re-identification")
 }
+
+func TestReidentifyWithoutOffsetLeavesDatesShifted(t *testing.T) {
+	bundle, _ := testBundle(t)
+	prof := preset(t, PresetLimitedDataSet)
+	p, tok, _ := newTestProcessor(t, prof)
+	out, _ := run(t, p, mustJSON(t, bundle), false)
+	fresh, err := NewMemoryOffsets(365) // the offsets were erased with the subjects
+	require.NoError(t, err)
+	back, rep := run(t, NewProcessor(prof, tok, fresh, testNow), out, true)
+	require.Empty(t, rep.Errors)
+	pat := decodeJSON(t, back)["entry"].([]any)[2].(map[string]any)["resource"].(map[string]any)
+	assert.Equal(t, "Zyxwardson1", pat["name"].([]any)[0].(map[string]any)["family"], "tokens still revealed")
+	assert.NotEqual(t, "1978-03-14", pat["birthDate"], "the date stays shifted")
+	found := false
+	for _, u := range rep.Unrestored {
+		found = found || u.Path == "Patient.birthDate" && strings.Contains(u.Reason, "no date-shift offset")
+	}
+	assert.True(t, found, "the report names the date")
+	got, err := fresh.Offsets(context.Background(), []string{"Patient/" + testPatients[0].id}, false)
+	require.NoError(t, err)
+	assert.Empty(t, got, "re-identification never draws an offset")
+}
