@@ -1,0 +1,295 @@
+package fhir
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/phivault/tokenizer/internal/errs"
+)
+
+// ResourceError is a per-resource failure: the resource is left out of the output. It
+// names the position, type and path, never a value.
+type ResourceError struct {
+	Index        int    `json:"index"`
+	ResourceType string `json:"resourceType,omitempty"`
+	Path         string `json:"path,omitempty"`
+	Reason       string `json:"reason"`
+}
+
+func (e *ResourceError) Error() string {
+	return fmt.Sprintf("resource %d (%s) at %s: %s", e.Index, e.ResourceType, e.Path, e.Reason)
+}
+
+// Unrestored names a path that re-identification could not give back (redacted,
+// generalized or masked by the profile, or withheld from the caller).
+type Unrestored struct {
+	Index  int    `json:"index"`
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
+}
+
+// Report summarizes one request for the response and the audit event.
+type Report struct {
+	Resources  int             // resources processed successfully
+	Errors     []ResourceError // resources left out
+	Unrestored []Unrestored    // re-identification only
+	Classes    map[string]bool // token classes used
+	Subjects   map[string]bool // patient subjects touched ("Patient/<id>"); digest before logging
+}
+
+func newReport() *Report {
+	return &Report{Classes: map[string]bool{}, Subjects: map[string]bool{}}
+}
+
+// Processor applies one profile with a token service and an offset source. It is safe for
+// concurrent use if they are.
+type Processor struct {
+	prof *Profile
+	tok  Tokenizer
+	offs Offsets
+	now  func() time.Time
+}
+
+// NewProcessor returns a Processor; now gives the reference time for ages (nil: time.Now).
+func NewProcessor(prof *Profile, tok Tokenizer, offs Offsets, now func() time.Time) *Processor {
+	if now == nil {
+		now = time.Now
+	}
+	return &Processor{prof: prof, tok: tok, offs: offs, now: now}
+}
+
+// Profile returns the profile the processor applies.
+func (p *Processor) Profile() *Profile { return p.prof }
+
+// resolver maps urn:uuid fullUrls of Patient entries to subjects, across a Bundle.
+type resolver map[string]string
+
+func (r resolver) resolve(s string) string { return r[s] }
+
+// newDoc checks that v is a resource this package can process.
+func newDoc(index int, entry map[string]any, v any) *doc {
+	d := &doc{index: index, entry: entry, claims: map[slot]bool{}, selected: map[slot]bool{}, labels: map[string]bool{}}
+	res, ok := v.(map[string]any)
+	if !ok {
+		d.err = &ResourceError{Index: index, Reason: "not a FHIR resource: not a JSON object"}
+		return d
+	}
+	d.res = res
+	t, ok := res["resourceType"].(string)
+	switch {
+	case !ok:
+		d.err = &ResourceError{Index: index, Reason: "not a FHIR resource: no resourceType"}
+	case !isResourceType(t):
+		d.err = &ResourceError{Index: index, Reason: "unsupported resource type (supported: " + strings.Join(SupportedTypes(), ", ") + ")"}
+	}
+	d.typ = t
+	return d
+}
+
+// SupportedTypes lists the resource types the model knows, sorted; others are refused
+// (the caller's type name is not echoed: it is input).
+func SupportedTypes() []string {
+	var out []string
+	for t := range model {
+		if isResourceType(t) {
+			out = append(out, t)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Deidentify de-identifies a batch of resources in place: one Tokenize call and one
+// Offsets call for the whole batch. Failed resources carry their error.
+func (p *Processor) deidentify(ctx context.Context, docs []*doc, rs resolver, rep *Report) error {
+	for _, d := range docs {
+		if d.err != nil {
+			continue
+		}
+		d.subject = subjectOf(d.res, d.typ, rs.resolve)
+		if d.typ == "Patient" && d.entry != nil {
+			if u, ok := d.entry["fullUrl"].(string); ok && d.subject != "" {
+				rs[u] = d.subject
+			}
+		}
+		root := rootNode(d.res)
+		if bad := mistyped(root); bad != nil {
+			d.fail(bad, "the JSON value does not match the element's FHIR type")
+			continue
+		}
+		p.planIDs(d, root, rs, false)
+		p.planRules(d, root, false)
+	}
+	if err := p.runTokens(ctx, docs, false, rep); err != nil {
+		return err
+	}
+	offs, err := p.offsets(ctx, docs, true)
+	if err != nil {
+		return err
+	}
+	for _, d := range docs {
+		if d.err == nil {
+			off, ok := offs[d.subject]
+			p.apply(d, off, ok, false)
+		}
+		if d.err == nil {
+			compact(d.res, d.typ)
+			addLabels(d.res, d.labels)
+			rep.note(d)
+		}
+	}
+	return nil
+}
+
+// reidentify reverses deidentify: ids and references first (they name the subject), then
+// the rules' tokens and dates.
+func (p *Processor) reidentify(ctx context.Context, docs []*doc, rs resolver, rep *Report) error {
+	for _, d := range docs {
+		if d.err != nil {
+			continue
+		}
+		root := rootNode(d.res)
+		if bad := mistyped(root); bad != nil {
+			d.fail(bad, "the JSON value does not match the element's FHIR type")
+			continue
+		}
+		p.planIDs(d, root, rs, true)
+	}
+	if err := p.runTokens(ctx, docs, true, rep); err != nil {
+		return err
+	}
+	for _, d := range docs {
+		if d.err != nil {
+			continue
+		}
+		p.apply(d, 0, false, true)
+		d.ops = d.ops[:0]
+		d.subject = subjectOf(d.res, d.typ, rs.resolve)
+		if d.typ == "Patient" && d.entry != nil {
+			if u, ok := d.entry["fullUrl"].(string); ok && d.subject != "" {
+				rs[u] = d.subject
+			}
+		}
+		p.reportRedactions(d)
+		removeLabels(d.res) // before the rules, so that they never see the labels
+		d.claims = map[slot]bool{}
+		root := rootNode(d.res)
+		p.planIDs(d, root, rs, true) // claims the revealed ids and references again
+		d.ops = d.ops[:0]
+		p.planRules(d, root, true)
+	}
+	if err := p.runTokens(ctx, docs, true, rep); err != nil {
+		return err
+	}
+	offs, err := p.offsets(ctx, docs, false)
+	if err != nil {
+		return err
+	}
+	for _, d := range docs {
+		if d.err != nil {
+			continue
+		}
+		off, ok := offs[d.subject]
+		p.apply(d, -off, ok, true)
+		rep.note(d)
+	}
+	return nil
+}
+
+func (r *Report) note(d *doc) {
+	if d.err != nil {
+		return
+	}
+	r.Resources++
+	if d.subject != "" {
+		r.Subjects[d.subject] = true
+	}
+	for _, o := range d.ops {
+		if o.class != "" && o.kind == opMask {
+			r.Classes[o.class] = true
+		}
+	}
+	r.Unrestored = append(r.Unrestored, d.unrestored...)
+}
+
+// reportRedactions lists, for a resource marked REDACTED, the redact rules that may have
+// removed elements from it.
+func (p *Processor) reportRedactions(d *doc) {
+	if !hasLabel(d.res, LabelRedacted) {
+		return
+	}
+	for _, r := range append(p.prof.rules, p.prof.defaultRule()...) {
+		if r.action != ActRedact && !(r.action == ActGeneralize && r.path != nil) {
+			continue
+		}
+		path := "default (identifying types not matched by a rule)"
+		if r.path != nil {
+			if r.path.root != "" && r.path.root != "Resource" && r.path.root != d.typ {
+				continue
+			}
+			path = r.path.String()
+		}
+		d.unrestored = append(d.unrestored, Unrestored{Index: d.index, Path: path, Reason: "may have been removed by rule " + ruleName(r.index)})
+	}
+}
+
+// mistyped finds the first element whose JSON value contradicts the model (a string where
+// a HumanName belongs): such a resource is refused rather than half understood.
+func mistyped(root *node) *node {
+	var bad *node
+	root.walk(func(n *node) bool {
+		if bad != nil {
+			return false
+		}
+		_, obj := n.val.(map[string]any)
+		_, isArr := n.val.([]any)
+		if n.parent != nil && (model[n.typ] != nil && !obj || isPrimitive(n.typ) && (obj || isArr)) {
+			bad = n
+		}
+		return bad == nil
+	})
+	return bad
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// offsets fetches the date-shift offsets of the subjects of docs that shift dates.
+func (p *Processor) offsets(ctx context.Context, docs []*doc, create bool) (map[string]int, error) {
+	seen := map[string]bool{}
+	var subjects []string
+	for _, d := range docs {
+		if d.err != nil {
+			continue
+		}
+		for _, o := range d.ops {
+			if o.kind != opShift {
+				continue
+			}
+			if d.subject == "" {
+				if create {
+					d.fail(o.n, "date shift needs the patient: the resource is in no patient compartment")
+				} else {
+					d.unrestored = append(d.unrestored, Unrestored{Index: d.index, Path: o.n.location(), Reason: "no patient subject: date left shifted"})
+				}
+				break
+			}
+			if !seen[d.subject] {
+				seen[d.subject] = true
+				subjects = append(subjects, d.subject)
+			}
+			break
+		}
+	}
+	if len(subjects) == 0 {
+		return nil, nil
+	}
+	m, err := p.offs.Offsets(ctx, subjects, create)
+	if err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "date shift offsets unavailable")
+	}
+	return m, nil
+}
