@@ -15,7 +15,7 @@ type Options struct {
 	// N9X area codes, dates from the year 2200 on, NPIs starting 3-9, card numbers that
 	// fail the Luhn check.
 	Distinguishable bool
-	// MinLen and MaxLen bound variable-length formats (digits, alnum, name).
+	// MinLen and MaxLen bound variable-length formats (digits, alnum, name, text).
 	MinLen, MaxLen int
 	// TokenizeDomain makes e-mail tokens replace the domain too (all labels but the
 	// top-level one); by default the domain is kept.
@@ -24,7 +24,7 @@ type Options struct {
 
 // Builtins lists the names New recognises as built-in formats.
 func Builtins() []string {
-	return []string{"ssn", "phone", "email", "digits", "alnum", "name", "date", "npi", "credit_card"}
+	return []string{"ssn", "phone", "email", "digits", "alnum", "name", "date", "npi", "credit_card", "text", "fhir_id"}
 }
 
 // SupportsDistinguishable reports whether a built-in format can make distinguishable tokens.
@@ -60,6 +60,10 @@ func New(name string, opts Options) (Format, error) {
 		return &npi{distinguishable: d}, nil
 	case "credit_card":
 		return &card{distinguishable: d}, nil
+	case "text":
+		return newText(opts)
+	case "fhir_id":
+		return fhirID{}, nil
 	}
 	return NewPattern(name)
 }

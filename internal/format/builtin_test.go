@@ -13,7 +13,7 @@ import (
 func TestBuiltins(t *testing.T) {
 	t.Parallel()
 	want := map[string]bool{"ssn": true, "phone": true, "email": false, "digits": false, "alnum": false,
-		"name": false, "date": true, "npi": true, "credit_card": true}
+		"name": false, "date": true, "npi": true, "credit_card": true, "text": false, "fhir_id": false}
 	assert.ElementsMatch(t, mapKeys(want), format.Builtins())
 	for _, name := range format.Builtins() {
 		t.Run(name, func(t *testing.T) {

@@ -21,6 +21,7 @@ const (
 	Lower                     // a-z (a value may hold any lower-case letter)
 	Alnum                     // 0-9 A-Z a-z
 	LowerAlnum                // 0-9 a-z (e-mail local parts: case-insensitive)
+	LowerHex                  // 0-9 a-f (UUIDs)
 )
 
 const (
@@ -43,6 +44,8 @@ func (cs Charset) Alphabet() string {
 		return digits + upper + lower
 	case LowerAlnum:
 		return digits + lower
+	case LowerHex:
+		return digits + "abcdef"
 	}
 	return ""
 }
@@ -70,6 +73,8 @@ func (cs Charset) ContainsASCII(r rune) bool {
 		return r >= '0' && r <= '9' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z'
 	case LowerAlnum:
 		return r >= '0' && r <= '9' || r >= 'a' && r <= 'z'
+	case LowerHex:
+		return r >= '0' && r <= '9' || r >= 'a' && r <= 'f'
 	}
 	return false
 }
@@ -96,7 +101,7 @@ func (t Template) Render(core []rune) string {
 			continue
 		case Upper:
 			sb.WriteRune(unicode.ToUpper(core[j]))
-		case Lower, LowerAlnum:
+		case Lower, LowerAlnum, LowerHex:
 			sb.WriteRune(unicode.ToLower(core[j]))
 		default:
 			sb.WriteRune(core[j])
@@ -130,7 +135,7 @@ func (t Template) Fits(core []rune) bool {
 			r = unicode.ToUpper(r)
 			cs = Upper
 		}
-		if cs == LowerAlnum {
+		if cs == LowerAlnum || cs == LowerHex {
 			r = unicode.ToLower(r)
 		}
 		if !cs.ContainsASCII(r) {

@@ -456,7 +456,7 @@ func TestTokenRenewal(t *testing.T) {
 	v.ServicePolicy(t)
 	sec := v.Write(t, "auth/token/create", map[string]any{"policies": []string{"tokenizer"}, "ttl": "5s", "renewable": true})
 	require.True(t, sec.Auth.Renewable)
-	c := newClient(t, v.Addr, func(cfg *vault.Config) { cfg.Token = sec.Auth.ClientToken })
+	c := newClient(t, v.Addr, func(cfg *vault.Config) { cfg.Token, cfg.Timeout = sec.Auth.ClientToken, 5*time.Second })
 	ctx := t.Context()
 	w, err := c.DataKey(ctx)
 	require.NoError(t, err)
