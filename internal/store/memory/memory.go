@@ -26,6 +26,7 @@ type Store struct {
 	dataKeys    []keys.WrappedKey
 	events      []audit.Row
 	checkpoints []audit.Checkpoint
+	offsets     map[string]tokenizer.Offset
 }
 
 var (
@@ -37,7 +38,7 @@ var (
 
 // New returns an empty store.
 func New() *Store {
-	return &Store{now: time.Now, tokens: map[string]tokenizer.Mapping{}, byFP: map[string]string{}}
+	return &Store{now: time.Now, tokens: map[string]tokenizer.Mapping{}, byFP: map[string]string{}, offsets: map[string]tokenizer.Offset{}}
 }
 
 func (s *Store) live(m tokenizer.Mapping) bool {
@@ -235,4 +236,31 @@ func (s *Store) ReplaceWrapped(ctx context.Context, p keys.Purpose, version int,
 		}
 	}
 	return errs.ErrConflict
+}
+
+var _ tokenizer.OffsetStore = (*Store)(nil)
+
+// LoadOffsets implements tokenizer.OffsetStore.
+func (s *Store) LoadOffsets(ctx context.Context, digests [][]byte) (map[string]tokenizer.Offset, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]tokenizer.Offset{}
+	for _, d := range digests {
+		if o, ok := s.offsets[string(d)]; ok {
+			out[string(d)] = o
+		}
+	}
+	return out, ctx.Err()
+}
+
+// InsertOffsets implements tokenizer.OffsetStore: an existing row wins.
+func (s *Store) InsertOffsets(ctx context.Context, rows []tokenizer.Offset) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range rows {
+		if _, ok := s.offsets[string(r.SubjectDigest)]; !ok {
+			s.offsets[string(r.SubjectDigest)] = r
+		}
+	}
+	return ctx.Err()
 }

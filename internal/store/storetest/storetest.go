@@ -25,6 +25,7 @@ import (
 type Store interface {
 	tokenizer.Store
 	tokenizer.Reencrypter
+	tokenizer.OffsetStore
 	audit.ChainStore
 	keys.Store
 }
@@ -405,4 +406,23 @@ func testCanceled(t *testing.T, s Store) {
 	require.Error(t, err)
 	assert.ErrorIs(t, err, context.Canceled, "the caller's cancellation is not an outage")
 	assert.False(t, errors.Is(err, errs.ErrUnavailable))
+}
+
+func testOffsets(t *testing.T, s Store) {
+	ctx := t.Context()
+	a, b := random(16), random(16)
+	got, err := s.LoadOffsets(ctx, [][]byte{a, b})
+	require.NoError(t, err)
+	assert.Empty(t, got)
+	require.NoError(t, s.InsertOffsets(ctx, []tokenizer.Offset{{SubjectDigest: a, CT: []byte("first"), KeyVersion: 1}}))
+	require.NoError(t, s.InsertOffsets(ctx, []tokenizer.Offset{
+		{SubjectDigest: a, CT: []byte("second"), KeyVersion: 2},
+		{SubjectDigest: b, CT: []byte("b"), KeyVersion: 1},
+	}))
+	got, err = s.LoadOffsets(ctx, [][]byte{a, b, random(16)})
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	assert.Equal(t, []byte("first"), got[string(a)].CT, "the first writer wins")
+	assert.Equal(t, 1, got[string(a)].KeyVersion)
+	assert.Equal(t, []byte("b"), got[string(b)].CT)
 }
