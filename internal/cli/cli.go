@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
+	"github.com/phivault/tokenizer/internal/bulk"
 	"github.com/phivault/tokenizer/internal/config"
 	"github.com/phivault/tokenizer/internal/keys"
 	"github.com/phivault/tokenizer/internal/server"
@@ -40,6 +42,9 @@ Usage:
   tokenizer audit export        write the audit log: --format jsonl|csv|fhir [--from] [--to]
   tokenizer audit disclosures   list every reveal of a token: --class C --token T
   tokenizer bench [flags]       load-test a running service, with a Vault Transit baseline
+  tokenizer bench file [flags]  time a tokenize-file job, beside the batch-1000 Tokenize ceiling
+  tokenizer tokenize-file       tokenize columns of a CSV/TSV/NDJSON file (-h for flags)
+  tokenizer detokenize-file     detokenize them (with --purpose)
   tokenizer version             print the version
 
 Every command reads the same configuration: flags, then TOKENIZER_* environment,
@@ -65,6 +70,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return bench(ctx, rest, stdout, stderr)
 	case "audit":
 		return auditCmd(ctx, rest, getenv, stdout, stderr)
+	case "tokenize-file", "detokenize-file":
+		return fileCmd(ctx, bulk.Operation(strings.TrimSuffix(cmd, "-file")), rest, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "tokenizer", Version())
 		return exitOK
