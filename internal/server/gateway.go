@@ -19,6 +19,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
+
+	"github.com/phivault/tokenizer/internal/warehouse"
 )
 
 // safeJSON is the gateway's JSON codec: proto field names (snake_case) on output, both
@@ -149,6 +151,9 @@ func (s *Server) gatewayHandler(ctx context.Context) (http.Handler, error) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(tokenizerv1.OpenAPI)
 	})
+	// Warehouse remote functions use the same in-memory client: authorized and audited alike.
+	mux.Handle(warehouse.Prefix, warehouse.New(tokenizerv1.NewTokenizerServiceClient(conn), warehouse.Options{
+		Metadata: forwardIdentity, MaxBodyBytes: int64(s.cfg.Limits.MaxMessageBytes), MaxItems: s.cfg.Limits.MaxItems}))
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, int64(s.cfg.Limits.MaxMessageBytes))
 		gw.ServeHTTP(w, r)
