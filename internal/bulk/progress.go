@@ -75,22 +75,26 @@ func (p *Progress) lines(stop <-chan struct{}, size int64, read, records *atomic
 	start := time.Now()
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
+	report := func() {
+		el := time.Since(start)
+		n, b := records.Load(), read.Load()
+		line := fmt.Sprintf("progress: rows=%d rows_per_sec=%.0f bytes=%d", n, float64(n)/max(el.Seconds(), 1e-3), b)
+		if size > 0 {
+			line += fmt.Sprintf(" of=%d pct=%.1f", size, 100*float64(b)/float64(size))
+			if b > 0 {
+				eta := time.Duration(float64(el) * float64(size-b) / float64(b))
+				line += " eta=" + eta.Round(time.Second).String()
+			}
+		}
+		fmt.Fprintln(p.W, line)
+	}
 	for {
 		select {
 		case <-stop:
+			report() // the last state, so that even a short job reports once
 			return
 		case <-tick.C:
-			el := time.Since(start)
-			n, b := records.Load(), read.Load()
-			line := fmt.Sprintf("progress: rows=%d rows_per_sec=%.0f bytes=%d", n, float64(n)/el.Seconds(), b)
-			if size > 0 {
-				line += fmt.Sprintf(" of=%d pct=%.1f", size, 100*float64(b)/float64(size))
-				if b > 0 {
-					eta := time.Duration(float64(el) * float64(size-b) / float64(b))
-					line += " eta=" + eta.Round(time.Second).String()
-				}
-			}
-			fmt.Fprintln(p.W, line)
+			report()
 		}
 	}
 }
