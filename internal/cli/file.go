@@ -181,6 +181,7 @@ func fileCmd(ctx context.Context, op bulk.Operation, args []string, stderr io.Wr
 	defer stop()
 	sum, err := bulk.Run(ctx, j, bulk.Options{Client: tokenizerv1.NewTokenizerServiceClient(conn), Progress: prog})
 	bulk.WriteSummary(stderr, sum)
+	fmt.Fprintf(stderr, "client peak RSS: %.1f MiB\n", float64(peakRSS())/(1<<20))
 	switch {
 	case errors.Is(err, bulk.ErrTooManyRejects):
 		fmt.Fprintf(stderr, "tokenizer %s: %v (see %s)\n", name, err, j.RejectFile)
