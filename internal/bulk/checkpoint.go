@@ -24,6 +24,7 @@ type checkpoint struct {
 	RejectBytes int64          `json:"reject_bytes"`
 	Rejects     int64          `json:"rejects"`
 	Values      map[string]int `json:"values"`
+	RowGroups   int            `json:"row_groups,omitempty"` // Parquet: row groups done
 }
 
 // jobDigest identifies the settings a checkpoint is valid for.

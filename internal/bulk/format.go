@@ -49,7 +49,7 @@ var formats = map[string]func(j *Job) (Format, error){
 }
 
 // FormatNames lists the supported formats.
-func FormatNames() []string { return []string{"csv", "tsv", "ndjson"} }
+func FormatNames() []string { return []string{"csv", "tsv", "ndjson", "parquet"} }
 
 // formatFromName guesses the format from a file name (after any compression suffix).
 func formatFromName(name string) string {
@@ -64,6 +64,8 @@ func formatFromName(name string) string {
 		return "tsv"
 	case ".ndjson", ".jsonl":
 		return "ndjson"
+	case ".parquet":
+		return "parquet"
 	}
 	return ""
 }

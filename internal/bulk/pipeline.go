@@ -80,11 +80,14 @@ func Run(ctx context.Context, job *Job, opts Options) (Summary, error) {
 		return Summary{}, err
 	}
 	r := &run{job: job, opts: opts}
+	r.ck = checkpoint{Version: 1, Job: jobDigest(job), Values: map[string]int{}}
+	if job.Format == "parquet" {
+		return r.runParquet(ctx, start)
+	}
 	var err error
 	if r.fmt, err = newFormat(job); err != nil {
 		return Summary{}, err
 	}
-	r.ck = checkpoint{Version: 1, Job: jobDigest(job), Values: map[string]int{}}
 	outAt, rejAt := int64(-1), int64(-1)
 	if job.Resume {
 		c, err := readCheckpoint(job.Checkpoint, r.ck.Job)
@@ -123,6 +126,44 @@ func Run(ctx context.Context, job *Job, opts Options) (Summary, error) {
 	}
 	if err == nil {
 		err = cerr
+	}
+	return sum, err
+}
+
+// runParquet runs a Parquet job (see parquet.go).
+func (r *run) runParquet(ctx context.Context, start time.Time) (Summary, error) {
+	if job := r.job; job.Resume {
+		c, err := readCheckpoint(job.Checkpoint, r.ck.Job)
+		if err != nil {
+			return Summary{}, err
+		}
+		r.ck = *c
+	}
+	rejAt := int64(-1)
+	if r.job.Resume {
+		rejAt = r.ck.RejectBytes
+	}
+	var err error
+	if r.rej, err = openRejects(r.job.RejectFile, rejAt); err != nil {
+		return Summary{}, err
+	}
+	r.stats.records.Store(r.ck.Records)
+	r.stats.rows.Store(r.ck.Rows)
+	r.stats.rejects.Store(r.ck.Rejects)
+	if r.opts.Progress != nil {
+		size := int64(-1)
+		if st, err := os.Stat(r.job.Input); err == nil {
+			size = st.Size()
+		}
+		stop := r.opts.Progress.start(size, &r.read, &r.stats.records)
+		defer stop()
+	}
+	err = errors.Join(r.parquet(ctx), r.rej.close())
+	sum := Summary{Records: r.stats.records.Load(), Rows: r.stats.rows.Load(), Values: r.ck.Values, Rejects: r.stats.rejects.Load(), Elapsed: time.Since(start)}
+	if err == nil {
+		if rerr := os.Remove(r.job.Checkpoint); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = rerr
+		}
 	}
 	return sum, err
 }
