@@ -135,6 +135,9 @@ func (f *csvFormat) split(raw []byte) ([]csvCell, error) {
 			if k < 0 {
 				k = n - i
 			}
+			if bytes.ContainsAny(raw[i:i+k], string([]byte{f.quote, '\r', '\n'})) {
+				return nil, errors.New("a quote or line break inside an unquoted field (RFC 4180)")
+			}
 			c.end, c.value = i+k, string(raw[i:i+k])
 		}
 		cells = append(cells, c)
