@@ -38,7 +38,8 @@ func TestSnowflake(t *testing.T) {
 	assert.Nil(t, rows[2].([]any)[1], "a value that does not fit gives NULL")
 	assert.Regexp(t, `^9\d{8}$`, rows[3].([]any)[1], "a number argument is tokenized as its digits")
 
-	code, out, raw = e.post(t, gateway, "/v1/warehouse/snowflake/detokenize/ssn?purpose=TREAT",
+	sf["sf-custom-purpose"] = "TREAT" // HEADERS = ('purpose' = 'TREAT')
+	code, out, raw = e.post(t, gateway, "/v1/warehouse/snowflake/detokenize/ssn",
 		fmt.Sprintf(`{"data": [[0, %q], [1, null]]}`, tok), sf)
 	require.Equal(t, http.StatusOK, code, raw)
 	assert.Equal(t, []any{[]any{0.0, "123-45-6789"}, []any{1.0, nil}}, out["data"])
@@ -46,6 +47,8 @@ func TestSnowflake(t *testing.T) {
 	assert.Equal(t, "detokenize", ev["operation"])
 	assert.Equal(t, "snowflake:01a2b3c4-0000-1234-0000-000100020003", ev["request_id"], "the query id is the audit event's request id")
 	assert.Equal(t, "warehouse=snowflake; session_user=ANALYST_1; query_id=01a2b3c4-0000-1234-0000-000100020003", ev["justification"])
+	assert.Equal(t, "TREAT", ev["purpose_of_use"])
+	delete(sf, "sf-custom-purpose")
 
 	for _, tt := range []struct{ name, path, body, want string }{
 		{"bad row with on_error=fail", "/v1/warehouse/snowflake/tokenize/ssn?on_error=fail", `{"data": [[0, "123-45-6789"], [1, "not-an-ssn"]]}`, "row 1: class ssn: value does not fit format ssn"},

@@ -8,12 +8,18 @@ import (
 // Snowflake external function (docs.snowflake.com, "Remote service input and output
 // data formats"): {"data": [[row_number, arg, ...], ...]} in, {"data": [[row_number,
 // result], ...]} out with HTTP 200. The query id and, with CONTEXT_HEADERS =
-// (CURRENT_USER), the user arrive in sf- headers. Snowflake has no per-row error: a
+// (CURRENT_USER), the user arrive in sf- headers; HEADERS = ('purpose' = ...) gives the
+// purpose of use as sf-custom-purpose. Snowflake has no per-row error: a
 // row that fails gives NULL (or with on_error=fail a non-200 answer that fails the
 // query); a failed call answers non-200 with {"error": "..."}.
 func (h *handler) snowflake(w http.ResponseWriter, r *http.Request) {
 	fail := func(e *callError) { writeJSON(w, e.status, map[string]string{"error": e.msg}) }
-	c, cerr := h.callFrom(r, "snowflake", nil)
+	// HEADERS = ('purpose' = 'TREAT') in CREATE EXTERNAL FUNCTION arrives as sf-custom-purpose.
+	custom := map[string]string{}
+	for _, k := range []string{"purpose", "justification", "on_error"} {
+		custom[k] = r.Header.Get("sf-custom-" + k)
+	}
+	c, cerr := h.callFrom(r, "snowflake", custom)
 	if cerr != nil {
 		fail(cerr)
 		return
