@@ -111,8 +111,11 @@ func (j *Job) complete() error {
 	if j.Operation != Tokenize && j.Operation != Detokenize {
 		return fmt.Errorf("operation %q: want tokenize or detokenize", j.Operation)
 	}
-	if j.Input == "" || j.Output == "" {
-		return errors.New("input and output are required (\"-\" for standard input or output)")
+	if j.Input == "" {
+		j.Input = "-"
+	}
+	if j.Output == "" {
+		j.Output = "-"
 	}
 	if j.Format == "" {
 		j.Format = formatFromName(j.Input)

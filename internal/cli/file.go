@@ -103,8 +103,8 @@ func fileJobFlags(name string, op bulk.Operation, args []string, stderr io.Write
 	var interval time.Duration
 	fs.Var(&cols, "column", "NAME=CLASS: tokenize column NAME (CSV/TSV) or path NAME (NDJSON: /a/b, a.b, a[*].b) with CLASS; repeatable")
 	fs.StringVar(&jobFile, "job", "", "YAML job file (flags given win over it)")
-	fs.StringVar(&j.Input, "input", "-", "input file, or - for standard input")
-	fs.StringVar(&j.Output, "output", "-", "output file, or - for standard output")
+	fs.StringVar(&j.Input, "input", "", "input file, or - for standard input (the default)")
+	fs.StringVar(&j.Output, "output", "", "output file, or - for standard output (the default)")
 	fs.StringVar(&j.Format, "format", "", "csv, tsv or ndjson (default: from the file name)")
 	fs.StringVar(&j.Delimiter, "delimiter", "", "CSV field delimiter (default , for csv and tab for tsv)")
 	fs.StringVar(&j.Quote, "quote", "", `CSV quote character (default ")`)
@@ -180,7 +180,9 @@ func fileCmd(ctx context.Context, op bulk.Operation, args []string, stderr io.Wr
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	sum, err := bulk.Run(ctx, j, bulk.Options{Client: tokenizerv1.NewTokenizerServiceClient(conn), Progress: prog})
-	bulk.WriteSummary(stderr, sum)
+	if err == nil || sum.Records > 0 {
+		bulk.WriteSummary(stderr, sum)
+	}
 	fmt.Fprintf(stderr, "client peak RSS: %.1f MiB\n", float64(peakRSS())/(1<<20))
 	switch {
 	case errors.Is(err, bulk.ErrTooManyRejects):
