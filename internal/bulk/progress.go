@@ -49,20 +49,25 @@ func (p *Progress) bar(stop <-chan struct{}, size int64, read, records *atomic.I
 	start := time.Now()
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
-	update := func() {
+	update := func(final bool) {
 		n := records.Load()
 		bar.Describe(fmt.Sprintf("rows %d (%.0f rows/s)", n, float64(n)/max(time.Since(start).Seconds(), 1e-3)))
-		_ = bar.Set64(read.Load())
+		b := read.Load()
+		if !final && size > 0 {
+			// The input is read ahead of the rows done: a full bar would end it early.
+			b = min(b, size-1)
+		}
+		_ = bar.Set64(b)
 	}
 	for {
 		select {
 		case <-stop:
-			update()
+			update(true)
 			_ = bar.Finish()
 			fmt.Fprintln(p.W)
 			return
 		case <-tick.C:
-			update()
+			update(false)
 		}
 	}
 }

@@ -128,8 +128,9 @@ func TestProgress(t *testing.T) {
 		assert.NotContains(t, o, "\r")
 		assert.NotContains(t, o, "%|", "no bar off a terminal")
 		lines := strings.Split(strings.TrimSpace(o), "\n")
-		require.GreaterOrEqual(t, len(lines), 2)
-		assert.Regexp(t, `^progress: rows=5000 rows_per_sec=\d+ bytes=\d+ of=\d+ pct=100\.0 eta=0s$`, lines[len(lines)-2])
-		assert.Contains(t, lines[len(lines)-1], "summary: rows=5000 written=5000 rejects=0 values[ssn=5000]")
+		require.GreaterOrEqual(t, len(lines), 3)
+		assert.Regexp(t, `^progress: rows=5000 rows_per_sec=\d+ bytes=\d+ of=\d+ pct=100\.0 eta=0s$`, lines[len(lines)-3])
+		assert.Contains(t, lines[len(lines)-2], "summary: rows=5000 written=5000 rejects=0 values[ssn=5000]")
+		assert.Regexp(t, `^client peak RSS: \d+\.\d MiB$`, lines[len(lines)-1])
 	})
 }
