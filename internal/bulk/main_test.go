@@ -21,13 +21,16 @@ import (
 // binary is the tokenizer built once for these tests: the service and the client.
 var binary string
 
+// buildFlags are the go build flags of binary.
+var buildFlags []string
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "tokenizer-bulk-bin")
 	if err != nil {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "tokenizer")
-	out, err := exec.Command("go", "build", "-o", binary, "../../cmd/tokenizer").CombinedOutput()
+	out, err := exec.Command("go", append(append([]string{"build"}, buildFlags...), "-o", binary, "../../cmd/tokenizer")...).CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build tokenizer: %v\n%s", err, out)
 		os.Exit(1)
