@@ -12,8 +12,9 @@ import (
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 )
 
-// retryable codes are retried with backoff: the service is briefly unable, not wrong.
-var retryable = map[codes.Code]bool{codes.Unavailable: true, codes.ResourceExhausted: true, codes.Aborted: true}
+// retryable codes are retried with backoff: the service is briefly unable, not wrong
+// (a retried batch is harmless: static classes give the same tokens again).
+var retryable = map[codes.Code]bool{codes.Unavailable: true, codes.ResourceExhausted: true, codes.Aborted: true, codes.DeadlineExceeded: true}
 
 const maxAttempts = 6
 
