@@ -38,7 +38,7 @@ func benchFile(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	j := &bulk.Job{Operation: bulk.Tokenize}
 	fs.Var(&cols, "column", "NAME=CLASS (repeatable)")
 	fs.StringVar(&j.Input, "input", "", "input file")
-	fs.StringVar(&j.Format, "format", "", "csv, tsv or ndjson (default: from the file name)")
+	fs.StringVar(&j.Format, "format", "", "csv, tsv, ndjson or parquet (default: from the file name)")
 	fs.IntVar(&j.BatchItems, "batch", 1000, "values per request (also the ceiling's batch)")
 	fs.IntVar(&j.Concurrency, "concurrency", 4, "requests in flight (also the ceiling's clients)")
 	duration := fs.Duration("duration", 10*time.Second, "how long the ceiling workload runs")

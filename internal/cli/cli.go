@@ -43,7 +43,7 @@ Usage:
   tokenizer audit disclosures   list every reveal of a token: --class C --token T
   tokenizer bench [flags]       load-test a running service, with a Vault Transit baseline
   tokenizer bench file [flags]  time a tokenize-file job, beside the batch-1000 Tokenize ceiling
-  tokenizer tokenize-file       tokenize columns of a CSV/TSV/NDJSON file (-h for flags)
+  tokenizer tokenize-file       tokenize columns of a CSV/TSV/NDJSON/Parquet file (-h for flags)
   tokenizer detokenize-file     detokenize them (with --purpose)
   tokenizer version             print the version
 

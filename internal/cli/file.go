@@ -34,7 +34,7 @@ const fileUsage = `Usage:
   tokenizer tokenize-file   --input FILE --output FILE --column NAME=CLASS ... [flags]
   tokenizer detokenize-file --input FILE --output FILE --column NAME=CLASS ... --purpose CODE [flags]
 
-"-" is standard input or output. Formats: csv, tsv, ndjson (from the file name or
+"-" is standard input or output. Formats: csv, tsv, ndjson, parquet (from the file name or
 --format); .gz and .zst files are decompressed and compressed. Exit status: 0 done,
 1 failed, 2 usage, 3 done with rejects, 4 stopped by --max-rejects.
 `
@@ -105,7 +105,7 @@ func fileJobFlags(name string, op bulk.Operation, args []string, stderr io.Write
 	fs.StringVar(&jobFile, "job", "", "YAML job file (flags given win over it)")
 	fs.StringVar(&j.Input, "input", "", "input file, or - for standard input (the default)")
 	fs.StringVar(&j.Output, "output", "", "output file, or - for standard output (the default)")
-	fs.StringVar(&j.Format, "format", "", "csv, tsv or ndjson (default: from the file name)")
+	fs.StringVar(&j.Format, "format", "", "csv, tsv, ndjson or parquet (default: from the file name)")
 	fs.StringVar(&j.Delimiter, "delimiter", "", "CSV field delimiter (default , for csv and tab for tsv)")
 	fs.StringVar(&j.Quote, "quote", "", `CSV quote character (default ")`)
 	fs.StringVar(&j.RejectFile, "reject-file", "", "reject file (default: OUTPUT.rejects.csv)")
