@@ -16,7 +16,11 @@ import (
 // (a retried batch is harmless: static classes give the same tokens again).
 var retryable = map[codes.Code]bool{codes.Unavailable: true, codes.ResourceExhausted: true, codes.Aborted: true, codes.DeadlineExceeded: true}
 
-const maxAttempts = 6
+// maxAttempts and maxDelay bound the retries of one request (about 25 s in all).
+const (
+	maxAttempts = 10
+	maxDelay    = 5 * time.Second
+)
 
 // send makes one request for items and returns per-item results and errors; err is a
 // failure of the whole request after retries.
@@ -40,7 +44,7 @@ func (r *run) send(ctx context.Context, items []Field) ([]string, []error, error
 		case <-ctx.Done():
 			return nil, nil, context.Cause(ctx)
 		}
-		delay *= 2
+		delay = min(2*delay, maxDelay)
 	}
 }
 
