@@ -66,8 +66,8 @@ func (r *Runner) rngs(seed uint64, salt int) []*rand.Rand {
 	return out
 }
 
-// ssnValues makes n random valid SSNs.
-func ssnValues(rng *rand.Rand, n int) []string {
+// SSNValues makes n random valid SSNs (the values every workload tokenizes).
+func SSNValues(rng *rand.Rand, n int) []string {
 	out := make([]string, n)
 	for i := range out {
 		out[i] = fmt.Sprintf("%03d-%02d-%04d", 1+rng.IntN(665), 1+rng.IntN(99), 1+rng.IntN(9999))
@@ -91,7 +91,7 @@ func (r *Runner) tokenizeOp(class string, b int, values func(client int) []strin
 func (r *Runner) service(ctx context.Context, class string, b int) ([]Result, error) {
 	rngs := r.rngs(uint64(b), len(class))
 	fresh, err := RunLoad(ctx, "tokenize "+class, b, r.Clients, r.Duration,
-		r.tokenizeOp(class, b, func(w int) []string { return ssnValues(rngs[w], b) }))
+		r.tokenizeOp(class, b, func(w int) []string { return SSNValues(rngs[w], b) }))
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +128,7 @@ func (r *Runner) service(ctx context.Context, class string, b int) ([]Result, er
 func (r *Runner) tokenPool(ctx context.Context, class string, rng *rand.Rand, n int) (values, tokens []string, err error) {
 	for len(tokens) < n {
 		req := &tokenizerv1.TokenizeRequest{}
-		for _, v := range ssnValues(rng, min(1000, n-len(tokens))) {
+		for _, v := range SSNValues(rng, min(1000, n-len(tokens))) {
 			req.Items = append(req.Items, &tokenizerv1.TokenizeItem{Class: class, Value: v})
 			values = append(values, v)
 		}
@@ -149,13 +149,13 @@ func (r *Runner) baseline(ctx context.Context, b int) ([]Result, error) {
 	rngs := r.rngs(uint64(b)+7, 0)
 	derivation := []byte("ssn")
 	enc, err := RunLoad(ctx, "vault transit encrypt (convergent)", b, r.Clients, r.Duration, func(ctx context.Context, w int) (int, error) {
-		_, err := r.Vault.EncryptBatch(ctx, baselineKey, derivation, ssnValues(rngs[w], b))
+		_, err := r.Vault.EncryptBatch(ctx, baselineKey, derivation, SSNValues(rngs[w], b))
 		return b, err
 	})
 	if err != nil {
 		return nil, err
 	}
-	cts, err := r.Vault.EncryptBatch(ctx, baselineKey, derivation, ssnValues(rngs[0], b))
+	cts, err := r.Vault.EncryptBatch(ctx, baselineKey, derivation, SSNValues(rngs[0], b))
 	if err != nil {
 		return nil, err
 	}

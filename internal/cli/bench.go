@@ -33,6 +33,9 @@ func parseBatches(list string) ([]int, error) {
 }
 
 func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "file" {
+		return benchFile(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	target := fs.String("grpc", "127.0.0.1:9090", "tokenizer gRPC address")

@@ -10,9 +10,11 @@ import (
 	"log/slog"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/phivault/tokenizer/internal/app"
+	"github.com/phivault/tokenizer/internal/bulk"
 	"github.com/phivault/tokenizer/internal/config"
 	"github.com/phivault/tokenizer/internal/server"
 	"github.com/phivault/tokenizer/internal/store"
@@ -39,6 +41,9 @@ Usage:
   tokenizer audit export        write the audit log: --format jsonl|csv|fhir [--from] [--to]
   tokenizer audit disclosures   list every reveal of a token: --class C --token T
   tokenizer bench [flags]       load-test a running service, with a Vault Transit baseline
+  tokenizer bench file [flags]  time a tokenize-file job, beside the batch-1000 Tokenize ceiling
+  tokenizer tokenize-file       tokenize columns of a CSV/TSV/NDJSON/Parquet file (-h for flags)
+  tokenizer detokenize-file     detokenize them (with --purpose)
   tokenizer version             print the version, commit and Go version
 
 Every command reads the same configuration: flags, then TOKENIZER_* environment,
@@ -64,6 +69,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return benchCmd(ctx, rest, stdout, stderr)
 	case "audit":
 		return auditCmd(ctx, rest, getenv, stdout, stderr)
+	case "tokenize-file", "detokenize-file":
+		return fileCmd(ctx, bulk.Operation(strings.TrimSuffix(cmd, "-file")), rest, stderr)
 	case "version":
 		return printVersion(stdout)
 	case "help", "-h", "--help":

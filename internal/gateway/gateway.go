@@ -23,6 +23,7 @@ import (
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 
 	"github.com/phivault/tokenizer/internal/authn"
+	"github.com/phivault/tokenizer/internal/warehouse"
 )
 
 // safeJSON is the gateway's JSON codec: proto field names (snake_case) on output, both
@@ -115,8 +116,10 @@ func headerOut(key string) (string, bool) {
 
 // New returns the REST handler over conn (a connection to the in-memory gRPC server,
 // which runs the same interceptors, so that authentication, metrics, authorization and
-// audit run for REST exactly as for gRPC). Bodies are limited to maxBytes.
-func New(ctx context.Context, conn *grpc.ClientConn, maxBytes int) (http.Handler, error) {
+// audit run for REST exactly as for gRPC), with the warehouse remote functions beside
+// it on the same connection. Bodies are limited to maxBytes, warehouse batches to
+// maxItems rows per call to the service.
+func New(ctx context.Context, conn *grpc.ClientConn, maxBytes, maxItems int) (http.Handler, error) {
 	codec := &safeJSON{
 		JSONPb: &runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
@@ -141,6 +144,9 @@ func New(ctx context.Context, conn *grpc.ClientConn, maxBytes int) (http.Handler
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(tokenizerv1.OpenAPI)
 	})
+	// Warehouse remote functions use the same in-memory client: authorized and audited alike.
+	mux.Handle(warehouse.Prefix, warehouse.New(tokenizerv1.NewTokenizerServiceClient(conn), warehouse.Options{
+		Metadata: forwardIdentity, MaxBodyBytes: int64(maxBytes), MaxItems: maxItems}))
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, int64(maxBytes))
 		gw.ServeHTTP(w, r)

@@ -300,7 +300,7 @@ func startGateway(t *testing.T, svc *fakeService) *httptest.Server {
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
-	h, err := New(context.Background(), conn, testMaxBytes)
+	h, err := New(context.Background(), conn, testMaxBytes, 1000)
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)

@@ -211,7 +211,7 @@ func (s *Server) gateway(ctx context.Context) (http.Handler, error) {
 		<-ctx.Done()
 		conn.Close()
 	}()
-	return gateway.New(ctx, conn, limit)
+	return gateway.New(ctx, conn, limit, s.cfg.Limits.MaxItems)
 }
 
 // shutdown drains REST first (its in-flight requests still need the gRPC server behind
