@@ -128,6 +128,5 @@ func (fhirID) Parse(value string) (*Parsed, error) {
 }
 
 func (f fhirID) ParseToken(token string) (*Parsed, error) { return f.Parse(token) }
-func (fhirID) ValidToken(Template, []rune) bool          { return true }
-func (fhirID) Distinguishable() bool                     { return false }
-
+func (fhirID) ValidToken(Template, []rune) bool           { return true }
+func (fhirID) Distinguishable() bool                      { return false }
