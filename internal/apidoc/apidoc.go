@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	// The API's descriptors, registered in protoregistry.GlobalFiles.
+	"github.com/phivault/tokenizer/internal/gateway"
 	_ "github.com/phivault/tokenizer/proto/tokenizer/v1"
 )
 
@@ -89,7 +90,7 @@ var (
 	routeRE = regexp.MustCompile("(?m)^`([A-Z]+) (/[^`\\s]*)`")
 	// Any path of the API mentioned anywhere (curl examples, prose): /v1/... not
 	// preceded by a letter (so proto/tokenizer/v1/... is a file, not a route).
-	pathRE = regexp.MustCompile(`(?:^|[^A-Za-z])(/v\d+/[A-Za-z0-9_{}/.*:-]*[A-Za-z0-9_}*])`)
+	pathRE = regexp.MustCompile(`(?:^|[^A-Za-z])(/v\d+/[A-Za-z0-9_{}/.*:$-]*[A-Za-z0-9_}*])`)
 	// Any RPC named anywhere (grpcurl examples, prose).
 	rpcRE = regexp.MustCompile(`\b` + regexp.QuoteMeta(Package) + `\.[A-Za-z]+Service/[A-Za-z]+\b`)
 )
@@ -194,6 +195,12 @@ func checkMentions(doc string, rpcs []RPC) []string {
 		names[r.Name] = true
 		for _, rt := range r.Routes {
 			res = append(res, templateRE(rt.Path))
+		}
+	}
+	for _, p := range gateway.NativeRoutes {
+		res = append(res, regexp.MustCompile("^"+regexp.QuoteMeta(p)+"$"))
+		if !strings.Contains(doc, p) {
+			problems = append(problems, fmt.Sprintf("the gateway route %s is not documented", p))
 		}
 	}
 	for _, m := range pathRE.FindAllStringSubmatch(doc, -1) {

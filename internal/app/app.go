@@ -14,6 +14,7 @@ import (
 	"github.com/phivault/tokenizer/internal/audit"
 	"github.com/phivault/tokenizer/internal/config"
 	"github.com/phivault/tokenizer/internal/errs"
+	"github.com/phivault/tokenizer/internal/fhir"
 	"github.com/phivault/tokenizer/internal/keys"
 	"github.com/phivault/tokenizer/internal/policy"
 	"github.com/phivault/tokenizer/internal/store"
@@ -29,6 +30,8 @@ type App struct {
 	Store    *store.Store
 	Provider keys.Provider
 	Policies *policy.Store
+	// FHIRRegistry holds the FHIR profiles: the presets and the configured ones.
+	FHIRRegistry *fhir.Registry
 	// Audit is where request events go: the chain writer, unless replaced (WithAuditSink)
 	// to measure what auditing costs.
 	Audit audit.Sink
@@ -102,6 +105,9 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		if a.Policies, err = policy.NewStore(cfg.PolicyFile, a.ClassNames(), fixedPolicy(cfg, log)); err != nil {
 			return nil, err
 		}
+	}
+	if a.FHIRRegistry, err = FHIRProfiles(cfg, a.IsClass); err != nil {
+		return nil, err
 	}
 	a.writer = audit.NewWriter(a.Store, log, cfg.Audit.WriteTimeout)
 	a.closers = append(a.closers, a.writer.Close)

@@ -45,6 +45,7 @@ type Config struct {
 	Keys     KeysConfig     `yaml:"keys"`
 	Limits   LimitsConfig   `yaml:"limits"`
 	Audit    AuditConfig    `yaml:"audit"`
+	FHIR     FHIRConfig     `yaml:"fhir"`
 
 	RequestTimeout  time.Duration `yaml:"request_timeout" usage:"deadline for one request's work"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" usage:"how long in-flight requests may take to finish on SIGTERM"`
@@ -103,6 +104,15 @@ type AuditConfig struct {
 	WriteTimeout   time.Duration `yaml:"write_timeout" usage:"how long an audit append may take before the request fails"`
 }
 
+// FHIRConfig sets up FHIR de-identification (docs/fhir.md).
+type FHIRConfig struct {
+	// DateShiftDays bounds each patient's random date shift: ±1..DateShiftDays days.
+	DateShiftDays int `yaml:"date_shift_days" usage:"each patient's date shift is drawn within ±this many days (never 0)"`
+	// Profiles are the configured profiles (YAML, docs/fhir.md), beside the presets
+	// safe_harbor and limited_data_set; internal/fhir compiles them.
+	Profiles yaml.Node `yaml:"profiles" flag:"-"`
+}
+
 // Defaults returns the configuration used where nothing else sets a value.
 func Defaults() *Config {
 	return &Config{
@@ -118,6 +128,7 @@ func Defaults() *Config {
 		Keys:            KeysConfig{LocalFile: ".tokenizer/dev-kek.hex", CheckInterval: 2 * time.Second, ReloadInterval: 30 * time.Second},
 		Limits:          LimitsConfig{MaxItems: 1000, MaxValueBytes: 1024, MaxMessageBytes: 4 << 20},
 		Audit:           AuditConfig{CheckpointEvery: 1000, CheckpointInterval: time.Minute, CheckpointSink: "stdout", WriteTimeout: 5 * time.Second},
+		FHIR:            FHIRConfig{DateShiftDays: 365},
 		RequestTimeout:  10 * time.Second,
 		ShutdownTimeout: 30 * time.Second,
 	}
@@ -137,6 +148,13 @@ func DefaultClasses() []Class {
 		static("npi", "npi"),
 		static("credit_card", "credit_card"),
 		static("mrn", "MRN-99999999"),
+		// The classes of the FHIR presets (docs/fhir.md).
+		static("fhir_id", "fhir_id"),
+		static("fhir_name", "name"),
+		static("fhir_telecom", "text"),
+		static("fhir_identifier", "text"),
+		static("fhir_address", "text"),
+		static("fhir_text", "text"),
 		{Name: "ssn_fpe", Format: "ssn", Mode: "static", Generator: "fpe"},
 		{Name: "ssn_dynamic", Format: "ssn", Mode: "dynamic"},
 	}
@@ -396,6 +414,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown_timeout", "must be positive")
+	}
+	if c.FHIR.DateShiftDays < 1 || c.FHIR.DateShiftDays > 3650 {
+		bad("fhir.date_shift_days", "must be 1 to 3650")
 	}
 	seen := map[string]bool{}
 	for i, cc := range c.Classes {

@@ -55,7 +55,7 @@ func TestValidateMessages(t *testing.T) {
 		{"request_timeout", func(c *config.Config) { c.RequestTimeout = 0 }, "request_timeout: must be positive"},
 		{"shutdown_timeout", func(c *config.Config) { c.ShutdownTimeout = 0 }, "shutdown_timeout: must be positive"},
 		{"duplicate class", func(c *config.Config) { c.Classes = append(c.Classes, config.Class{Name: "ssn"}) },
-			"classes[10]: class ssn is defined twice"},
+			fmt.Sprintf("classes[%d]: class ssn is defined twice", len(config.DefaultClasses()))},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -312,5 +312,6 @@ func TestDefaultClassNames(t *testing.T) {
 		assert.NotEmpty(t, c.Format, c.Name)
 		assert.NotEmpty(t, c.Mode, c.Name)
 	}
-	assert.Equal(t, []string{"ssn", "phone", "email", "name", "date", "npi", "credit_card", "mrn", "ssn_fpe", "ssn_dynamic"}, names)
+	assert.Equal(t, []string{"ssn", "phone", "email", "name", "date", "npi", "credit_card", "mrn",
+		"fhir_id", "fhir_name", "fhir_telecom", "fhir_identifier", "fhir_address", "fhir_text", "ssn_fpe", "ssn_dynamic"}, names)
 }

@@ -70,6 +70,18 @@ type Profile struct {
 	zip3Table   string
 }
 
+// Reversible reports whether re-identification gives back every value the profile
+// keeps in some form: no rule (nor the default) masks or generalizes. Elements it
+// redacts are gone either way, and re-identification reports them.
+func (p *Profile) Reversible() bool {
+	for _, r := range append(slices.Clone(p.rules), p.defaultRule()...) {
+		if r.action == ActMask || r.action == ActGeneralize {
+			return false
+		}
+	}
+	return true
+}
+
 // Classes lists the token classes the profile uses, sorted.
 func (p *Profile) Classes() []string {
 	set := map[string]bool{}

@@ -139,11 +139,17 @@ func New(ctx context.Context, conn *grpc.ClientConn, maxBytes, maxItems int) (ht
 	if err := tokenizerv1.RegisterAuditServiceHandler(ctx, gw, conn); err != nil {
 		return nil, err
 	}
+	if err := tokenizerv1.RegisterFhirServiceHandler(ctx, gw, conn); err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(tokenizerv1.OpenAPI)
 	})
+	fc := tokenizerv1.NewFhirServiceClient(conn)
+	mux.Handle(FHIRDeidentify, &fhirHandler{client: fc, mux: gw, maxBytes: int64(maxBytes)})
+	mux.Handle(FHIRReidentify, &fhirHandler{client: fc, mux: gw, maxBytes: int64(maxBytes), reverse: true})
 	// Warehouse remote functions use the same in-memory client: authorized and audited alike.
 	mux.Handle(warehouse.Prefix, warehouse.New(tokenizerv1.NewTokenizerServiceClient(conn), warehouse.Options{
 		Metadata: forwardIdentity, MaxBodyBytes: int64(maxBytes), MaxItems: maxItems}))

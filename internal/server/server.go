@@ -84,6 +84,7 @@ func New(ctx context.Context, a *app.App) (*Server, error) {
 	for _, g := range []*grpc.Server{s.grpc, s.internal} {
 		tokenizerv1.RegisterTokenizerServiceServer(g, &tokenizerService{s: s})
 		tokenizerv1.RegisterAuditServiceServer(g, &auditService{s: s})
+		tokenizerv1.RegisterFhirServiceServer(g, &fhirService{s: s})
 		healthpb.RegisterHealthServer(g, s.health)
 	}
 	reflection.Register(s.grpc)
@@ -129,7 +130,7 @@ func (s *Server) setServing(ok bool) {
 	if ok {
 		st = healthpb.HealthCheckResponse_SERVING
 	}
-	for _, name := range []string{"", tokenizerv1.TokenizerService_ServiceDesc.ServiceName, tokenizerv1.AuditService_ServiceDesc.ServiceName} {
+	for _, name := range []string{"", tokenizerv1.TokenizerService_ServiceDesc.ServiceName, tokenizerv1.AuditService_ServiceDesc.ServiceName, tokenizerv1.FhirService_ServiceDesc.ServiceName} {
 		s.health.SetServingStatus(name, st)
 	}
 	s.metrics.Ready.Set(map[bool]float64{true: 1}[ok])

@@ -107,8 +107,9 @@ type FhirProfile struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Description string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
-	// Whether tokens and date shifts of this profile can be reversed (safe_harbor removes
-	// what it cannot reverse).
+	// Whether re-identification gives back every value the profile keeps in some form:
+	// no rule masks or generalizes (safe_harbor generalizes dates and ZIP codes). What a
+	// profile redacts is gone either way, and re-identification reports it.
 	Reversible bool `protobuf:"varint,3,opt,name=reversible,proto3" json:"reversible,omitempty"`
 	// The token classes its rules use.
 	Classes       []string `protobuf:"bytes,4,rep,name=classes,proto3" json:"classes,omitempty"`

@@ -1,0 +1,236 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/phivault/tokenizer/internal/audit"
+	"github.com/phivault/tokenizer/internal/config"
+	"github.com/phivault/tokenizer/internal/errs"
+	"github.com/phivault/tokenizer/internal/fhir"
+	"github.com/phivault/tokenizer/internal/policy"
+	"github.com/phivault/tokenizer/internal/tokenizer"
+)
+
+// FHIRProfiles compiles the presets and the configured profiles. Preset classes are
+// checked when a request uses the preset (a deployment without the fhir_* classes still
+// starts); configured profiles are checked now, against the configured classes.
+func FHIRProfiles(cfg *config.Config, isClass func(string) bool) (*fhir.Registry, error) {
+	var custom []*fhir.Profile
+	if !cfg.FHIR.Profiles.IsZero() {
+		data, err := yaml.Marshal(&cfg.FHIR.Profiles)
+		if err != nil {
+			return nil, fmt.Errorf("fhir.profiles: %w", err)
+		}
+		if custom, err = fhir.ParseProfiles(data, classCheck(isClass)); err != nil {
+			return nil, fmt.Errorf("fhir.%w", err)
+		}
+	}
+	return fhir.NewRegistry(custom, nil)
+}
+
+func classCheck(isClass func(string) bool) fhir.ClassCheck {
+	return func(class string) error {
+		if !isClass(class) {
+			return fmt.Errorf("not a configured class")
+		}
+		return nil
+	}
+}
+
+// FHIRRequest is one de- or re-identification request.
+type FHIRRequest struct {
+	Profile                string
+	Reverse                bool
+	Purpose, Justification string // re-identification only
+}
+
+// FHIR returns the processor of a request: the profile, the engine behind the caller's
+// authorization per item (policy.Decide, as Tokenize and Detokenize), and the
+// subjects' stored date shifts. It records the purpose for the request's audit event.
+func (a *App) FHIR(ctx context.Context, req FHIRRequest) (*fhir.Processor, error) {
+	rec := audit.RecordFrom(ctx)
+	if req.Reverse {
+		recordPurpose(rec, req.Purpose, req.Justification)
+	}
+	eng, err := a.Engine()
+	if err != nil {
+		return nil, err
+	}
+	prof, err := a.FHIRRegistry.Lookup(req.Profile)
+	if err != nil {
+		return nil, err
+	}
+	var missing []string
+	for _, c := range prof.Classes() {
+		if !a.IsClass(c) {
+			missing = append(missing, c)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, errs.New(errs.FailedPrecondition, "profile %q uses classes that are not configured: %v", prof.Name, missing)
+	}
+	if req.Reverse {
+		// Purpose and justification are checked before any work, as on Detokenize.
+		d := policy.Decide(a.decision(ctx, policy.OpDetokenize, nil, req.Purpose, req.Justification))
+		if d.Err != nil {
+			return nil, d.Err
+		}
+	}
+	tok := &fhirTokens{a: a, eng: eng, purpose: req.Purpose, justification: req.Justification}
+	offs := &fhirOffsets{a: a, eng: eng}
+	return fhir.NewProcessor(prof, tok, offs, nil), nil
+}
+
+func (a *App) decision(ctx context.Context, op string, classes []string, purpose, justification string) policy.Request {
+	caller, _ := policy.CallerFrom(ctx)
+	return policy.Request{
+		Principal: policy.PrincipalFrom(ctx), Caller: caller.ID, Operation: op, Classes: classes,
+		Known: a.IsClass, Purpose: purpose, Justification: justification,
+	}
+}
+
+// RecordFHIR puts a request's report in its audit record: resources, failures, the
+// classes touched and (digested) the patients.
+func RecordFHIR(ctx context.Context, rep *fhir.Report) {
+	rec := audit.RecordFrom(ctx)
+	rec.Items += rep.Resources + len(rep.Errors)
+	rec.ItemsFailed += len(rep.Errors)
+	for c := range rep.Classes {
+		if !slices.Contains(rec.Classes, c) {
+			rec.Classes = append(rec.Classes, c)
+		}
+	}
+	slices.Sort(rec.Classes)
+}
+
+// fhirTokens is the token service a FHIR request sees.
+type fhirTokens struct {
+	a                      *App
+	eng                    *tokenizer.Engine
+	purpose, justification string
+}
+
+func chunks[T any](items []T, n int) [][]T {
+	var out [][]T
+	for n > 0 && len(items) > n {
+		out, items = append(out, items[:n]), items[n:]
+	}
+	return append(out, items)
+}
+
+// Tokenize authorizes the items' classes and tokenizes the permitted ones; a refused
+// item fails its resource.
+func (t *fhirTokens) Tokenize(ctx context.Context, items []fhir.Item) ([]fhir.Tokenized, error) {
+	classes := make([]string, len(items))
+	for i, it := range items {
+		classes[i] = it.Class
+	}
+	d := policy.Decide(t.a.decision(ctx, policy.OpTokenize, classes, "", ""))
+	if d.Err != nil {
+		return nil, d.Err
+	}
+	audit.RecordFrom(ctx).Denied = append(audit.RecordFrom(ctx).Denied, d.Denied...)
+	out := make([]fhir.Tokenized, len(items))
+	var allowed []int
+	for i, it := range d.Items {
+		if it.Effect == policy.Deny {
+			out[i].Err = it.Err
+			continue
+		}
+		allowed = append(allowed, i)
+	}
+	for _, part := range chunks(allowed, t.a.Config.Limits.MaxItems) {
+		if len(part) == 0 {
+			continue
+		}
+		sub := make([]tokenizer.TokenizeItem, len(part))
+		for k, i := range part {
+			sub[k] = tokenizer.TokenizeItem{Class: items[i].Class, Value: items[i].Value}
+		}
+		res, err := t.eng.Tokenize(ctx, sub, 0)
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range part {
+			out[i] = fhir.Tokenized{Token: res[k].Token, Err: res[k].Err}
+		}
+	}
+	return out, nil
+}
+
+// Detokenize reveals each item as the caller may see its class: in full, masked, or
+// not at all (the field stays tokenized and the response says so).
+func (t *fhirTokens) Detokenize(ctx context.Context, items []fhir.Item) ([]fhir.Revealed, error) {
+	classes := make([]string, len(items))
+	for i, it := range items {
+		classes[i] = it.Class
+	}
+	d := policy.Decide(t.a.decision(ctx, policy.OpDetokenize, classes, t.purpose, t.justification))
+	if d.Err != nil {
+		return nil, d.Err
+	}
+	rec := audit.RecordFrom(ctx)
+	rec.Denied = append(rec.Denied, d.Denied...)
+	out := make([]fhir.Revealed, len(items))
+	var allowed []int
+	for i, it := range d.Items {
+		if it.Effect == policy.Deny {
+			out[i].Outcome = fhir.RevealWithheld
+			continue
+		}
+		allowed = append(allowed, i)
+	}
+	for _, part := range chunks(allowed, t.a.Config.Limits.MaxItems) {
+		if len(part) == 0 {
+			continue
+		}
+		sub := make([]tokenizer.DetokenizeItem, len(part))
+		for k, i := range part {
+			sub[k] = tokenizer.DetokenizeItem{Class: items[i].Class, Token: items[i].Value}
+		}
+		res, err := t.eng.Detokenize(ctx, sub)
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range part {
+			out[i] = t.revealed(rec, items[i].Class, res[k], d.Items[i].Effect == policy.Mask)
+		}
+	}
+	return out, nil
+}
+
+func (t *fhirTokens) revealed(rec *audit.Record, class string, r tokenizer.DetokenizeResult, masked bool) fhir.Revealed {
+	if r.Err != nil {
+		return fhir.Revealed{Err: r.Err}
+	}
+	rec.TokenDigests = append(rec.TokenDigests, r.Digest)
+	if masked {
+		rec.Masked = true
+		return fhir.Revealed{Value: t.eng.Mask(class, r.Value), Outcome: fhir.RevealMasked}
+	}
+	return fhir.Revealed{Value: r.Value, Outcome: fhir.RevealClear}
+}
+
+// Mask applies a class's mask rule.
+func (t *fhirTokens) Mask(class, value string) (string, error) {
+	if !t.a.IsClass(class) {
+		return "", errs.New(errs.InvalidArgument, "class %s: unknown class", class)
+	}
+	return t.eng.Mask(class, value), nil
+}
+
+// fhirOffsets is the stored per-subject date shift.
+type fhirOffsets struct {
+	a   *App
+	eng *tokenizer.Engine
+}
+
+// Offsets implements fhir.Offsets over the engine's sealed subject offsets.
+func (o *fhirOffsets) Offsets(ctx context.Context, subjects []string, create bool) (map[string]int, error) {
+	days := o.a.Config.FHIR.DateShiftDays
+	return o.eng.SubjectOffsets(ctx, o.a.Store, subjects, create, func() (int, error) { return fhir.DrawOffset(days) })
+}

@@ -1,0 +1,204 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc/status"
+
+	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
+)
+
+// FHIR-native REST: POST /v1/fhir/$de-identify?profile=NAME and
+// /v1/fhir/$re-identify?profile=NAME&purpose_of_use=CODE[&justification=...] take and
+// return application/fhir+json (a resource or a Bundle, answered in the same shape) or
+// application/fhir+ndjson (one resource per line, streamed in batches). They call
+// FhirService over the in-memory connection, so every interceptor runs. Per-resource
+// failures (index, type, path, reason; never values) are in the X-Tokenizer-Errors
+// header (a trailer for NDJSON); a request that fails as a whole answers an
+// OperationOutcome with the status's HTTP code.
+
+// The FHIR-native routes, served beside the RPCs' REST mappings (docs/api.md documents
+// them; internal/apidoc checks that it does).
+const (
+	FHIRDeidentify = "/v1/fhir/$de-identify"
+	FHIRReidentify = "/v1/fhir/$re-identify"
+)
+
+// NativeRoutes are the routes of the gateway that are not an RPC's REST mapping.
+var NativeRoutes = []string{FHIRDeidentify, FHIRReidentify}
+
+const (
+	fhirJSON     = "application/fhir+json"
+	fhirNDJSON   = "application/fhir+ndjson"
+	errorsHeader = "X-Tokenizer-Errors"
+	// ndjsonBatch is how many lines go in one stream message (one audit event).
+	ndjsonBatch = 256
+)
+
+type fhirHandler struct {
+	client   tokenizerv1.FhirServiceClient
+	mux      *runtime.ServeMux
+	maxBytes int64
+	reverse  bool
+}
+
+func (h *fhirHandler) method(stream bool) string {
+	name := map[[2]bool]string{
+		{false, false}: "TokenizeResources", {true, false}: "DetokenizeResources",
+		{false, true}: "TokenizeResourcesStream", {true, true}: "DetokenizeResourcesStream",
+	}[[2]bool{h.reverse, stream}]
+	return "/tokenizer.v1.FhirService/" + name
+}
+
+func (h *fhirHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		outcome(w, http.StatusMethodNotAllowed, "method not allowed: use POST")
+		return
+	}
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	ndjson := ct == fhirNDJSON || ct == "application/x-ndjson"
+	if !ndjson && ct != fhirJSON && ct != "application/json" {
+		outcome(w, http.StatusUnsupportedMediaType, "Content-Type: want application/fhir+json or application/fhir+ndjson")
+		return
+	}
+	ctx, err := runtime.AnnotateContext(r.Context(), h.mux, r, h.method(ndjson))
+	if err != nil {
+		outcome(w, http.StatusBadRequest, "request metadata not accepted")
+		return
+	}
+	q := r.URL.Query()
+	if ndjson {
+		h.serveNDJSON(ctx, w, r.Body, q)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBytes))
+	if err != nil {
+		outcome(w, http.StatusRequestEntityTooLarge, "request body exceeds the limit; send large sets as application/fhir+ndjson")
+		return
+	}
+	resp, err := h.call(ctx, q, []string{string(body)})
+	if err != nil {
+		grpcOutcome(w, err)
+		return
+	}
+	setErrors(w.Header(), resp.GetErrors())
+	if resp.GetResources()[0] == "" {
+		outcome(w, http.StatusUnprocessableEntity, "the resource could not be processed: see "+errorsHeader)
+		return
+	}
+	w.Header().Set("Content-Type", fhirJSON)
+	_, _ = io.WriteString(w, resp.GetResources()[0])
+}
+
+func (h *fhirHandler) call(ctx context.Context, q map[string][]string, resources []string) (*tokenizerv1.ResourcesResponse, error) {
+	get := func(k string) string {
+		if v := q[k]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	if h.reverse {
+		return h.client.DetokenizeResources(ctx, &tokenizerv1.DetokenizeResourcesRequest{
+			Profile: get("profile"), Resources: resources, PurposeOfUse: get("purpose_of_use"), Justification: get("justification")})
+	}
+	return h.client.TokenizeResources(ctx, &tokenizerv1.TokenizeResourcesRequest{Profile: get("profile"), Resources: resources})
+}
+
+// serveNDJSON streams: batches of lines go out as stream messages while the answers
+// are written back in order; memory holds a few batches whatever the body's length.
+func (h *fhirHandler) serveNDJSON(ctx context.Context, w http.ResponseWriter, body io.Reader, q map[string][]string) {
+	w.Header().Set("Trailer", errorsHeader)
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 0, 64<<10), int(h.maxBytes))
+	var errList []*tokenizerv1.ResourceError
+	started, base := false, 0
+	batch := make([]string, 0, ndjsonBatch)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		resp, err := h.call(ctx, q, batch)
+		if err != nil {
+			return err
+		}
+		if !started {
+			w.Header().Set("Content-Type", fhirNDJSON)
+			started = true
+		}
+		for _, res := range resp.GetResources() {
+			if res != "" {
+				_, _ = io.WriteString(w, res+"\n")
+			}
+		}
+		for _, e := range resp.GetErrors() {
+			e.Index += int32(base)
+			errList = append(errList, e)
+		}
+		base += len(batch)
+		batch = batch[:0]
+		return nil
+	}
+	var err error
+	for err == nil && sc.Scan() {
+		if line := strings.TrimSpace(sc.Text()); line != "" {
+			if batch = append(batch, line); len(batch) == ndjsonBatch {
+				err = flush()
+			}
+		}
+	}
+	if err == nil {
+		err = errors.Join(sc.Err(), flush())
+	}
+	if err != nil && !started {
+		grpcOutcome(w, err)
+		return
+	}
+	setErrors(w.Header(), errList)
+	if err != nil {
+		// The body has started: the failure goes in the trailer, and the output is
+		// incomplete (the caller must discard it).
+		w.Header().Set(errorsHeader, `[{"index":-1,"reason":"request failed before the end: output incomplete"}]`)
+	}
+}
+
+func setErrors(h http.Header, list []*tokenizerv1.ResourceError) {
+	if len(list) == 0 {
+		return
+	}
+	type item struct {
+		Index        int32  `json:"index"`
+		ResourceType string `json:"resource_type,omitempty"`
+		Path         string `json:"path,omitempty"`
+		Reason       string `json:"reason"`
+	}
+	out := make([]item, len(list))
+	for i, e := range list {
+		out[i] = item{e.GetIndex(), e.GetResourceType(), e.GetPath(), e.GetReason()}
+	}
+	b, _ := json.Marshal(out)
+	h.Set(errorsHeader, string(b))
+}
+
+func grpcOutcome(w http.ResponseWriter, err error) {
+	st := status.Convert(err)
+	outcome(w, runtime.HTTPStatusFromCode(st.Code()), st.Message())
+}
+
+// outcome answers a FHIR OperationOutcome with one error issue.
+func outcome(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", fhirJSON)
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"resourceType": "OperationOutcome",
+		"issue":        []map[string]any{{"severity": "error", "code": "processing", "diagnostics": msg}},
+	})
+}

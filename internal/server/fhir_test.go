@@ -1,0 +1,160 @@
+package server_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
+)
+
+// A small Synthea-shaped Bundle: a patient, an encounter and an observation linked by
+// urn:uuid, with identifiers and dates that must not survive de-identification.
+const fhirBundle = `{"resourceType":"Bundle","type":"collection","entry":[
+{"fullUrl":"urn:uuid:1b7c52a0-0d6f-4b3e-9c1a-5e7d2f0a1b01","resource":{"resourceType":"Patient","id":"1b7c52a0-0d6f-4b3e-9c1a-5e7d2f0a1b01",
+ "identifier":[{"system":"http://hospital.example.org/mrn","value":"MRN-55501"}],
+ "name":[{"use":"official","family":"Zyxwardson","given":["Quintavius"]}],
+ "telecom":[{"system":"phone","value":"555-201-1001"},{"system":"email","value":"quintavius@example.com"}],
+ "gender":"male","birthDate":"1978-03-14",
+ "address":[{"line":["101 Planted Lane","Apt 17"],"city":"Plantcity","state":"MA","postalCode":"02139"}]}},
+{"fullUrl":"urn:uuid:2c8d63b1-1e7f-4c4f-8d2b-6f8e3a1b2c02","resource":{"resourceType":"Encounter","id":"2c8d63b1-1e7f-4c4f-8d2b-6f8e3a1b2c02","status":"finished",
+ "class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"AMB"},
+ "subject":{"reference":"urn:uuid:1b7c52a0-0d6f-4b3e-9c1a-5e7d2f0a1b01"},
+ "period":{"start":"2019-06-01T09:30:00-04:00","end":"2019-06-01T10:05:12.250-04:00"}}},
+{"fullUrl":"urn:uuid:3d9e74c2-2f80-4d5a-9e3c-7a9f4b2c3d03","resource":{"resourceType":"Observation","id":"3d9e74c2-2f80-4d5a-9e3c-7a9f4b2c3d03","status":"final",
+ "code":{"coding":[{"system":"http://loinc.org","code":"2339-0"}]},
+ "subject":{"reference":"urn:uuid:1b7c52a0-0d6f-4b3e-9c1a-5e7d2f0a1b01"},
+ "encounter":{"reference":"urn:uuid:2c8d63b1-1e7f-4c4f-8d2b-6f8e3a1b2c02"},
+ "effectiveDateTime":"2019-06","issued":"2019-06-01T10:00:00.123Z","valueQuantity":{"value":5.40,"unit":"mmol/L"}}}]}`
+
+var fhirPlanted = []string{"MRN-55501", "Zyxwardson", "Quintavius", "555-201-1001", "quintavius@example.com",
+	"101 Planted Lane", "Apt 17", "1978-03-14", "2019-06-01T09:30:00", "1b7c52a0-0d6f-4b3e-9c1a-5e7d2f0a1b01"}
+
+func fhirPost(t *testing.T, r *running, path, contentType, body string) (int, string, http.Header) {
+	t.Helper()
+	resp, err := http.Post("http://"+r.addrs.HTTP+path, contentType, strings.NewReader(body))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	for k, v := range resp.Trailer {
+		resp.Header[k] = v
+	}
+	return resp.StatusCode, string(raw), resp.Header
+}
+
+func semantic(t *testing.T, s string) any {
+	t.Helper()
+	var v any
+	require.NoError(t, json.Unmarshal([]byte(s), &v))
+	return v
+}
+
+// TestFHIRRoundTripOverREST: limited_data_set over the FHIR-native REST endpoints with
+// the real engine and store: nothing planted survives, references still link, and
+// re-identification gives the Bundle back exactly.
+func TestFHIRRoundTripOverREST(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.start(t, true)
+	code, out, hdr := fhirPost(t, r, "/v1/fhir/$de-identify?profile=limited_data_set", "application/fhir+json", fhirBundle)
+	require.Equal(t, http.StatusOK, code, out)
+	assert.Empty(t, hdr.Get("X-Tokenizer-Errors"))
+	assert.Equal(t, "application/fhir+json", hdr.Get("Content-Type"))
+	for _, p := range fhirPlanted {
+		assert.NotContains(t, out, p)
+	}
+	var b struct {
+		Entry []struct {
+			FullURL  string         `json:"fullUrl"`
+			Resource map[string]any `json:"resource"`
+		} `json:"entry"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &b))
+	require.Len(t, b.Entry, 3)
+	patientURL := b.Entry[0].FullURL
+	assert.Equal(t, patientURL, b.Entry[1].Resource["subject"].(map[string]any)["reference"], "references still link")
+	assert.Equal(t, patientURL, "urn:uuid:"+b.Entry[0].Resource["id"].(string))
+	assert.Regexp(t, `^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`, patientURL, "UUIDs stay UUIDs")
+
+	again, _, _ := fhirPost(t, r, "/v1/fhir/$de-identify?profile=limited_data_set", "application/fhir+json", fhirBundle)
+	_, out2, _ := fhirPost(t, r, "/v1/fhir/$de-identify?profile=limited_data_set", "application/fhir+json", fhirBundle)
+	require.Equal(t, http.StatusOK, again)
+	assert.Equal(t, semantic(t, out), semantic(t, out2), "the same patient: the same tokens and the same date shift")
+
+	code, back, _ := fhirPost(t, r, "/v1/fhir/$re-identify?profile=limited_data_set&purpose_of_use=TREAT", "application/fhir+json", out)
+	require.Equal(t, http.StatusOK, code, back)
+	assert.Equal(t, semantic(t, fhirBundle), semantic(t, back), "re-identification is exact")
+
+	code, body, _ := fhirPost(t, r, "/v1/fhir/$re-identify?profile=limited_data_set", "application/fhir+json", out)
+	assert.Equal(t, http.StatusBadRequest, code, "a reveal needs a purpose of use")
+	assert.Contains(t, body, "purpose_of_use")
+	code, body, _ = fhirPost(t, r, "/v1/fhir/$de-identify?profile=nope", "application/fhir+json", fhirBundle)
+	assert.Equal(t, http.StatusBadRequest, code)
+	assert.Contains(t, body, "OperationOutcome")
+
+	conn, err := pgx.Connect(t.Context(), e.dbURL)
+	require.NoError(t, err)
+	defer conn.Close(t.Context())
+	var items, digests int
+	require.NoError(t, conn.QueryRow(t.Context(), `SELECT (body::json->>'items')::int, cardinality(token_digests) FROM audit_events
+		WHERE operation = 'detokenize_resources' AND body::json->>'outcome' = 'OK' ORDER BY seq DESC LIMIT 1`).Scan(&items, &digests))
+	assert.Equal(t, 3, items, "the event counts the resources")
+	assert.Positive(t, digests, "and records the tokens revealed")
+}
+
+// TestFHIRDateShiftSurvivesRestart: a patient's offset is stored, so another process on
+// the same database shifts the same patient by the same amount.
+func TestFHIRDateShiftSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	first := e.start(t, true)
+	patient := `{"resourceType":"Patient","id":"pat-7","birthDate":"1980-02-29","gender":"female"}`
+	res, err := tokenizerv1.NewFhirServiceClient(first.conn).TokenizeResources(t.Context(), &tokenizerv1.TokenizeResourcesRequest{Profile: "limited_data_set", Resources: []string{patient}})
+	require.NoError(t, err)
+	require.Empty(t, res.Errors)
+	first.stop(t)
+	second := e.start(t, true)
+	res2, err := tokenizerv1.NewFhirServiceClient(second.conn).TokenizeResources(t.Context(), &tokenizerv1.TokenizeResourcesRequest{Profile: "limited_data_set", Resources: []string{patient}})
+	require.NoError(t, err)
+	assert.Equal(t, semantic(t, res.Resources[0]), semantic(t, res2.Resources[0]))
+	assert.NotContains(t, res.Resources[0], "1980-02-29")
+}
+
+// TestFHIRNDJSONStream: NDJSON lines go through the stream in batches; a bad line fails
+// alone and is reported by index in the trailer; the gRPC unary call reports the same.
+func TestFHIRNDJSONStream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.start(t, true)
+	var lines []string
+	for i := range 300 {
+		lines = append(lines, `{"resourceType":"Patient","id":"p`+strings.Repeat("x", i%5)+string(rune('a'+i%26))+`","gender":"other","name":[{"family":"Plantfamily"}]}`)
+	}
+	lines[123] = `{"resourceType":"Patient", not json`
+	code, out, hdr := fhirPost(t, r, "/v1/fhir/$de-identify?profile=limited_data_set", "application/fhir+ndjson", strings.Join(lines, "\n"))
+	require.Equal(t, http.StatusOK, code)
+	assert.Equal(t, 299, strings.Count(out, "\n"))
+	assert.NotContains(t, out, "Plantfamily")
+	assert.Contains(t, hdr.Get("X-Tokenizer-Errors"), `"index":123`)
+	assert.NotContains(t, hdr.Get("X-Tokenizer-Errors"), "not json", "errors never quote the input")
+
+	profiles, err := tokenizerv1.NewFhirServiceClient(r.conn).ListProfiles(t.Context(), &tokenizerv1.ListProfilesRequest{})
+	require.NoError(t, err)
+	names := map[string]bool{}
+	for _, p := range profiles.Profiles {
+		names[p.Name] = p.Reversible
+	}
+	assert.Equal(t, map[string]bool{"safe_harbor": false, "limited_data_set": true}, names)
+
+	_, err = tokenizerv1.NewFhirServiceClient(r.conn).DetokenizeResources(t.Context(), &tokenizerv1.DetokenizeResourcesRequest{Profile: "limited_data_set", Resources: []string{lines[0]}})
+	assert.Equal(t, codes.InvalidArgument, status.Code(err), "no purpose of use")
+}
