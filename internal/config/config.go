@@ -150,7 +150,7 @@ func DefaultClasses() []Class {
 		static("mrn", "MRN-99999999"),
 		// The classes of the FHIR presets (docs/fhir.md).
 		static("fhir_id", "fhir_id"),
-		static("fhir_name", "name"),
+		static("fhir_name", "text"), // exact: Synthea-style names carry digits, and the round trip keeps case
 		static("fhir_telecom", "text"),
 		static("fhir_identifier", "text"),
 		static("fhir_address", "text"),

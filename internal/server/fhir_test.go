@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -84,6 +87,14 @@ func TestFHIRRoundTripOverREST(t *testing.T) {
 	assert.Equal(t, patientURL, b.Entry[1].Resource["subject"].(map[string]any)["reference"], "references still link")
 	assert.Equal(t, patientURL, "urn:uuid:"+b.Entry[0].Resource["id"].(string))
 	assert.Regexp(t, `^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`, patientURL, "UUIDs stay UUIDs")
+	// The output of the real engine is valid FHIR R4 (the validator knows no terminology
+	// tables, so unknown codes from example bindings are tolerated, as in internal/fhir).
+	file := filepath.Join(t.TempDir(), "deid.json")
+	require.NoError(t, os.WriteFile(file, []byte(out), 0o600))
+	root, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	vout, err := exec.Command("node", filepath.Join(root, "tools", "fhir-validate", "validate-bundle.js"), file).CombinedOutput()
+	require.NoError(t, err, "FHIR validation failed:\n%s", vout)
 
 	again, _, _ := fhirPost(t, r, "/v1/fhir/$de-identify?profile=limited_data_set", "application/fhir+json", fhirBundle)
 	_, out2, _ := fhirPost(t, r, "/v1/fhir/$de-identify?profile=limited_data_set", "application/fhir+json", fhirBundle)
