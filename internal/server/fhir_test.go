@@ -2,20 +2,25 @@ package server_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
+	"github.com/phivault/tokenizer/internal/testutil/pkitest"
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 )
 
@@ -168,4 +173,121 @@ func TestFHIRNDJSONStream(t *testing.T) {
 
 	_, err = tokenizerv1.NewFhirServiceClient(r.conn).DetokenizeResources(t.Context(), &tokenizerv1.DetokenizeResourcesRequest{Profile: "limited_data_set", Resources: []string{lines[0]}})
 	assert.Equal(t, codes.InvalidArgument, status.Code(err), "no purpose of use")
+}
+
+// fhirPolicy: the honest broker may reveal everything; the analyst may reveal names
+// masked and telecom not at all; the researcher may only de-identify.
+const fhirPolicy = `
+principals:
+  - id: broker
+    classes: {"*": [tokenize, detokenize]}
+    purposes: [TREAT, HRESCH]
+  - id: analyst
+    classes:
+      "*": [tokenize]
+      fhir_id: [tokenize, detokenize]
+      fhir_identifier: [tokenize, detokenize]
+      fhir_address: [tokenize, detokenize]
+      fhir_name: [tokenize, detokenize_masked]
+    purposes: [HRESCH]
+  - id: researcher
+    classes: {"*": [tokenize]}
+`
+
+func fhirTLS(t *testing.T) (*running, func(cn string) tokenizerv1.FhirServiceClient) {
+	t.Helper()
+	ca := pkitest.NewCA(t, "tokenizer test CA")
+	dir := t.TempDir()
+	srv := ca.Issue(t, pkitest.Options{CN: "tokenizer", Server: true})
+	e := newEnv(t)
+	e.tls = &tlsFiles{
+		cert:   pkitest.Write(t, dir, "server.crt", srv.CertPEM),
+		key:    pkitest.Write(t, dir, "server.key", srv.KeyPEM),
+		ca:     pkitest.Write(t, dir, "clients-ca.pem", ca.PEM),
+		policy: pkitest.Write(t, dir, "policy.yaml", []byte(fhirPolicy)),
+	}
+	broker := ca.Issue(t, pkitest.Options{CN: "broker"})
+	e.client = pkitest.ClientConfig(ca, &broker)
+	r := e.start(t, true)
+	return r, func(cn string) tokenizerv1.FhirServiceClient {
+		leaf := ca.Issue(t, pkitest.Options{CN: cn})
+		conn, err := grpc.NewClient(r.addrs.GRPC, grpc.WithTransportCredentials(credentials.NewTLS(pkitest.ClientConfig(ca, &leaf))))
+		require.NoError(t, err)
+		t.Cleanup(func() { conn.Close() })
+		return tokenizerv1.NewFhirServiceClient(conn)
+	}
+}
+
+// TestFHIRRevealFollowsPolicy: re-identification reveals each field as Detokenize
+// would for the caller: in full, masked, or left tokenized and reported as unrestored.
+func TestFHIRRevealFollowsPolicy(t *testing.T) {
+	t.Parallel()
+	_, as := fhirTLS(t)
+	ctx := t.Context()
+	patient := `{"resourceType":"Patient","id":"pat-9","name":[{"family":"Rivera","given":["Ana"]}],
+		"telecom":[{"system":"phone","value":"617-555-0142"}],"birthDate":"1961-04-18"}`
+	deid, err := as("researcher").TokenizeResources(ctx, &tokenizerv1.TokenizeResourcesRequest{Profile: "limited_data_set", Resources: []string{patient}})
+	require.NoError(t, err)
+	require.Empty(t, deid.Errors)
+	_, err = as("researcher").DetokenizeResources(ctx, &tokenizerv1.DetokenizeResourcesRequest{Profile: "limited_data_set", PurposeOfUse: "HRESCH", Resources: deid.Resources})
+	assert.Equal(t, codes.PermissionDenied, status.Code(err), "no purpose granted, no reveal")
+
+	full, err := as("broker").DetokenizeResources(ctx, &tokenizerv1.DetokenizeResourcesRequest{Profile: "limited_data_set", PurposeOfUse: "TREAT", Resources: deid.Resources})
+	require.NoError(t, err)
+	assert.Equal(t, semantic(t, patient), semantic(t, full.Resources[0]))
+	assert.Empty(t, full.Unrestored)
+
+	part, err := as("analyst").DetokenizeResources(ctx, &tokenizerv1.DetokenizeResourcesRequest{Profile: "limited_data_set", PurposeOfUse: "HRESCH", Resources: deid.Resources})
+	require.NoError(t, err)
+	out := part.Resources[0]
+	assert.Contains(t, out, "1961-04-18", "dates are shifted back")
+	assert.Contains(t, out, `"id":"pat-9"`, "ids the analyst may reveal come back")
+	assert.NotContains(t, out, "Rivera", "names only masked")
+	assert.Contains(t, out, "**", "the masked form")
+	assert.NotContains(t, out, "617-555-0142", "telecom not revealed")
+	reasons := map[string]bool{}
+	for _, u := range part.Unrestored {
+		reasons[u.Reason] = true
+	}
+	assert.True(t, reasons["masked reveal: the caller may only see class fhir_name masked"], "%v", part.Unrestored)
+	assert.True(t, reasons["not revealed: the caller may not detokenize class fhir_telecom"], "%v", part.Unrestored)
+}
+
+// TestFHIROffsetsAgreeAcrossReplicas: two service processes on one database shift a new
+// patient by the same days, even when both see it first at once; patients differ.
+func TestFHIROffsetsAgreeAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a, b := e.start(t, true), e.start(t, true)
+	var resources []string
+	for i := range 20 {
+		resources = append(resources, fmt.Sprintf(`{"resourceType":"Patient","id":"rep-%d","birthDate":"2000-01-01"}`, i))
+	}
+	results := make([]*tokenizerv1.ResourcesResponse, 6)
+	var wg sync.WaitGroup
+	for i := range results {
+		r := a
+		if i%2 == 1 {
+			r = b
+		}
+		wg.Go(func() {
+			res, err := tokenizerv1.NewFhirServiceClient(r.conn).TokenizeResources(t.Context(), &tokenizerv1.TokenizeResourcesRequest{Profile: "limited_data_set", Resources: resources})
+			assert.NoError(t, err)
+			results[i] = res
+		})
+	}
+	wg.Wait()
+	births := map[string]bool{}
+	for _, res := range results {
+		require.NotNil(t, res)
+		require.Empty(t, res.Errors)
+		for i, out := range res.Resources {
+			assert.Equal(t, semantic(t, results[0].Resources[i]), semantic(t, out), "resource %d", i)
+		}
+	}
+	for _, out := range results[0].Resources {
+		births[semantic(t, out).(map[string]any)["birthDate"].(string)] = true
+	}
+	assert.Greater(t, len(births), 1, "patients born the same day are shifted by different offsets")
+	assert.False(t, births["2000-01-01"], "never shifted by 0")
 }
