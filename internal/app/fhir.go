@@ -122,85 +122,77 @@ func chunks[T any](items []T, n int) [][]T {
 	return append(out, items)
 }
 
-// Tokenize authorizes the items' classes and tokenizes the permitted ones; a refused
-// item fails its resource.
-func (t *fhirTokens) Tokenize(ctx context.Context, items []fhir.Item) ([]fhir.Tokenized, error) {
+// authorized decides op for the items' classes once, hands each refused item to deny,
+// and runs the permitted ones in chunks the engine accepts.
+func (t *fhirTokens) authorized(ctx context.Context, items []fhir.Item, op string, deny func(i int, err error), run func(part []int, d policy.Decision) error) error {
 	classes := make([]string, len(items))
 	for i, it := range items {
 		classes[i] = it.Class
 	}
-	d := policy.Decide(t.a.decision(ctx, policy.OpTokenize, classes, "", ""))
+	d := policy.Decide(t.a.decision(ctx, op, classes, t.purpose, t.justification))
 	if d.Err != nil {
-		return nil, d.Err
+		return d.Err
 	}
-	audit.RecordFrom(ctx).Denied = append(audit.RecordFrom(ctx).Denied, d.Denied...)
-	out := make([]fhir.Tokenized, len(items))
+	rec := audit.RecordFrom(ctx)
+	rec.Denied = append(rec.Denied, d.Denied...)
 	var allowed []int
 	for i, it := range d.Items {
 		if it.Effect == policy.Deny {
-			out[i].Err = it.Err
+			deny(i, it.Err)
 			continue
 		}
 		allowed = append(allowed, i)
 	}
 	for _, part := range chunks(allowed, t.a.Config.Limits.MaxItems) {
-		if len(part) == 0 {
-			continue
+		if len(part) > 0 {
+			if err := run(part, d); err != nil {
+				return err
+			}
 		}
+	}
+	return nil
+}
+
+// Tokenize authorizes the items' classes and tokenizes the permitted ones; a refused
+// item fails its resource.
+func (t *fhirTokens) Tokenize(ctx context.Context, items []fhir.Item) ([]fhir.Tokenized, error) {
+	out := make([]fhir.Tokenized, len(items))
+	err := t.authorized(ctx, items, policy.OpTokenize, func(i int, err error) { out[i].Err = err }, func(part []int, _ policy.Decision) error {
 		sub := make([]tokenizer.TokenizeItem, len(part))
 		for k, i := range part {
 			sub[k] = tokenizer.TokenizeItem{Class: items[i].Class, Value: items[i].Value}
 		}
 		res, err := t.eng.Tokenize(ctx, sub, 0)
-		if err != nil {
-			return nil, err
-		}
 		for k, i := range part {
-			out[i] = fhir.Tokenized{Token: res[k].Token, Err: res[k].Err}
+			if err == nil {
+				out[i] = fhir.Tokenized{Token: res[k].Token, Err: res[k].Err}
+			}
 		}
-	}
-	return out, nil
+		return err
+	})
+	return out, err
 }
 
 // Detokenize reveals each item as the caller may see its class: in full, masked, or
 // not at all (the field stays tokenized and the response says so).
 func (t *fhirTokens) Detokenize(ctx context.Context, items []fhir.Item) ([]fhir.Revealed, error) {
-	classes := make([]string, len(items))
-	for i, it := range items {
-		classes[i] = it.Class
-	}
-	d := policy.Decide(t.a.decision(ctx, policy.OpDetokenize, classes, t.purpose, t.justification))
-	if d.Err != nil {
-		return nil, d.Err
-	}
-	rec := audit.RecordFrom(ctx)
-	rec.Denied = append(rec.Denied, d.Denied...)
 	out := make([]fhir.Revealed, len(items))
-	var allowed []int
-	for i, it := range d.Items {
-		if it.Effect == policy.Deny {
-			out[i].Outcome = fhir.RevealWithheld
-			continue
-		}
-		allowed = append(allowed, i)
-	}
-	for _, part := range chunks(allowed, t.a.Config.Limits.MaxItems) {
-		if len(part) == 0 {
-			continue
-		}
+	rec := audit.RecordFrom(ctx)
+	withhold := func(i int, _ error) { out[i].Outcome = fhir.RevealWithheld }
+	err := t.authorized(ctx, items, policy.OpDetokenize, withhold, func(part []int, d policy.Decision) error {
 		sub := make([]tokenizer.DetokenizeItem, len(part))
 		for k, i := range part {
 			sub[k] = tokenizer.DetokenizeItem{Class: items[i].Class, Token: items[i].Value}
 		}
 		res, err := t.eng.Detokenize(ctx, sub)
-		if err != nil {
-			return nil, err
-		}
 		for k, i := range part {
-			out[i] = t.revealed(rec, items[i].Class, res[k], d.Items[i].Effect == policy.Mask)
+			if err == nil {
+				out[i] = t.revealed(rec, items[i].Class, res[k], d.Items[i].Effect == policy.Mask)
+			}
 		}
-	}
-	return out, nil
+		return err
+	})
+	return out, err
 }
 
 func (t *fhirTokens) revealed(rec *audit.Record, class string, r tokenizer.DetokenizeResult, masked bool) fhir.Revealed {
