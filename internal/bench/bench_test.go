@@ -213,11 +213,11 @@ func TestRunnerReport(t *testing.T) {
 			}
 			lines := strings.Split(out, "\n")
 			require.Greater(t, len(lines), len(tc.results))
-			assert.Equal(t, strings.Fields("workload batch clients calls/s values/s p50 p99"), strings.Fields(lines[0]))
+			assert.Equal(t, strings.Fields("workload batch clients calls/s values/s p50 p99 p99.9 server CPU s/1k values server RSS MiB"), strings.Fields(lines[0]))
 			for i, res := range tc.results {
 				fields := strings.Fields(strings.TrimPrefix(lines[i+1], res.Name))
 				assert.True(t, strings.HasPrefix(lines[i+1], res.Name+" "), lines[i+1])
-				assert.Equal(t, []string{"10", "4", strconv.Itoa(res.Calls), strconv.Itoa(res.Values), "1.23ms", "5.68ms"}, fields)
+				assert.Equal(t, []string{"10", "4", strconv.Itoa(res.Calls), strconv.Itoa(res.Values), "1.23ms", "5.68ms", "0s", "-", "-"}, fields)
 			}
 		})
 	}

@@ -17,12 +17,24 @@ import (
 
 // Result is one measured workload.
 type Result struct {
-	Name     string
-	Batch    int
-	Calls    int
-	Values   int
-	Elapsed  time.Duration
-	P50, P99 time.Duration
+	Name    string        `json:"name"`
+	Batch   int           `json:"batch"`
+	Clients int           `json:"clients"`
+	Calls   int           `json:"calls"`
+	Values  int           `json:"values"`
+	Elapsed time.Duration `json:"elapsed_ns"`
+	P50     time.Duration `json:"p50_ns"`
+	P99     time.Duration `json:"p99_ns"`
+	P999    time.Duration `json:"p999_ns"`
+	// Server is what the service's process used during the workload, when its admin
+	// address is known (nil for the baseline).
+	Server *ServerUse `json:"server,omitempty"`
+}
+
+// ServerUse is the service process's cost of one workload.
+type ServerUse struct {
+	CPUSecondsPer1000 float64 `json:"cpu_seconds_per_1000_values"`
+	RSSBytes          float64 `json:"rss_bytes"`
 }
 
 // ValuesPerSec is the workload's throughput in values.
@@ -84,8 +96,8 @@ func RunLoad(ctx context.Context, name string, batch, clients int, d time.Durati
 	}
 	slices.Sort(lat)
 	return Result{
-		Name: name, Batch: batch, Calls: len(lat), Values: values, Elapsed: elapsed,
-		P50: lat[len(lat)/2], P99: lat[min(len(lat)-1, len(lat)*99/100)],
+		Name: name, Batch: batch, Clients: clients, Calls: len(lat), Values: values, Elapsed: elapsed,
+		P50: lat[len(lat)/2], P99: lat[min(len(lat)-1, len(lat)*99/100)], P999: lat[min(len(lat)-1, len(lat)*999/1000)],
 	}, nil
 }
 

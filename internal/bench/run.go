@@ -27,6 +27,30 @@ type Runner struct {
 	Config
 	Service tokenizerv1.TokenizerServiceClient
 	Vault   *vault.Client // nil: no baseline
+	// Admin is the service's admin address (host:port); when set, each workload also
+	// reports the server's CPU seconds per 1,000 values and its RSS.
+	Admin string
+}
+
+// measure runs one service workload and, with an admin address, what it cost the server.
+func (r *Runner) measure(ctx context.Context, name string, b int, op Op) (Result, error) {
+	var before ServerSample
+	var err error
+	if r.Admin != "" {
+		if before, err = SampleServer(ctx, r.Admin); err != nil {
+			return Result{}, err
+		}
+	}
+	res, err := RunLoad(ctx, name, b, r.Clients, r.Duration, op)
+	if err != nil || r.Admin == "" {
+		return res, err
+	}
+	after, err := SampleServer(ctx, r.Admin)
+	if err != nil {
+		return Result{}, err
+	}
+	res.Server = &ServerUse{CPUSecondsPer1000: (after.CPUSeconds - before.CPUSeconds) / float64(res.Values) * 1000, RSSBytes: after.RSSBytes}
+	return res, nil
 }
 
 const baselineKey = "bench-convergent"
@@ -90,7 +114,7 @@ func (r *Runner) tokenizeOp(class string, b int, values func(client int) []strin
 // (the read path of a static class) and detokenize, for one class and batch size.
 func (r *Runner) service(ctx context.Context, class string, b int) ([]Result, error) {
 	rngs := r.rngs(uint64(b), len(class))
-	fresh, err := RunLoad(ctx, "tokenize "+class, b, r.Clients, r.Duration,
+	fresh, err := r.measure(ctx, "tokenize "+class, b,
 		r.tokenizeOp(class, b, func(w int) []string { return SSNValues(rngs[w], b) }))
 	if err != nil {
 		return nil, err
@@ -102,14 +126,14 @@ func (r *Runner) service(ctx context.Context, class string, b int) ([]Result, er
 	}
 	window := func(w, n int) int { return rngs[w].IntN(n - b + 1) }
 	if class == r.StaticClass {
-		res, err := RunLoad(ctx, "tokenize "+class+" (seen values)", b, r.Clients, r.Duration,
+		res, err := r.measure(ctx, "tokenize "+class+" (seen values)", b,
 			r.tokenizeOp(class, b, func(w int) []string { off := window(w, len(seen)); return seen[off : off+b] }))
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, res)
 	}
-	res, err := RunLoad(ctx, "detokenize "+class, b, r.Clients, r.Duration, func(ctx context.Context, w int) (int, error) {
+	res, err := r.measure(ctx, "detokenize "+class, b, func(ctx context.Context, w int) (int, error) {
 		req := &tokenizerv1.DetokenizeRequest{PurposeOfUse: "HOPERAT", Items: make([]*tokenizerv1.DetokenizeItem, b)}
 		off := window(w, len(pool))
 		for i := range b {
@@ -171,10 +195,15 @@ func (r *Runner) baseline(ctx context.Context, b int) ([]Result, error) {
 // Report writes the results as a table and, with a baseline, the ratios of values/s.
 func (r *Runner) Report(w io.Writer, results []Result) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "workload\tbatch\tclients\tcalls/s\tvalues/s\tp50\tp99\n")
+	fmt.Fprintf(tw, "workload\tbatch\tclients\tcalls/s\tvalues/s\tp50\tp99\tp99.9\tserver CPU s/1k values\tserver RSS MiB\n")
 	for _, res := range results {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.0f\t%v\t%v\n", res.Name, res.Batch, r.Clients,
-			res.CallsPerSec(), res.ValuesPerSec(), res.P50.Round(10*time.Microsecond), res.P99.Round(10*time.Microsecond))
+		cpu, rss := "-", "-"
+		if res.Server != nil {
+			cpu, rss = fmt.Sprintf("%.4f", res.Server.CPUSecondsPer1000), fmt.Sprintf("%.0f", res.Server.RSSBytes/(1<<20))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.0f\t%v\t%v\t%v\t%s\t%s\n", res.Name, res.Batch, r.Clients,
+			res.CallsPerSec(), res.ValuesPerSec(), res.P50.Round(10*time.Microsecond), res.P99.Round(10*time.Microsecond),
+			res.P999.Round(10*time.Microsecond), cpu, rss)
 	}
 	tw.Flush()
 	if r.Vault == nil {

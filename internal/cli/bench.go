@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -41,6 +42,8 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	target := fs.String("grpc", "127.0.0.1:9090", "tokenizer gRPC address")
 	vaultAddr := fs.String("vault-addr", "", "Vault address for the Transit baseline (empty: no baseline)")
 	vaultToken := fs.String("vault-token", "", "Vault token for the baseline (needs transit write)")
+	admin := fs.String("admin", "", "the service's admin address (host:port): adds its CPU seconds per 1,000 values and RSS")
+	asJSON := fs.Bool("json", false, "print the results as JSON, for machines")
 	var cfg bench.Config
 	fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "how long each workload runs")
 	fs.IntVar(&cfg.Clients, "clients", 4, "concurrent clients")
@@ -67,7 +70,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return fail(exitFailure, err)
 	}
 	defer conn.Close()
-	r := &bench.Runner{Config: cfg, Service: tokenizerv1.NewTokenizerServiceClient(conn)}
+	r := &bench.Runner{Config: cfg, Service: tokenizerv1.NewTokenizerServiceClient(conn), Admin: *admin}
 	if *vaultAddr != "" {
 		vc, err := vault.New(config.VaultConfig{Address: *vaultAddr, Token: *vaultToken}, quietLogger())
 		if err != nil {
@@ -79,6 +82,14 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	results, err := r.Run(ctx)
 	if err != nil {
 		return fail(exitFailure, err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(results); err != nil {
+			return fail(exitFailure, err)
+		}
+		return exitOK
 	}
 	r.Report(stdout, results)
 	return exitOK
