@@ -156,6 +156,7 @@ func DefaultClasses() []Class {
 		static("fhir_address", "text"),
 		static("fhir_text", "text"),
 		{Name: "ssn_fpe", Format: "ssn", Mode: "static", Generator: "fpe"},
+		{Name: "ssn_vaultless", Format: "ssn", Mode: "static", Generator: "fpe", Storage: "none"},
 		{Name: "ssn_dynamic", Format: "ssn", Mode: "dynamic"},
 	}
 }
@@ -523,4 +524,8 @@ type Class struct {
 	// MaskKeepLast is how many trailing tokenizable characters a masked reveal shows
 	// (default 4: ***-**-6789); the rest become *.
 	MaskKeepLast *int `yaml:"mask_keep_last"`
+	// Storage is "vault" (default: a row per value in the token vault) or "none" (FF1
+	// classes only: no row; a token is decrypted, so any well-formed token reveals a
+	// value and no token can be deleted or expire).
+	Storage string `yaml:"storage"`
 }

@@ -313,5 +313,5 @@ func TestDefaultClassNames(t *testing.T) {
 		assert.NotEmpty(t, c.Mode, c.Name)
 	}
 	assert.Equal(t, []string{"ssn", "phone", "email", "name", "date", "npi", "credit_card", "mrn",
-		"fhir_id", "fhir_name", "fhir_telecom", "fhir_identifier", "fhir_address", "fhir_text", "ssn_fpe", "ssn_dynamic"}, names)
+		"fhir_id", "fhir_name", "fhir_telecom", "fhir_identifier", "fhir_address", "fhir_text", "ssn_fpe", "ssn_vaultless", "ssn_dynamic"}, names)
 }

@@ -78,6 +78,9 @@ func Compile(cfg ClassConfig) (*Class, error) {
 	if cfg.TTL < 0 {
 		return nil, fmt.Errorf("class %s: ttl must not be negative", cfg.Name)
 	}
+	if err := checkStorage(cfg); err != nil {
+		return nil, err
+	}
 	if cfg.PreservePrefix < 0 || cfg.PreserveSuffix < 0 {
 		return nil, fmt.Errorf("class %s: preserve_prefix and preserve_suffix must not be negative", cfg.Name)
 	}
@@ -129,3 +132,31 @@ func Compile(cfg ClassConfig) (*Class, error) {
 	}
 	return c, nil
 }
+
+// Storage values of a class.
+const (
+	StorageVault = "vault"
+	StorageNone  = "none"
+)
+
+// checkStorage allows storage none only where a token can be found again without the
+// vault: FF1 of the value. What the class then gives up is said in the message.
+func checkStorage(cfg ClassConfig) error {
+	switch cfg.Storage {
+	case "", StorageVault:
+		return nil
+	case StorageNone:
+	default:
+		return fmt.Errorf("class %s: storage %q: want vault or none", cfg.Name, cfg.Storage)
+	}
+	if cfg.Mode != Static || cfg.Generator != FPE {
+		return fmt.Errorf("class %s: storage none needs mode static and generator fpe: only an FF1 token can be decrypted without the token vault", cfg.Name)
+	}
+	if cfg.TTL > 0 {
+		return fmt.Errorf("class %s: storage none keeps no row, so its tokens cannot expire: remove ttl", cfg.Name)
+	}
+	return nil
+}
+
+// stores reports whether the class keeps a row per value.
+func (c *Class) stores() bool { return c.Storage != StorageNone }

@@ -204,6 +204,14 @@ func (e *Engine) Tokenize(ctx context.Context, items []TokenizeItem, ttl time.Du
 			continue
 		}
 		w := &pending{idx: i, class: c, parsed: p, value: it.Value, scope: it.Scope}
+		if !c.stores() {
+			if err := e.vaultlessToken(w, ttl > 0); err != nil {
+				results[i].Err = err
+			} else {
+				results[i].Token = p.Template.Render(w.core)
+			}
+			continue
+		}
 		life := c.TTL
 		if ttl > 0 {
 			life = ttl
@@ -497,6 +505,12 @@ func (e *Engine) Detokenize(ctx context.Context, items []DetokenizeItem) ([]Deto
 			results[i].Err = err
 			continue
 		}
+		if !c.stores() {
+			if results[i].Value, results[i].Err = e.vaultlessReveal(c, p); results[i].Err == nil {
+				results[i].Digest = e.auditDigest(auditKey.Material, c.Name, p.Normalized)
+			}
+			continue
+		}
 		w := want{idx: i, class: c, norm: p.Normalized}
 		for _, k := range digKeys {
 			d := e.digest(k.Material, c.Name, p.Normalized)
@@ -610,6 +624,9 @@ func (e *Engine) deleteTarget(del *deletion, i int, it DeleteItem, auditKey keys
 	c, err := e.class(it.Class)
 	if err != nil {
 		return err
+	}
+	if !c.stores() {
+		return errs.New(errs.FailedPrecondition, "class %s: storage none keeps no mapping, so there is nothing to delete (any token of the class decrypts)", c.Name)
 	}
 	switch {
 	case it.Token != "" && it.Value != "":

@@ -196,3 +196,103 @@ func TestEngineKeepsTheStoreErrorClass(t *testing.T) {
 	_, err = e.Tokenize(ctx, []tokenizer.TokenizeItem{{Class: "ssn", Value: "123-45-6789"}}, 0)
 	assert.ErrorIs(t, err, context.Canceled, "the caller's cancellation is not a store failure")
 }
+
+// TestVaultlessFF1: a storage-none FF1 class writes no row, reveals by decryption,
+// refuses what it cannot do (scope, ttl, delete), and never reveals a wrong value.
+func TestVaultlessFF1(t *testing.T) {
+	t.Parallel()
+	classes := []config.Class{
+		{Name: "ssn_ff1", Format: "ssn", Mode: "static", Generator: "fpe", Storage: "none"},
+		{Name: "card_ff1", Format: "credit_card", Mode: "static", Generator: "fpe", Storage: "none", PreserveSuffix: 4},
+		{Name: "acct_ff1", Format: "MRN-99999999", Mode: "static", Generator: "fpe", Storage: "none"},
+	}
+	forEachBacking(t, func(t *testing.T, st backing) {
+		ctx := t.Context()
+		e := engineOn(t, st, classes...)
+		values := map[string][]string{
+			"ssn_ff1":  {"123-45-6789", "234-56-7890", "078-05-1120"},
+			"card_ff1": {"4111111111111111", "5500005555555559"},
+			"acct_ff1": {"MRN-12345678", "MRN-00000001"},
+		}
+		for class, vs := range values {
+			var items []tokenizer.TokenizeItem
+			for _, v := range vs {
+				items = append(items, tokenizer.TokenizeItem{Class: class, Value: v})
+			}
+			res, err := e.Tokenize(ctx, items, 0)
+			require.NoError(t, err)
+			var det []tokenizer.DetokenizeItem
+			for i, r := range res {
+				require.NoError(t, r.Err, "%s %d", class, i)
+				assert.NotEqual(t, vs[i], r.Token)
+				det = append(det, tokenizer.DetokenizeItem{Class: class, Token: r.Token})
+			}
+			again, err := e.Tokenize(ctx, items, 0)
+			require.NoError(t, err)
+			for i := range res {
+				assert.Equal(t, res[i].Token, again[i].Token, "deterministic")
+			}
+			out, err := e.Detokenize(ctx, det)
+			require.NoError(t, err)
+			for i, o := range out {
+				require.NoError(t, o.Err, "%s %d", class, i)
+				assert.Equal(t, vs[i], o.Value, "%s: decryption gives the value back", class)
+				assert.NotEmpty(t, o.Digest, "reveals are audited by digest as for every class")
+			}
+		}
+		if mem, ok := st.(*memory.Store); ok {
+			counts, err := mem.CountByKeyVersion(ctx)
+			require.NoError(t, err)
+			assert.Empty(t, counts, "no row per value")
+		}
+		res, err := e.Tokenize(ctx, []tokenizer.TokenizeItem{{Class: "ssn_ff1", Value: "123-45-6789", Scope: "a"}}, 0)
+		require.NoError(t, err)
+		assert.ErrorContains(t, res[0].Err, "scope is not supported")
+		res, err = e.Tokenize(ctx, []tokenizer.TokenizeItem{{Class: "ssn_ff1", Value: "123-45-6789"}}, time.Hour)
+		require.NoError(t, err)
+		assert.ErrorContains(t, res[0].Err, "cannot expire")
+		del, err := e.DeleteTokens(ctx, []tokenizer.DeleteItem{{Class: "ssn_ff1", Token: "123-45-6789"}})
+		require.NoError(t, err)
+		assert.Equal(t, errs.FailedPrecondition, errs.KindOf(del[0].Err))
+	})
+}
+
+func TestVaultlessNeedsFF1(t *testing.T) {
+	t.Parallel()
+	for _, c := range []config.Class{
+		{Name: "a", Format: "ssn", Mode: "static", Storage: "none"},
+		{Name: "b", Format: "ssn", Mode: "dynamic", Storage: "none"},
+		{Name: "c", Format: "ssn", Mode: "static", Generator: "fpe", Storage: "none", TTL: time.Hour},
+		{Name: "d", Format: "ssn", Mode: "static", Generator: "fpe", Storage: "disk"},
+	} {
+		_, err := tokenizer.Compile(c)
+		assert.Error(t, err, c.Name)
+		assert.Contains(t, err.Error(), "storage", c.Name)
+	}
+}
+
+// TestVaultlessRevealIsNeverWrong: any well-formed token decrypts; whatever it reveals
+// tokenizes back to the same token, so a reveal is never another value's.
+func TestVaultlessRevealIsNeverWrong(t *testing.T) {
+	t.Parallel()
+	e := engineOn(t, memory.New(), config.Class{Name: "ssn_ff1", Format: "ssn", Mode: "static", Generator: "fpe", Storage: "none"})
+	var det []tokenizer.DetokenizeItem
+	for i := range 300 {
+		det = append(det, tokenizer.DetokenizeItem{Class: "ssn_ff1", Token: fmt.Sprintf("%03d-%02d-%04d", 1+(i*37)%899, 1+(i*13)%99, 1+(i*7919)%9999)})
+	}
+	out, err := e.Detokenize(t.Context(), det)
+	require.NoError(t, err)
+	revealed := 0
+	for i, o := range out {
+		if o.Err != nil {
+			assert.Equal(t, errs.NotFound, errs.KindOf(o.Err))
+			continue
+		}
+		revealed++
+		back, err := e.Tokenize(t.Context(), []tokenizer.TokenizeItem{{Class: "ssn_ff1", Value: o.Value}}, 0)
+		require.NoError(t, err)
+		require.NoError(t, back[0].Err)
+		assert.Equal(t, det[i].Token, back[0].Token)
+	}
+	assert.Positive(t, revealed, "storage none: any well-formed token reveals a value (documented)")
+}

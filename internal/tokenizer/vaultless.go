@@ -1,0 +1,89 @@
+package tokenizer
+
+import (
+	"slices"
+	"unicode"
+
+	"github.com/phivault/tokenizer/internal/errs"
+	"github.com/phivault/tokenizer/internal/format"
+)
+
+// Classes with storage none keep no row: a token is FF1 of its value under the class
+// key (scope "": a token does not carry one), and revealing it decrypts it. Any
+// well-formed token therefore reveals some value, so a principal allowed to detokenize
+// such a class can reveal values that were never tokenized, and nothing can be deleted
+// or expire (docs/security.md and the class documentation say so).
+
+// vaultlessToken returns the token of w without touching the store.
+func (e *Engine) vaultlessToken(w *pending, ttl bool) error {
+	switch {
+	case w.scope != "":
+		return errs.New(errs.InvalidArgument, "class %s: storage none: scope is not supported (a token must decrypt without it)", w.class.Name)
+	case ttl:
+		return errs.New(errs.InvalidArgument, "class %s: storage none: tokens cannot expire (no ttl)", w.class.Name)
+	}
+	core, err := e.fpeCore(w.class, w.parsed, "")
+	if err != nil {
+		return err
+	}
+	w.core = core
+	return nil
+}
+
+// vaultlessReveal decrypts a token of a storage-none class: the inverse of fpeCore's
+// cycle walk. The value is checked by encrypting it again, so a token that was not made
+// from a value of the class (or a walk that cannot be undone) is NOT_FOUND, never a
+// wrong value.
+func (e *Engine) vaultlessReveal(c *Class, tp *format.Parsed) (string, error) {
+	notFound := errs.New(errs.NotFound, "class %s: token not found (it does not decrypt to a value of the class)", c.Name)
+	l := c.layoutFor(len(tp.Core))
+	sets := tp.Template.Sets()
+	if len(l.free) == 0 {
+		return "", notFound
+	}
+	alphabet := sets[l.free[0]].FPEAlphabet()
+	x := make([]rune, len(l.free))
+	for j, i := range l.free {
+		x[j] = unicode.ToUpper(tp.Core[i])
+		if sets[i] != format.Upper && sets[i] != format.Lower {
+			x[j] = tp.Core[i]
+		}
+	}
+	ff1, err := e.ff1(c, alphabet)
+	if err != nil {
+		return "", err
+	}
+	if len(x) < ff1.MinLen() {
+		return "", notFound
+	}
+	tweak := fpeTweak(c.Name, "")
+	s := string(x)
+	core := slices.Clone(tp.Core)
+	for range maxWalk {
+		if s, err = ff1.Decrypt(tweak, s); err != nil {
+			return "", notFound
+		}
+		for j, r := range []rune(s) {
+			core[l.free[j]] = r
+		}
+		if l.check >= 0 {
+			c.format.Complete(core, l.check)
+		}
+		if c.format.ValidToken(tp.Template, core) {
+			break
+		}
+	}
+	value := tp.Template.Render(core)
+	vp, err := c.format.Parse(value)
+	if err != nil {
+		return "", notFound
+	}
+	again, err := e.fpeCore(c, vp, "")
+	if err != nil {
+		return "", notFound
+	}
+	if rp, err := c.format.ParseToken(vp.Template.Render(again)); err != nil || rp.Normalized != tp.Normalized {
+		return "", notFound
+	}
+	return value, nil
+}
