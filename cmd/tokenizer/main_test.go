@@ -25,6 +25,7 @@ import (
 
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 
+	"github.com/phivault/tokenizer/internal/store"
 	"github.com/phivault/tokenizer/internal/testutil/pgtest"
 	"github.com/phivault/tokenizer/internal/testutil/pkitest"
 )
@@ -237,7 +238,8 @@ func TestCommandLine(t *testing.T) {
 	db := pgtest.NewDatabase(t)
 	code, out = run([]string{"TOKENIZER_DATABASE_URL=" + db}, "migrate")
 	assert.Equal(t, 0, code, out)
-	assert.Contains(t, out, "applied migrations [1 2]")
+	assert.Contains(t, out, "applied migrations [1 2 ")
+	assert.Contains(t, out, fmt.Sprintf("schema is at version %d", store.LatestVersion()))
 	code, out = run([]string{"TOKENIZER_DATABASE_URL=" + db}, "migrate")
 	assert.Equal(t, 0, code, out)
 	assert.Contains(t, out, "up to date")

@@ -16,6 +16,8 @@ type OpsSources struct {
 	CheckpointInterval time.Duration
 	// CertExpiry is the expiry of the server certificate in use (nil without TLS).
 	CertExpiry func() (time.Time, bool)
+	// Cache reports the mapping cache's hits, misses and entries (nil when off).
+	Cache func() (hits, misses int64, entries int)
 }
 
 // RegisterOps adds the operations metrics. They are computed at scrape time, so no
@@ -30,6 +32,16 @@ func (m *Metrics) RegisterOps(src OpsSources) {
 		Help: "1 when the key provider passed its last check (Vault reachable, unsealed, login accepted); 0 while requests fail closed.",
 	}, func() float64 { return boolGauge(src.KeyProviderUp()) }))
 	m.Registry.MustRegister(NewCheckpointCollector(src.Checkpoints, src.CheckpointInterval))
+	if src.Cache != nil {
+		m.Registry.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "tokenizer", Subsystem: "cache", Name: "hits_total",
+				Help: "Mapping lookups answered by the in-process cache."}, func() float64 { h, _, _ := src.Cache(); return float64(h) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "tokenizer", Subsystem: "cache", Name: "misses_total",
+				Help: "Mapping lookups the cache sent to the database."}, func() float64 { _, ms, _ := src.Cache(); return float64(ms) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "tokenizer", Subsystem: "cache", Name: "entries",
+				Help: "Mappings held by the cache (both indexes)."}, func() float64 { _, _, n := src.Cache(); return float64(n) }),
+		)
+	}
 	if src.CertExpiry != nil {
 		m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "tokenizer", Subsystem: "tls", Name: "certificate_expiry_timestamp_seconds",

@@ -18,6 +18,7 @@ import (
 	"github.com/phivault/tokenizer/internal/keys"
 	"github.com/phivault/tokenizer/internal/policy"
 	"github.com/phivault/tokenizer/internal/store"
+	"github.com/phivault/tokenizer/internal/store/cache"
 	"github.com/phivault/tokenizer/internal/tokenizer"
 	"github.com/phivault/tokenizer/internal/vault"
 )
@@ -36,7 +37,9 @@ type App struct {
 	// to measure what auditing costs.
 	Audit audit.Sink
 
-	writer   *audit.Writer
+	writer *audit.Writer
+	// Cache is the mapping cache in front of Store (nil when off).
+	Cache    *cache.Store
 	monitor  *keys.Monitor
 	classSet map[string]bool
 	engine   atomic.Pointer[tokenizer.Engine]
@@ -101,6 +104,9 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		return nil, err
 	}
 	a.closers = append(a.closers, a.Store.Close)
+	if cfg.Cache.Entries > 0 && !o.command {
+		a.Cache = cache.New(a.Store, cache.Options{Entries: cfg.Cache.Entries, TTL: cfg.Cache.TTL})
+	}
 	if !o.command {
 		if a.Policies, err = policy.NewStore(cfg.PolicyFile, a.ClassNames(), fixedPolicy(cfg, log)); err != nil {
 			return nil, err
@@ -229,4 +235,12 @@ func (a *App) Close() {
 		a.closers[i]()
 	}
 	a.closers = nil
+}
+
+// tokenStore is what the engine reads and writes: the cache when on, else the store.
+func (a *App) tokenStore() tokenizer.Store {
+	if a.Cache != nil {
+		return a.Cache
+	}
+	return a.Store
 }

@@ -40,7 +40,7 @@ func (a *App) Load(ctx context.Context) error {
 	if err := kr.Ensure(ctx, tokenizer.KeyPurposes(a.Classes)...); err != nil {
 		return fmt.Errorf("load data keys: %w", err)
 	}
-	eng, err := tokenizer.New(a.Classes, a.Store, kr, tokenizer.Limits{MaxItems: a.Config.Limits.MaxItems, MaxValueBytes: a.Config.Limits.MaxValueBytes})
+	eng, err := tokenizer.New(a.Classes, a.tokenStore(), kr, tokenizer.Limits{MaxItems: a.Config.Limits.MaxItems, MaxValueBytes: a.Config.Limits.MaxValueBytes})
 	if err != nil {
 		return err
 	}
@@ -80,6 +80,9 @@ func (a *App) Start(ctx context.Context, h Hooks) {
 		OnChange: func(down bool) { call(h.Ready, !down) },
 	}
 	go a.Policies.Watch(ctx, a.Log, h.PolicyReloaded)
+	if a.Cache != nil {
+		go a.Cache.Follow(ctx, a.Store, a.Log)
+	}
 	go func() {
 		if !a.initLoop(ctx) {
 			return

@@ -46,6 +46,7 @@ type Config struct {
 	Limits   LimitsConfig   `yaml:"limits"`
 	Audit    AuditConfig    `yaml:"audit"`
 	FHIR     FHIRConfig     `yaml:"fhir"`
+	Cache    CacheConfig    `yaml:"cache"`
 
 	RequestTimeout  time.Duration `yaml:"request_timeout" usage:"deadline for one request's work"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" usage:"how long in-flight requests may take to finish on SIGTERM"`
@@ -104,6 +105,15 @@ type AuditConfig struct {
 	WriteTimeout   time.Duration `yaml:"write_timeout" usage:"how long an audit append may take before the request fails"`
 }
 
+// CacheConfig sizes the in-process cache of token mappings (rows as stored: values and
+// tokens only encrypted). Replicas invalidate each other's entries through PostgreSQL
+// LISTEN/NOTIFY; TTL bounds how long a replica may answer from an entry when that feed
+// fails.
+type CacheConfig struct {
+	Entries int           `yaml:"entries" usage:"mappings cached per index (by token, by value); 0 turns the cache off"`
+	TTL     time.Duration `yaml:"ttl" usage:"the longest a cached mapping is trusted (bounds staleness if invalidations are lost)"`
+}
+
 // FHIRConfig sets up FHIR de-identification (docs/fhir.md).
 type FHIRConfig struct {
 	// DateShiftDays bounds each patient's random date shift: ±1..DateShiftDays days.
@@ -129,6 +139,7 @@ func Defaults() *Config {
 		Limits:          LimitsConfig{MaxItems: 1000, MaxValueBytes: 1024, MaxMessageBytes: 4 << 20},
 		Audit:           AuditConfig{CheckpointEvery: 1000, CheckpointInterval: time.Minute, CheckpointSink: "stdout", WriteTimeout: 5 * time.Second},
 		FHIR:            FHIRConfig{DateShiftDays: 365},
+		Cache:           CacheConfig{Entries: 50000, TTL: 30 * time.Second},
 		RequestTimeout:  10 * time.Second,
 		ShutdownTimeout: 30 * time.Second,
 	}
@@ -415,6 +426,12 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown_timeout", "must be positive")
+	}
+	if c.Cache.Entries < 0 {
+		bad("cache.entries", "must not be negative")
+	}
+	if c.Cache.Entries > 0 && c.Cache.TTL <= 0 {
+		bad("cache.ttl", "must be positive when the cache is on")
 	}
 	if c.FHIR.DateShiftDays < 1 || c.FHIR.DateShiftDays > 3650 {
 		bad("fhir.date_shift_days", "must be 1 to 3650")

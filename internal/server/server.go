@@ -74,6 +74,9 @@ func New(ctx context.Context, a *app.App) (*Server, error) {
 	if s.certs != nil {
 		ops.CertExpiry = s.certs.Expiry
 	}
+	if c := a.Cache; c != nil {
+		ops.Cache = func() (int64, int64, int) { h, m := c.Stats(); return h, m, c.Len() }
+	}
 	s.metrics.RegisterOps(ops)
 	s.health = health.NewServer()
 	s.grpc = grpc.NewServer(append(opts, s.chain(false)...)...)

@@ -193,13 +193,19 @@ func (s *Store) DeleteTokens(ctx context.Context, refs []tokenizer.Ref) (map[str
 		return nil, classify("delete tokens", err)
 	}
 	out := map[string]bool{}
+	var gone []tokenizer.Ref
 	var class string
 	var digest []byte
 	_, err = pgx.ForEachRow(rows, []any{&class, &digest}, func() error {
 		out[tokenizer.RefKey(class, digest)] = true
+		gone = append(gone, tokenizer.Ref{Class: class, Digest: digest})
 		return nil
 	})
-	return out, classify("delete tokens", err)
+	if err != nil {
+		return nil, classify("delete tokens", err)
+	}
+	s.publishDeleted(ctx, gone)
+	return out, nil
 }
 
 // LookupFingerprints returns the live static rows among refs, keyed by tokenizer.FingerprintRef.Key.
@@ -289,6 +295,12 @@ func (s *Store) Reencrypt(ctx context.Context, current, limit int, fn func(m *to
 		if _, err := tx.Exec(ctx, `UPDATE tokens SET value_ct = $3, token_ct = $4, key_version = $5 WHERE class = $1 AND token_digest = $2`,
 			ms[i].Class, ms[i].TokenDigest, ms[i].ValueCT, ms[i].TokenCT, ms[i].KeyVersion); err != nil {
 			return 0, classify("re-encrypt row", err)
+		}
+	}
+	if len(ms) > 0 {
+		// Caches hold rows as stored: re-encrypted rows replace them everywhere.
+		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, 'flush')", invalidationChannel); err != nil {
+			return 0, classify("publish cache flush", err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
