@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"errors"
 	"encoding/base64"
 	"fmt"
 )
@@ -15,6 +16,9 @@ func (c *Client) EnsureConvergentKey(ctx context.Context, name string) error {
 	_, err := c.write(ctx, "create convergent key", c.transit("keys", name), map[string]any{
 		"type": "aes256-gcm96", "derived": true, "convergent_encryption": true,
 	})
+	if errors.Is(err, errEmpty) {
+		return nil // Vault answers a key creation with no body
+	}
 	return err
 }
 

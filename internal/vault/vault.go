@@ -262,10 +262,13 @@ func (c *Client) write(ctx context.Context, op, path string, data map[string]any
 		return nil, classify(op, err)
 	}
 	if s == nil || s.Data == nil {
-		return nil, fmt.Errorf("vault %s: empty response: %w", op, errs.ErrUnavailable)
+		return nil, fmt.Errorf("vault %s: %w: %w", op, errEmpty, errs.ErrUnavailable)
 	}
 	return s, nil
 }
+
+// errEmpty is wrapped when Vault answers a write with no data.
+var errEmpty = errors.New("empty response")
 
 func (c *Client) transit(parts ...string) string {
 	return c.cfg.TransitMount + "/" + strings.Join(parts, "/")
