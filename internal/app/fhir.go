@@ -1,7 +1,9 @@
 package app
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -225,4 +227,85 @@ type fhirOffsets struct {
 func (o *fhirOffsets) Offsets(ctx context.Context, subjects []string, create bool) (map[string]int, error) {
 	days := o.a.Config.FHIR.DateShiftDays
 	return o.eng.SubjectOffsets(ctx, o.a.Store, subjects, create, func() (int, error) { return fhir.DrawOffset(days) })
+}
+
+// FHIROutcome is the outcome of one FHIR request: the resources in request order (nil
+// where one failed) and the report's failures and unrestored paths, indexed by request
+// resource.
+type FHIROutcome struct {
+	Resources  [][]byte
+	Errors     []fhir.ResourceError
+	Unrestored []fhir.Unrestored
+}
+
+// ProcessFHIR runs resources (each a resource or a Bundle, JSON) through the request's
+// processor: lone resources in one batch, each Bundle streamed entry by entry; a resource
+// that fails fails alone. It records the request for its audit event.
+func (a *App) ProcessFHIR(ctx context.Context, req FHIRRequest, in [][]byte) (*FHIROutcome, error) {
+	if len(in) == 0 {
+		return nil, errs.New(errs.InvalidArgument, "resources: at least one is required")
+	}
+	p, err := a.FHIR(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	out := &FHIROutcome{Resources: make([][]byte, len(in))}
+	var lone [][]byte
+	var at []int
+	for i, r := range in {
+		if !isBundle(r) {
+			lone, at = append(lone, r), append(at, i)
+			continue
+		}
+		var buf bytes.Buffer
+		rep, err := runBundle(ctx, p, req.Reverse, r, &buf)
+		if errs.KindOf(err) == errs.InvalidArgument {
+			out.Errors = append(out.Errors, fhir.ResourceError{Index: i, ResourceType: "Bundle", Reason: err.Error()})
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out.Resources[i] = buf.Bytes()
+		out.add(ctx, rep, func(int) int { return i })
+	}
+	if len(lone) > 0 {
+		res, rep, err := p.Resources(ctx, lone, req.Reverse)
+		if err != nil {
+			return nil, err
+		}
+		for k, b := range res {
+			out.Resources[at[k]] = b
+		}
+		out.add(ctx, rep, func(k int) int { return at[k] })
+	}
+	return out, nil
+}
+
+func runBundle(ctx context.Context, p *fhir.Processor, reverse bool, r []byte, w *bytes.Buffer) (*fhir.Report, error) {
+	if reverse {
+		return p.ReidentifyJSON(ctx, bytes.NewReader(r), w)
+	}
+	return p.DeidentifyJSON(ctx, bytes.NewReader(r), w)
+}
+
+// isBundle peeks at the resource type without trusting the rest of the document.
+func isBundle(r []byte) bool {
+	var probe struct {
+		ResourceType string `json:"resourceType"`
+	}
+	return json.Unmarshal(r, &probe) == nil && probe.ResourceType == "Bundle"
+}
+
+// add records a processor report; index maps its resource index to the request's.
+func (o *FHIROutcome) add(ctx context.Context, rep *fhir.Report, index func(int) int) {
+	RecordFHIR(ctx, rep)
+	for _, e := range rep.Errors {
+		e.Index = index(e.Index)
+		o.Errors = append(o.Errors, e)
+	}
+	for _, u := range rep.Unrestored {
+		u.Index = index(u.Index)
+		o.Unrestored = append(o.Unrestored, u)
+	}
 }

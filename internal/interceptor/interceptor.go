@@ -8,6 +8,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"regexp"
+	"strings"
+	"unicode"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -93,4 +95,29 @@ func WithRequestID(ctx context.Context, _ string, next func(context.Context) err
 	}
 	_ = grpc.SetHeader(ctx, metadata.Pairs("x-request-id", id))
 	return next(context.WithValue(ctx, requestIDKey{}, id))
+}
+
+// Operations maps every method of the services ("/pkg.Service/Method") to an operation
+// name: the method name in snake_case (TokenizeStream: tokenize_stream).
+func Operations(services ...grpc.ServiceDesc) map[string]string {
+	out := map[string]string{}
+	add := func(svc, name string) {
+		var b strings.Builder
+		for i, r := range name {
+			if unicode.IsUpper(r) && i > 0 {
+				b.WriteByte('_')
+			}
+			b.WriteRune(unicode.ToLower(r))
+		}
+		out["/"+svc+"/"+name] = b.String()
+	}
+	for _, sd := range services {
+		for _, m := range sd.Methods {
+			add(sd.ServiceName, m.MethodName)
+		}
+		for _, st := range sd.Streams {
+			add(sd.ServiceName, st.StreamName)
+		}
+	}
+	return out
 }

@@ -132,3 +132,13 @@ func TestRequestID(t *testing.T) {
 	}
 	assert.Equal(t, "-", interceptor.RequestID(context.Background()))
 }
+
+func TestOperations(t *testing.T) {
+	t.Parallel()
+	ops := interceptor.Operations(healthpb.Health_ServiceDesc)
+	assert.Equal(t, map[string]string{
+		"/grpc.health.v1.Health/Check": "check",
+		"/grpc.health.v1.Health/List":  "list",
+		"/grpc.health.v1.Health/Watch": "watch",
+	}, ops)
+}

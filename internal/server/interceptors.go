@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"time"
-	"unicode"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
@@ -42,30 +40,7 @@ func (s *Server) chain(internal bool) []grpc.ServerOption {
 // the method name in snake_case (TokenizeStream: tokenize_stream), so that a new RPC is
 // authenticated, limited and audited by default. Health and reflection pass through
 // the chain without identity, limit or audit.
-var operations = auditedOperations(tokenizerv1.TokenizerService_ServiceDesc, tokenizerv1.AuditService_ServiceDesc, tokenizerv1.FhirService_ServiceDesc)
-
-func auditedOperations(services ...grpc.ServiceDesc) map[string]string {
-	out := map[string]string{}
-	add := func(svc, name string) {
-		var b strings.Builder
-		for i, r := range name {
-			if unicode.IsUpper(r) && i > 0 {
-				b.WriteByte('_')
-			}
-			b.WriteRune(unicode.ToLower(r))
-		}
-		out["/"+svc+"/"+name] = b.String()
-	}
-	for _, sd := range services {
-		for _, m := range sd.Methods {
-			add(sd.ServiceName, m.MethodName)
-		}
-		for _, st := range sd.Streams {
-			add(sd.ServiceName, st.StreamName)
-		}
-	}
-	return out
-}
+var operations = interceptor.Operations(tokenizerv1.TokenizerService_ServiceDesc, tokenizerv1.AuditService_ServiceDesc, tokenizerv1.FhirService_ServiceDesc)
 
 // recoverStep turns a panic into INTERNAL. The panic value is not logged: it could
 // hold anything, including a value.
