@@ -2,8 +2,8 @@ package vault
 
 import (
 	"context"
-	"errors"
 	"encoding/base64"
+	"errors"
 	"fmt"
 )
 
