@@ -39,11 +39,14 @@ Usage:
   tokenizer audit export        write the audit log: --format jsonl|csv|fhir [--from] [--to]
   tokenizer audit disclosures   list every reveal of a token: --class C --token T
   tokenizer bench [flags]       load-test a running service, with a Vault Transit baseline
+  tokenizer dev reset [--yes]   development only: drop and recreate the database, new key file
   tokenizer version             print the version
 
 Every command reads the same configuration: flags, then TOKENIZER_* environment,
 then the YAML file named by --config or TOKENIZER_CONFIG. Run "tokenizer serve -h"
-for the settings.
+for the settings. Commands other than serve first say on stderr which database and
+key provider they use, and those that use keys refuse a database whose data keys the
+configured key cannot unwrap.
 `
 
 // Run runs the command line args and returns the process exit code.
@@ -64,6 +67,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return benchCmd(ctx, rest, stdout, stderr)
 	case "audit":
 		return auditCmd(ctx, rest, getenv, stdout, stderr)
+	case "dev":
+		return devCmd(ctx, rest, getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "tokenizer", Version())
 		return exitOK
@@ -98,6 +103,11 @@ func load(name string, args []string, getenv func(string) string, stderr io.Writ
 		fmt.Fprintf(stderr, "tokenizer %s: %v\n", name, err)
 		return nil, exitUsage
 	}
+	if _, err := app.ResolveDevDatabase(cfg); err != nil {
+		fmt.Fprintf(stderr, "tokenizer %s: %v\n", name, err)
+		return nil, exitFailure
+	}
+	sayWhere(name, cfg, stderr)
 	return cfg, -1
 }
 
@@ -121,6 +131,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	log := NewLogger(cfg, stderr)
 	log.Debug("configuration", slog.String("config", cfg.String()))
+	log.Info("starting", slog.String("database", app.DescribeDatabase(cfg)), slog.String("keys", app.DescribeKeys(cfg)))
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	a, err := app.Build(ctx, cfg, log)
