@@ -110,18 +110,17 @@ func devReset(ctx context.Context, cfg *config.Config, sink string, stdout io.Wr
 			return err
 		}
 	}
-	if err := store.EnsureDatabase(ctx, cfg.Database.URL); err != nil {
-		return err
-	}
-	st, err := app.OpenStore(ctx, cfg, 2)
+	// Init migrates and creates the data keys under the new key file, so that the
+	// database is this key's before anything else opens it.
+	a, err := app.Build(ctx, cfg, quietLogger(), app.ForCommand())
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	if _, err := st.Migrate(ctx); err != nil {
+	defer a.Close()
+	if err := a.Init(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "created key file %s and database %s (schema version %d)\n",
+	fmt.Fprintf(stdout, "created key file %s and database %s (schema version %d, data keys wrapped by the new key file)\n",
 		cfg.Keys.LocalFile, app.DatabaseName(cfg.Database.URL), store.LatestVersion())
 	return nil
 }
