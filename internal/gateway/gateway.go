@@ -9,7 +9,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/textproto"
@@ -39,11 +38,7 @@ func (m *safeJSON) sanitize(err error) error {
 	if err == nil || errors.Is(err, io.EOF) {
 		return err
 	}
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return fmt.Errorf("request body exceeds the limit of %d bytes", m.maxBytes)
-	}
-	return errBadJSON
+	return decodeError(err, m.maxBytes)
 }
 
 // Marshal compacts protojson's output: protojson varies its whitespace on purpose from
@@ -78,7 +73,14 @@ func (m *safeJSON) Unmarshal(data []byte, v any) error {
 
 func (m *safeJSON) NewDecoder(r io.Reader) runtime.Decoder {
 	d := m.JSONPb.NewDecoder(r)
-	return runtime.DecoderFunc(func(v any) error { return m.sanitize(d.Decode(v)) })
+	st := stateOf(r)
+	return runtime.DecoderFunc(func(v any) error {
+		err := m.sanitize(d.Decode(v))
+		if err != nil && !errors.Is(err, io.EOF) && st != nil {
+			st.decoded(err)
+		}
+		return err
+	})
 }
 
 func headerIn(key string) (string, bool) {
@@ -113,10 +115,30 @@ func headerOut(key string) (string, bool) {
 	return runtime.MetadataHeaderPrefix + key, true
 }
 
+// restGateway is the REST handler: grpc-gateway's mux and the HTTP conventions
+// around it (conventions.go).
+type restGateway struct {
+	mux    *runtime.ServeMux
+	routes map[string]route
+	limit  int64
+	reject RejectFunc
+}
+
 // New returns the REST handler over conn (a connection to the in-memory gRPC server,
 // which runs the same interceptors, so that authentication, metrics, authorization and
-// audit run for REST exactly as for gRPC). Bodies are limited to maxBytes.
-func New(ctx context.Context, conn *grpc.ClientConn, maxBytes int) (http.Handler, error) {
+// audit run for REST exactly as for gRPC). Bodies are limited to maxBytes (413 over
+// it); a method a route does not serve is 405 with Allow; requests refused before
+// gRPC are reported to WithRejections' function.
+func New(ctx context.Context, conn *grpc.ClientConn, maxBytes int, opts ...Option) (http.Handler, error) {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	rts, err := routes()
+	if err != nil {
+		return nil, err
+	}
+	g := &restGateway{routes: rts, limit: int64(maxBytes), reject: o.reject}
 	codec := &safeJSON{
 		JSONPb: &runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
@@ -126,6 +148,9 @@ func New(ctx context.Context, conn *grpc.ClientConn, maxBytes int) (http.Handler
 	}
 	gw := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, codec),
+		runtime.WithMarshalerOption(exportMIME, exportMarshaler{&runtime.HTTPBodyMarshaler{Marshaler: codec}}),
+		runtime.WithErrorHandler(g.errorHandler),
+		runtime.WithRoutingErrorHandler(g.routingErrorHandler),
 		runtime.WithIncomingHeaderMatcher(headerIn),
 		runtime.WithOutgoingHeaderMatcher(headerOut),
 		runtime.WithMetadata(forwardIdentity),
@@ -141,9 +166,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, maxBytes int) (http.Handler
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(tokenizerv1.OpenAPI)
 	})
-	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, int64(maxBytes))
-		gw.ServeHTTP(w, r)
-	}))
+	g.mux = gw
+	mux.HandleFunc("/", g.handler)
 	return mux, nil
 }

@@ -206,7 +206,7 @@ func (s *Server) gateway(ctx context.Context) (http.Handler, error) {
 		<-ctx.Done()
 		conn.Close()
 	}()
-	return gateway.New(ctx, conn, limit)
+	return gateway.New(ctx, conn, limit, gateway.WithRejections(s.auditRejection))
 }
 
 // shutdown drains REST first (its in-flight requests still need the gRPC server behind
