@@ -96,10 +96,12 @@ func devReset(ctx context.Context, cfg *config.Config, sink string, stdout io.Wr
 		if f == "" {
 			continue
 		}
-		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		switch err := os.Remove(f); {
+		case err == nil:
+			fmt.Fprintf(stdout, "deleted %s\n", f)
+		case !errors.Is(err, fs.ErrNotExist):
 			return err
 		}
-		fmt.Fprintf(stdout, "deleted %s\n", f)
 	}
 	if _, _, err := keys.OpenLocal(cfg.Keys.LocalFile); err != nil {
 		return err
