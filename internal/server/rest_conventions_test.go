@@ -14,6 +14,7 @@ import (
 
 	"github.com/phivault/tokenizer/internal/audit"
 	"github.com/phivault/tokenizer/internal/config"
+	"github.com/phivault/tokenizer/internal/testutil/pkitest"
 )
 
 // do sends one REST request and returns the response and its body.
@@ -173,5 +174,34 @@ func TestRESTExportContentType(t *testing.T) {
 			require.NoError(t, json.Unmarshal([]byte(raw), &bundle))
 			assert.Equal(t, "Bundle", bundle["resourceType"])
 		}
+	}
+}
+
+// TestRESTRejectionCallerIsTheCertificate: over mTLS, a request the gateway refuses is
+// audited with the identity of the verified client certificate (SPIFFE ID, else CN),
+// and without a certificate as unauthenticated.
+func TestRESTRejectionCallerIsTheCertificate(t *testing.T) {
+	t.Parallel()
+	p := startTLS(t)
+	for _, tt := range []struct {
+		leaf   *pkitest.Leaf
+		caller string
+	}{
+		{p.leaf(t, "ehr", "spiffe://hospital.example/ehr"), "spiffe://hospital.example/ehr"},
+		{p.leaf(t, "analyst", ""), "analyst"},
+		{nil, "unauthenticated"},
+	} {
+		code, raw, err := p.rest(t, tt.leaf, "/v1/tokenize", `{"itemz":[]}`)
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusBadRequest, code, raw)
+		assert.Contains(t, raw, `unknown field \"itemz\"`)
+		found := false
+		for _, d := range events(t, p.env.dbURL) {
+			if d.Operation == "tokenize" && d.Outcome == "INVALID_ARGUMENT" && d.Caller == tt.caller {
+				found = true
+				assert.Contains(t, d.Reason, "itemz")
+			}
+		}
+		assert.True(t, found, "an audit event with caller %s", tt.caller)
 	}
 }
