@@ -14,6 +14,7 @@ import (
 
 	"github.com/phivault/tokenizer/internal/audit"
 	"github.com/phivault/tokenizer/internal/config"
+	"github.com/phivault/tokenizer/internal/testutil/pgtest"
 	"github.com/phivault/tokenizer/internal/testutil/pkitest"
 )
 
@@ -204,4 +205,22 @@ func TestRESTRejectionCallerIsTheCertificate(t *testing.T) {
 		}
 		assert.True(t, found, "an audit event with caller %s", tt.caller)
 	}
+}
+
+// TestRESTRejectionFailsClosedWithoutAudit: when a rejection's audit event cannot be
+// written, the answer is 503, as for any request whose event cannot be written.
+func TestRESTRejectionFailsClosedWithoutAudit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.start(t, true)
+	pgtest.Exec(t, e.dbURL, `ALTER TABLE audit_events ADD CONSTRAINT refuse_all CHECK (seq < 0) NOT VALID`)
+	code, _, raw := r.rest(t, "/v1/tokenize", `{"itemz":[]}`)
+	assert.Equal(t, http.StatusServiceUnavailable, code, raw)
+	assert.Contains(t, raw, "audit log unavailable")
+	resp, raw := do(t, r, "GET", "/v1/tokenize", nil, nil)
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, raw)
+
+	pgtest.Exec(t, e.dbURL, `ALTER TABLE audit_events DROP CONSTRAINT refuse_all`)
+	code, _, raw = r.rest(t, "/v1/tokenize", `{"itemz":[]}`)
+	assert.Equal(t, http.StatusBadRequest, code, raw)
 }
