@@ -1,7 +1,9 @@
 // Package gateway is the REST face of the API: grpc-gateway's mapping of tokenizer.v1
 // (proto field names on output, both spellings on input, values never echoed in
 // errors) over a gRPC connection to the service's in-memory server, so that every
-// interceptor runs for REST exactly as for gRPC; and the OpenAPI document.
+// interceptor runs for REST exactly as for gRPC; the HTTP conventions around it (413,
+// 405 with Allow, unknown fields named, refusals before gRPC reported for the audit
+// log); and the OpenAPI document.
 package gateway
 
 import (
