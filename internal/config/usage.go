@@ -19,13 +19,13 @@ type settingFlag struct {
 }
 
 func (f *settingFlag) String() string {
-	if f == nil || f.raw == nil || *f.raw == "" {
-		if f == nil {
-			return ""
-		}
-		return f.def
+	switch {
+	case f == nil:
+		return ""
+	case f.raw != nil && *f.raw != "":
+		return *f.raw
 	}
-	return *f.raw
+	return f.def
 }
 
 func (f *settingFlag) Set(x string) error { *f.raw = x; return nil }
