@@ -198,10 +198,24 @@ func (g *restGateway) handler(w http.ResponseWriter, r *http.Request) {
 		r.Header.Set("Accept", exportMIME)
 	}
 	g.mux.ServeHTTP(w, r)
-	if decode, _ := st.result(); decode != nil && !st.reported && g.reject != nil {
-		st.reported = true
-		_ = g.reject(r.Context(), g.rejection(r, st, http.StatusBadRequest, codes.InvalidArgument, decode.Error()))
+	if decode, _ := st.result(); decode != nil && !st.reported {
+		g.endStream(w, r, st, decode)
 	}
+}
+
+// endStream reports a stream's request line that did not decode, and ends the
+// response with the error line a failed stream ends with ({"error": status}): the
+// lines before it were answered, the status is already 200.
+func (g *restGateway) endStream(w http.ResponseWriter, r *http.Request, st *requestState, decode error) {
+	st.reported = true
+	code, msg := codes.InvalidArgument, decode.Error()
+	if g.reject != nil {
+		if err := g.reject(r.Context(), g.rejection(r, st, http.StatusBadRequest, code, msg)); err != nil {
+			code, msg = codes.Unavailable, msgAuditUnavailable
+		}
+	}
+	line, _ := json.Marshal(map[string]any{"error": map[string]any{"code": int(code), "message": msg}})
+	_, _ = w.Write(append(line, '\n'))
 }
 
 // errorHandler answers a decoding error as the rejection it is (413 for a body over

@@ -120,9 +120,9 @@ func TestRESTConventions(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode, "an unknown path is not a method problem")
 }
 
-// TestRESTStreamBadLineIsAudited: a stream line that does not decode ends the stream
-// (grpc-gateway's behaviour: the lines before it are answered); the rejected line
-// leaves an audit event naming the field.
+// TestRESTStreamBadLineIsAudited: a stream line that does not decode ends the stream:
+// the lines before it are answered, the last line is the error naming the field, and
+// the rejected line leaves an audit event.
 func TestRESTStreamBadLineIsAudited(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -131,6 +131,9 @@ func TestRESTStreamBadLineIsAudited(t *testing.T) {
 	resp, raw := do(t, r, "POST", "/v1/tokenize:stream", strings.NewReader(body), map[string]string{"X-Request-Id": "stream-bad-line"})
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Contains(t, raw, `"reference":"a"`)
+	lines := strings.Split(strings.TrimSpace(raw), "\n")
+	require.Len(t, lines, 2, raw)
+	assert.JSONEq(t, `{"error":{"code":3,"message":"request body: unknown field \"itemz\" for this method (field names are the proto names, e.g. purpose_of_use, or their lowerCamel JSON names)"}}`, lines[1])
 	require.Eventually(t, func() bool {
 		for _, d := range events(t, e.dbURL) {
 			if d.RequestID == "stream-bad-line" && d.Operation == "tokenize_stream" && d.Outcome == "INVALID_ARGUMENT" {
