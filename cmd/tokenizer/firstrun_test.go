@@ -129,6 +129,7 @@ func TestFirstRunAgainstAnotherKeysDatabase(t *testing.T) {
 		assert.Contains(t, logs, want)
 	}
 	assert.NotContains(t, logs, "retrying", "a mismatch is not retried")
+	assert.Contains(t, "\n"+logs, "\ntokenizer serve: database postgres://", "said plainly, not only as a log attribute")
 
 	for _, args := range [][]string{{"keys", "status"}, {"keys", "rotate"}, {"audit", "verify"}} {
 		code, _, stderr := runIn(t, mine, env, "", args...)

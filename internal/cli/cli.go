@@ -146,6 +146,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return exitFailure
 	}
 	if err := srv.Run(ctx); err != nil {
+		if errors.Is(err, app.ErrKeyMismatch) {
+			// Said plainly, not as a log attribute: it is what a newcomer must read.
+			fmt.Fprintf(stderr, "\ntokenizer serve: %v\n", err)
+			return exitFailure
+		}
 		log.Error("serve", slog.String("error", err.Error()))
 		return exitFailure
 	}
