@@ -43,7 +43,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "build tokenizer: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	release := occupyDefaultPorts()
 	code := m.Run()
+	release()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -159,8 +161,10 @@ func readmeExamples(t *testing.T) string {
 	return m[1]
 }
 
-// TestREADMEExamples runs the README's examples exactly as written against the service
-// on its default ports, as `make run` starts it.
+// TestREADMEExamples runs the README's examples as written against the service as
+// `make run` starts it, on free ports: the examples' default ports are rewritten to
+// the ones the service bound (TestMain holds the default ports, as a `make run` in
+// another terminal would).
 func TestREADMEExamples(t *testing.T) {
 	tools, err := filepath.Abs("../../.cache/tools")
 	require.NoError(t, err)
@@ -175,10 +179,15 @@ func TestREADMEExamples(t *testing.T) {
 	yaml, err := os.ReadFile("../../tokenizer.yaml")
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer.yaml"), yaml, 0o600))
-	p := startProcIn(t, dir, []string{"TOKENIZER_DATABASE_URL=" + db}, "serve")
-	waitReady(t, "127.0.0.1:9102")
+	p := startProcIn(t, dir, []string{"TOKENIZER_DATABASE_URL=" + db, "TOKENIZER_LOG_FORMAT=json"},
+		"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
+	require.Eventually(t, func() bool { return p.field("listening", "admin") != "" }, 30*time.Second, 20*time.Millisecond)
+	waitReady(t, p.field("listening", "admin"))
 
 	script := readmeExamples(t)
+	require.Contains(t, script, "127.0.0.1:8080")
+	require.Contains(t, script, "127.0.0.1:9090")
+	script = strings.NewReplacer("127.0.0.1:8080", p.field("listening", "http"), "127.0.0.1:9090", p.field("listening", "grpc")).Replace(script)
 	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
 	cmd.Env = append(os.Environ(), "PATH="+path)
 	out, err := cmd.CombinedOutput()
@@ -342,14 +351,8 @@ audit:
   checkpoint_every: 3
 `, db)), 0o600))
 	run := func(args ...string) (int, string) {
-		cmd := exec.Command(binary, args...)
-		cmd.Dir = dir
-		out, err := cmd.CombinedOutput()
-		if ee, ok := err.(*exec.ExitError); ok {
-			return ee.ExitCode(), string(out)
-		}
-		require.NoError(t, err)
-		return 0, string(out)
+		code, stdout, stderr := runIn(t, dir, nil, "", args...)
+		return code, stdout + stderr // stdout first: the export's own bytes
 	}
 
 	p := startProcIn(t, dir, nil, "serve")

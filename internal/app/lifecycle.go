@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -38,7 +39,7 @@ func (a *App) Load(ctx context.Context) error {
 	}
 	kr := keys.NewKeyring(a.Provider, a.Store)
 	if err := kr.Ensure(ctx, tokenizer.KeyPurposes(a.Classes)...); err != nil {
-		return fmt.Errorf("load data keys: %w", err)
+		return keyError(a.Config, fmt.Errorf("load data keys: %w", err))
 	}
 	eng, err := tokenizer.New(a.Classes, a.tokenStore(), kr, tokenizer.Limits{MaxItems: a.Config.Limits.MaxItems, MaxValueBytes: a.Config.Limits.MaxValueBytes})
 	if err != nil {
@@ -68,6 +69,9 @@ type Hooks struct {
 	Ready func(bool)
 	// PolicyReloaded is called after each policy reload attempt.
 	PolicyReloaded func(error)
+	// Failed is called, instead of retrying, when start-up cannot succeed with this
+	// configuration (ErrKeyMismatch): the service should stop with err.
+	Failed func(error)
 }
 
 // Start runs the background workers until ctx ends: Init, retried with backoff until
@@ -84,7 +88,10 @@ func (a *App) Start(ctx context.Context, h Hooks) {
 		go a.Cache.Follow(ctx, a.Store, a.Log)
 	}
 	go func() {
-		if !a.initLoop(ctx) {
+		if err := a.initLoop(ctx); err != nil {
+			if h.Failed != nil && ctx.Err() == nil {
+				h.Failed(err)
+			}
 			return
 		}
 		call(h.Ready, true)
@@ -99,8 +106,9 @@ func call(f func(bool), v bool) {
 	}
 }
 
-// initLoop retries Init until it succeeds (true) or ctx ends (false).
-func (a *App) initLoop(ctx context.Context) bool {
+// initLoop retries Init until it succeeds (nil), ctx ends (its error) or Init fails in
+// a way retrying cannot mend (ErrKeyMismatch: that error, at once).
+func (a *App) initLoop(ctx context.Context) error {
 	backoff := 250 * time.Millisecond
 	for {
 		ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -109,14 +117,17 @@ func (a *App) initLoop(ctx context.Context) bool {
 		if err == nil {
 			a.initErr.Store(nil)
 			a.Log.InfoContext(ctx, "ready")
-			return true
+			return nil
 		}
 		msg := err.Error()
 		a.initErr.Store(&msg)
+		if errors.Is(err, ErrKeyMismatch) {
+			return err
+		}
 		a.Log.WarnContext(ctx, "not ready; retrying", slog.String("reason", msg), slog.Duration("retry_in", backoff))
 		select {
 		case <-ctx.Done():
-			return false
+			return ctx.Err()
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)

@@ -101,6 +101,9 @@ func auditVerify(ctx context.Context, cfg *config.Config, args *auditArgs, stdou
 		return 0, err
 	}
 	defer a.Close()
+	if err := a.CheckKeys(ctx); err != nil {
+		return 0, err
+	}
 	signer, ok := a.Signer()
 	if !ok {
 		return 0, fmt.Errorf("key provider %s cannot verify signatures", a.Provider.Name())

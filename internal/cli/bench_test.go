@@ -73,7 +73,7 @@ func TestBenchCommand(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			svc := &echoTokenizer{deny: tc.deny}
-			args := append([]string{"bench", "--grpc", startTokenizer(t, svc), "--duration", "20ms",
+			args := append([]string{"bench", "--grpc", startTokenizer(t, svc), "--duration", "300ms",
 				"--clients", "1", "--batches", "2"}, tc.extra...)
 			code, stdout, stderr := run(t, args...)
 			assert.Equal(t, tc.wantCode, code, stderr)

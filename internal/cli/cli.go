@@ -44,11 +44,14 @@ Usage:
   tokenizer bench file [flags]  time a tokenize-file job, beside the batch-1000 Tokenize ceiling
   tokenizer tokenize-file       tokenize columns of a CSV/TSV/NDJSON/Parquet file (-h for flags)
   tokenizer detokenize-file     detokenize them (with --purpose)
+  tokenizer dev reset [--yes]   development only: drop and recreate the database, new key file
   tokenizer version             print the version, commit and Go version
 
 Every command reads the same configuration: flags, then TOKENIZER_* environment,
 then the YAML file named by --config or TOKENIZER_CONFIG. Run "tokenizer serve -h"
-for the settings.
+for the settings. Commands other than serve first say on stderr which database and
+key provider they use, and those that use keys refuse a database whose data keys the
+configured key cannot unwrap.
 `
 
 // Run runs the command line args and returns the process exit code.
@@ -71,6 +74,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return auditCmd(ctx, rest, getenv, stdout, stderr)
 	case "tokenize-file", "detokenize-file":
 		return fileCmd(ctx, bulk.Operation(strings.TrimSuffix(cmd, "-file")), rest, stderr)
+	case "dev":
+		return devCmd(ctx, rest, getenv, stdout, stderr)
 	case "version":
 		return printVersion(stdout)
 	case "help", "-h", "--help":
@@ -104,6 +109,11 @@ func load(name string, args []string, getenv func(string) string, stderr io.Writ
 		fmt.Fprintf(stderr, "tokenizer %s: %v\n", name, err)
 		return nil, exitUsage
 	}
+	if _, err := app.ResolveDevDatabase(cfg); err != nil {
+		fmt.Fprintf(stderr, "tokenizer %s: %v\n", name, err)
+		return nil, exitFailure
+	}
+	sayWhere(name, cfg, stderr)
 	return cfg, -1
 }
 
@@ -127,6 +137,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	log := NewLogger(cfg, stderr)
 	log.Debug("configuration", slog.String("config", cfg.String()))
+	log.Info("starting", slog.String("database", app.DescribeDatabase(cfg)), slog.String("keys", app.DescribeKeys(cfg)))
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	a, err := app.Build(ctx, cfg, log)
@@ -141,6 +152,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return exitFailure
 	}
 	if err := srv.Run(ctx); err != nil {
+		if errors.Is(err, app.ErrKeyMismatch) {
+			// Said plainly, not as a log attribute: it is what a newcomer must read.
+			fmt.Fprintf(stderr, "\ntokenizer serve: %v\n", err)
+			return exitFailure
+		}
 		log.Error("serve", slog.String("error", err.Error()))
 		return exitFailure
 	}

@@ -78,7 +78,7 @@ type DatabaseConfig struct {
 
 // KeysConfig selects the key provider.
 type KeysConfig struct {
-	Provider  string `yaml:"provider" usage:"local (development only) or vault"`
+	Provider  string `yaml:"provider" usage:"local (development only) or vault (default: local with --dev, else vault)"`
 	LocalFile string `yaml:"local_file" usage:"key file of the local provider (created if missing)"`
 	// CheckInterval is how often the provider is checked; while it fails, requests fail
 	// closed with UNAVAILABLE (sealing Vault stops every reveal).
@@ -300,8 +300,16 @@ func newFlagSet(name string, settings []setting, stderr io.Writer, extra func(*f
 			fs.Var(&boolValue{v: v}, s.flagName(), s.usage+" (env "+s.envName()+")")
 			continue
 		}
-		fs.Func(s.flagName(), s.usage+" (env "+s.envName()+")", func(x string) error { *v = x; return nil })
+		kind, def := s.kindAndDefault()
+		switch {
+		case s.sensitive == "url" && def != "":
+			def = RedactURL(def)
+		case s.sensitive != "":
+			def = ""
+		}
+		fs.Var(&settingFlag{raw: v, def: def, kind: kind}, s.flagName(), s.usage+" (env "+s.envName()+")")
 	}
+	fs.Usage = func() { printUsage(fs.Output(), fs) }
 	return fs, configPath, raw
 }
 

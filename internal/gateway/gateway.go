@@ -1,7 +1,9 @@
 // Package gateway is the REST face of the API: grpc-gateway's mapping of tokenizer.v1
 // (proto field names on output, both spellings on input, values never echoed in
 // errors) over a gRPC connection to the service's in-memory server, so that every
-// interceptor runs for REST exactly as for gRPC; and the OpenAPI document.
+// interceptor runs for REST exactly as for gRPC; the HTTP conventions around it (413,
+// 405 with Allow, unknown fields named, refusals before gRPC reported for the audit
+// log); and the OpenAPI document.
 package gateway
 
 import (
@@ -9,7 +11,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/textproto"
@@ -40,11 +41,7 @@ func (m *safeJSON) sanitize(err error) error {
 	if err == nil || errors.Is(err, io.EOF) {
 		return err
 	}
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return fmt.Errorf("request body exceeds the limit of %d bytes", m.maxBytes)
-	}
-	return errBadJSON
+	return decodeError(err, m.maxBytes)
 }
 
 // Marshal compacts protojson's output: protojson varies its whitespace on purpose from
@@ -79,7 +76,14 @@ func (m *safeJSON) Unmarshal(data []byte, v any) error {
 
 func (m *safeJSON) NewDecoder(r io.Reader) runtime.Decoder {
 	d := m.JSONPb.NewDecoder(r)
-	return runtime.DecoderFunc(func(v any) error { return m.sanitize(d.Decode(v)) })
+	st := stateOf(r)
+	return runtime.DecoderFunc(func(v any) error {
+		err := m.sanitize(d.Decode(v))
+		if err != nil && !errors.Is(err, io.EOF) && st != nil {
+			st.decoded(err)
+		}
+		return err
+	})
 }
 
 func headerIn(key string) (string, bool) {
@@ -114,12 +118,30 @@ func headerOut(key string) (string, bool) {
 	return runtime.MetadataHeaderPrefix + key, true
 }
 
+// restGateway is the REST handler: grpc-gateway's mux and the HTTP conventions
+// around it (conventions.go).
+type restGateway struct {
+	mux    *runtime.ServeMux
+	routes map[string]route
+	limit  int64
+	reject RejectFunc
+}
+
 // New returns the REST handler over conn (a connection to the in-memory gRPC server,
 // which runs the same interceptors, so that authentication, metrics, authorization and
-// audit run for REST exactly as for gRPC), with the warehouse remote functions beside
-// it on the same connection. Bodies are limited to maxBytes, warehouse batches to
-// maxItems rows per call to the service.
-func New(ctx context.Context, conn *grpc.ClientConn, maxBytes, maxItems int) (http.Handler, error) {
+// audit run for REST exactly as for gRPC). Bodies are limited to maxBytes (413 over
+// it); a method a route does not serve is 405 with Allow; requests refused before
+// gRPC are reported to WithRejections' function.
+func New(ctx context.Context, conn *grpc.ClientConn, maxBytes int, opts ...Option) (http.Handler, error) {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	rts, err := routes()
+	if err != nil {
+		return nil, err
+	}
+	g := &restGateway{routes: rts, limit: int64(maxBytes), reject: o.reject}
 	codec := &safeJSON{
 		JSONPb: &runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
@@ -129,6 +151,9 @@ func New(ctx context.Context, conn *grpc.ClientConn, maxBytes, maxItems int) (ht
 	}
 	gw := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, codec),
+		runtime.WithMarshalerOption(exportMIME, exportMarshaler{&runtime.HTTPBodyMarshaler{Marshaler: codec}}),
+		runtime.WithErrorHandler(g.errorHandler),
+		runtime.WithRoutingErrorHandler(g.routingErrorHandler),
 		runtime.WithIncomingHeaderMatcher(headerIn),
 		runtime.WithOutgoingHeaderMatcher(headerOut),
 		runtime.WithMetadata(forwardIdentity),
@@ -152,10 +177,8 @@ func New(ctx context.Context, conn *grpc.ClientConn, maxBytes, maxItems int) (ht
 	mux.Handle(FHIRReidentify, &fhirHandler{client: fc, mux: gw, maxBytes: int64(maxBytes), reverse: true})
 	// Warehouse remote functions use the same in-memory client: authorized and audited alike.
 	mux.Handle(warehouse.Prefix, warehouse.New(tokenizerv1.NewTokenizerServiceClient(conn), warehouse.Options{
-		Metadata: forwardIdentity, MaxBodyBytes: int64(maxBytes), MaxItems: maxItems}))
-	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, int64(maxBytes))
-		gw.ServeHTTP(w, r)
-	}))
+		Metadata: forwardIdentity, MaxBodyBytes: int64(maxBytes), MaxItems: o.maxItems}))
+	g.mux = gw
+	mux.HandleFunc("/", g.handler)
 	return mux, nil
 }

@@ -68,6 +68,11 @@ func TestSafeJSONDecodeErrorsNeverEchoInput(t *testing.T) {
 				require.Error(t, err)
 				assert.NotContains(t, err.Error(), planted)
 				assert.NotContains(t, err.Error(), "987")
+				if tc.name == "unknown field carrying the value" {
+					// The field is named (issue 11), its value never.
+					assert.Contains(t, err.Error(), `unknown field "nickname"`)
+					return
+				}
 				assert.ErrorIs(t, err, errBadJSON)
 			}
 		})
@@ -300,7 +305,7 @@ func startGateway(t *testing.T, svc *fakeService) *httptest.Server {
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
-	h, err := New(context.Background(), conn, testMaxBytes, 1000)
+	h, err := New(context.Background(), conn, testMaxBytes, WithMaxItems(1000))
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -376,7 +381,7 @@ func TestNewEndToEnd(t *testing.T) {
 				assert.NotContains(t, body, planted)
 			}},
 		{"oversize body names the limit", http.MethodPost, "/v1/tokenize",
-			`{"items":[{"class":"ssn","value":"` + planted + strings.Repeat("x", testMaxBytes) + `"}]}`, nil, http.StatusBadRequest,
+			`{"items":[{"class":"ssn","value":"` + planted + strings.Repeat("x", testMaxBytes) + `"}]}`, nil, http.StatusRequestEntityTooLarge,
 			func(t *testing.T, _ *http.Response, body string, _ *fakeService) {
 				assert.Contains(t, body, "request body exceeds the limit of 2048 bytes")
 				assert.NotContains(t, body, planted)

@@ -78,6 +78,17 @@ func RequestID(ctx context.Context) string {
 	return "-"
 }
 
+// ParseRequestID returns raw when it is a well-formed request id (as a client may
+// send in x-request-id), else a new one: for requests answered outside the chain.
+func ParseRequestID(raw string) string {
+	if requestIDRE.MatchString(raw) {
+		return raw
+	}
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
 // WithRequestID is the step that takes the caller's x-request-id when it is
 // well-formed (it is echoed and logged, so free text is not accepted) or makes one, and
 // returns it in a header.

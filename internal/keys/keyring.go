@@ -44,6 +44,10 @@ type Store interface {
 	ReplaceWrapped(ctx context.Context, p Purpose, version int, old, wrapped []byte) error
 }
 
+// ErrOtherProvider is wrapped when a stored data key was wrapped by another provider
+// than the configured one.
+var ErrOtherProvider = errors.New("data key from another key provider")
+
 // ErrNoKey means a purpose or version has no key.
 var ErrNoKey = errors.New("no such data key")
 
@@ -101,7 +105,7 @@ func (k *Keyring) Reload(ctx context.Context) error {
 	next := map[Purpose][]Key{}
 	for _, w := range stored {
 		if w.Provider != k.provider.Name() {
-			return fmt.Errorf("data key %s v%d is wrapped by provider %q, but the configured provider is %q", w.Purpose, w.Version, w.Provider, k.provider.Name())
+			return fmt.Errorf("%w: data key %s v%d is wrapped by provider %q, but the configured provider is %q", ErrOtherProvider, w.Purpose, w.Version, w.Provider, k.provider.Name())
 		}
 		m, err := k.provider.Unwrap(ctx, w.Wrapped)
 		if err != nil {

@@ -167,9 +167,9 @@ func (s *Server) Run(ctx context.Context) error {
 	adminSrv := &http.Server{Handler: admin.Handler(s.metrics, s.app.NotReady), ReadHeaderTimeout: 10 * time.Second}
 	workers, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()
-	s.app.Start(workers, app.Hooks{Ready: s.setServing, PolicyReloaded: s.policyReloaded})
+	errc := make(chan error, 5)
+	s.app.Start(workers, app.Hooks{Ready: s.setServing, PolicyReloaded: s.policyReloaded, Failed: func(err error) { errc <- err }})
 
-	errc := make(chan error, 4)
 	var wg sync.WaitGroup
 	serve := func(name string, f func() error) {
 		wg.Add(1)
@@ -215,7 +215,7 @@ func (s *Server) gateway(ctx context.Context) (http.Handler, error) {
 		<-ctx.Done()
 		conn.Close()
 	}()
-	return gateway.New(ctx, conn, limit, s.cfg.Limits.MaxItems)
+	return gateway.New(ctx, conn, limit, gateway.WithRejections(s.auditRejection), gateway.WithMaxItems(s.cfg.Limits.MaxItems))
 }
 
 // shutdown drains REST first (its in-flight requests still need the gRPC server behind

@@ -289,7 +289,7 @@ func TestRESTBadInput(t *testing.T) {
 	}{
 		{"malformed JSON", "/v1/tokenize", `{"items":[{"class":"ssn","value":"` + secret + `"`, "not valid JSON", 400},
 		{"wrong type", "/v1/tokenize", `{"items":[{"class":"ssn","value":` + strings.ReplaceAll(secret, "-", "") + `}]}`, "not valid JSON", 400},
-		{"unknown field", "/v1/tokenize", `{"itemz":[{"class":"ssn","value":"` + secret + `"}]}`, "not valid JSON", 400},
+		{"unknown field", "/v1/tokenize", `{"itemz":[{"class":"ssn","value":"` + secret + `"}]}`, `unknown field \"itemz\"`, 400},
 		{"no purpose", "/v1/detokenize", `{"items":[{"class":"ssn","token":"912-34-5678"}]}`, "purpose_of_use", 400},
 		{"unknown purpose", "/v1/detokenize", `{"purpose_of_use":"` + secret + `","items":[{"class":"ssn","token":"912-34-5678"}]}`, "purpose_of_use", 400},
 		{"too many items", "/v1/tokenize", `{"items":[{"class":"ssn","value":"` + secret + `"},{"class":"ssn","value":"1"},{"class":"ssn","value":"2"},{"class":"ssn","value":"3"}]}`, "exceed the limit of 3", 400},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -587,21 +588,34 @@ func (e *Engine) DeleteTokens(ctx context.Context, items []DeleteItem) ([]Delete
 		if err != nil {
 			return nil, storeErr(ctx, err)
 		}
-		for _, t := range del.targets {
-			for _, d := range t.digests {
-				if deleted[RefKey(t.class, d)] {
-					results[t.idx].Deleted = true
-				}
-			}
-		}
+		claimDeleted(del.targets, deleted, results)
 	}
+	// An unknown (or already deleted) mapping is not an error: the item's outcome,
+	// no such mapping, holds, and a retried request answers the same.
 	for i := range results {
-		if results[i].Err == nil && !results[i].Deleted {
-			results[i].Err = errs.New(errs.NotFound, "class %s: no such mapping", items[i].Class)
+		if !results[i].Deleted {
 			results[i].Digest = nil
 		}
 	}
 	return results, nil
+}
+
+// claimDeleted marks deleted the first item, in request order, that names each
+// deleted row: a mapping named twice in one batch (twice by token, or by token and
+// by value) is deleted once, and only its first item reports deleted, so that the
+// items reporting deleted count the mappings removed.
+func claimDeleted(targets []deleteTarget, deleted map[string]bool, results []DeleteResult) {
+	slices.SortStableFunc(targets, func(a, b deleteTarget) int { return a.idx - b.idx })
+	claimed := map[string]bool{}
+	for _, t := range targets {
+		for _, d := range t.digests {
+			k := RefKey(t.class, d)
+			if deleted[k] && !claimed[k] {
+				claimed[k] = true
+				results[t.idx].Deleted = true
+			}
+		}
+	}
 }
 
 // deletion collects what a delete request names: rows by token digest, and static

@@ -121,6 +121,13 @@ func TestBatchesInInputOrder(t *testing.T) {
 	gone, err := c.Detokenize(t.Context(), client.Treatment, tokens[:1])
 	require.NoError(t, err)
 	assert.Equal(t, codes.NotFound, status.Code(gone[0].Err))
+	// Deleting again, twice in one request: nothing to remove, no error.
+	again, err := c.DeleteTokens(t.Context(), []client.Mapping{{Class: "mrn", Token: tokens[0].Token}, {Class: "mrn", Token: tokens[0].Token}})
+	require.NoError(t, err)
+	for _, r := range again {
+		assert.NoError(t, r.Err)
+		assert.False(t, r.Deleted)
+	}
 }
 
 // TestStreamsInInputOrder tokenizes and reveals over the streaming RPCs in several

@@ -21,8 +21,13 @@ type Mapping struct {
 // DeleteResult is the outcome of one Mapping.
 type DeleteResult struct {
 	Reference string
-	Deleted   bool
-	Err       error
+	// Deleted is true when this item removed the mapping, false (without Err) when
+	// there was nothing to remove: an unknown or already deleted token, a value never
+	// tokenized, or a mapping an earlier item of the same request removed.
+	Deleted bool
+	// Err is set only for an item that cannot be processed (bad token or value,
+	// unknown class, denied).
+	Err error
 }
 
 // DeleteTokens deletes mappings, in requests of at most MaxItems; results are in input

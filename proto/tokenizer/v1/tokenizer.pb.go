@@ -677,7 +677,11 @@ func (x *DeleteTokensResponse) GetResults() []*DeleteResult {
 	return nil
 }
 
-// DeleteResult reports whether the mapping existed and was deleted.
+// DeleteResult is the outcome of one item. deleted is true when this item removed the
+// mapping; false, without an error, when there was nothing to remove: an unknown or
+// already deleted token, a value never tokenized, or a mapping that an earlier item
+// of the same request removed. error is set only for an item that cannot be processed
+// (bad token or value, unknown class, denied).
 type DeleteResult struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Reference     string                 `protobuf:"bytes,1,opt,name=reference,proto3" json:"reference,omitempty"`

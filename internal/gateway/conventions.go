@@ -1,0 +1,315 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
+
+	"github.com/phivault/tokenizer/internal/authn"
+	"github.com/phivault/tokenizer/internal/interceptor"
+)
+
+// Rejection is a REST request the gateway refused before it reached gRPC: a body that
+// is not valid JSON for the method, names an unknown field or exceeds the size limit,
+// or an HTTP method the route does not serve. Such requests never meet the gRPC
+// chain, so the gateway reports them itself, for the audit log.
+type Rejection struct {
+	// Method is the gRPC method of the route, e.g. /tokenizer.v1.TokenizerService/Tokenize.
+	Method string
+	// Caller is the identity of the verified client certificate ("" without one).
+	Caller        string
+	ClientAddress string
+	RequestID     string
+	Code          codes.Code
+	HTTPStatus    int
+	// Reason is caller-safe: it names a field or a limit, never a value.
+	Reason string
+}
+
+// RejectFunc records a rejection (the server appends an audit event). When it fails,
+// the client gets UNAVAILABLE (503) instead of the rejection.
+type RejectFunc func(ctx context.Context, r Rejection) error
+
+// Option adjusts New.
+type Option func(*options)
+
+type options struct {
+	reject   RejectFunc
+	maxItems int
+}
+
+// WithRejections has f record every request the gateway refuses before gRPC.
+func WithRejections(f RejectFunc) Option { return func(o *options) { o.reject = f } }
+
+// WithMaxItems bounds the rows of one warehouse call sent to the service in a request.
+func WithMaxItems(n int) Option { return func(o *options) { o.maxItems = n } }
+
+// route is one REST path: the gRPC method behind each HTTP method it serves.
+type route map[string]string
+
+// routes reads the REST mapping from the OpenAPI document (generated from the protos'
+// google.api.http rules, so it cannot disagree with the mux): path → HTTP method →
+// gRPC method. Operation ids are Service_Method in package tokenizer.v1.
+func routes() (map[string]route, error) {
+	var doc struct {
+		Paths map[string]map[string]struct {
+			OperationID string `json:"operationId"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(tokenizerv1.OpenAPI, &doc); err != nil {
+		return nil, fmt.Errorf("gateway: read the OpenAPI document: %w", err)
+	}
+	out := map[string]route{}
+	for path, ops := range doc.Paths {
+		r := route{}
+		for method, op := range ops {
+			svc, name, ok := strings.Cut(op.OperationID, "_")
+			if !ok {
+				return nil, fmt.Errorf("gateway: operation id %q is not Service_Method", op.OperationID)
+			}
+			r[strings.ToUpper(method)] = "/tokenizer.v1." + svc + "/" + name
+		}
+		out[path] = r
+	}
+	return out, nil
+}
+
+// allow is the Allow header of a route.
+func (r route) allow() string {
+	var ms []string
+	for m := range r {
+		ms = append(ms, m)
+	}
+	slices.Sort(ms)
+	return strings.Join(ms, ", ")
+}
+
+// requestState follows one REST request through the gateway: whether its body went
+// over the limit, the decoding error the codec met, and whether the request was
+// already reported.
+type requestState struct {
+	method   string // gRPC method of the route
+	limit    int64
+	reported bool
+
+	// Set by the codec, which decodes a stream's body in a goroutine of its own.
+	mu     sync.Mutex
+	tooBig bool
+	decode error
+}
+
+// decoded records the first decoding error.
+func (s *requestState) decoded(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.decode == nil {
+		s.decode = err
+	}
+}
+
+// result returns the decoding error and whether the body went over the limit.
+func (s *requestState) result() (error, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.decode, s.tooBig
+}
+
+type stateKey struct{}
+
+func stateFrom(ctx context.Context) *requestState {
+	s, _ := ctx.Value(stateKey{}).(*requestState)
+	return s
+}
+
+// body is a request body bounded by the limit, which remembers hitting it.
+type body struct {
+	io.ReadCloser
+	st *requestState
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		b.st.mu.Lock()
+		b.st.tooBig = true
+		b.st.mu.Unlock()
+	}
+	return n, err
+}
+
+// stateOf is the state of the request whose body r is, if it is one.
+func stateOf(r io.Reader) *requestState {
+	if b, ok := r.(*body); ok {
+		return b.st
+	}
+	return nil
+}
+
+// errTooBig is what the codec returns for a body over the limit.
+type errTooBig struct{ limit int64 }
+
+func (e errTooBig) Error() string {
+	return fmt.Sprintf("request body exceeds the limit of %d bytes", e.limit)
+}
+
+var unknownFieldRE = regexp.MustCompile(`unknown field "([A-Za-z_][A-Za-z0-9_]{0,63})"`)
+
+// decodeError is the caller-safe form of a decoding error: protojson quotes the
+// offending input, which may be a value, so only an unknown field's name (when it
+// looks like a field name) survives.
+func decodeError(err error, limit int64) error {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return errTooBig{limit: limit}
+	}
+	if m := unknownFieldRE.FindStringSubmatch(err.Error()); m != nil {
+		return fmt.Errorf("request body: unknown field %q for this method (field names are the proto names, e.g. purpose_of_use, or their lowerCamel JSON names)", m[1])
+	}
+	return errBadJSON
+}
+
+// handler wraps the grpc-gateway mux: it refuses bodies declared over the limit
+// before reading them, bounds every body, and reports a decoding error that never
+// became a response of its own (a stream's request line that does not decode ends the
+// stream early; the gRPC server sees only a stream that ends).
+func (g *restGateway) handler(w http.ResponseWriter, r *http.Request) {
+	rt, known := g.routes[r.URL.Path]
+	st := &requestState{method: rt[r.Method], limit: g.limit}
+	if known && r.ContentLength > g.limit {
+		g.refuse(w, r, st, http.StatusRequestEntityTooLarge, codes.InvalidArgument, errTooBig{limit: g.limit}.Error())
+		return
+	}
+	r.Body = &body{ReadCloser: http.MaxBytesReader(w, r.Body, g.limit), st: st}
+	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
+	r.Header.Del("Accept")
+	if r.Header.Get("Content-Type") == exportMIME {
+		r.Header.Del("Content-Type")
+	}
+	if rt[r.Method] == exportMethod {
+		r.Header.Set("Accept", exportMIME)
+	}
+	g.mux.ServeHTTP(w, r)
+	if decode, _ := st.result(); decode != nil && !st.reported {
+		g.endStream(w, r, st, decode)
+	}
+}
+
+// endStream reports a stream's request line that did not decode, and ends the
+// response with the error line a failed stream ends with ({"error": status}): the
+// lines before it were answered, the status is already 200.
+func (g *restGateway) endStream(w http.ResponseWriter, r *http.Request, st *requestState, decode error) {
+	st.reported = true
+	code, msg := codes.InvalidArgument, decode.Error()
+	if g.reject != nil {
+		if err := g.reject(r.Context(), g.rejection(r, st, http.StatusBadRequest, code, msg)); err != nil {
+			code, msg = codes.Unavailable, msgAuditUnavailable
+		}
+	}
+	line, _ := json.Marshal(map[string]any{"error": map[string]any{"code": int(code), "message": msg}})
+	_, _ = w.Write(append(line, '\n'))
+}
+
+// errorHandler answers a decoding error as the rejection it is (413 for a body over
+// the limit, 400 naming an unknown field), reported before the answer leaves; any
+// other error comes from gRPC and is answered as grpc-gateway does.
+func (g *restGateway) errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	st := stateFrom(r.Context())
+	if st == nil || st.reported {
+		runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+		return
+	}
+	decode, tooBig := st.result()
+	if decode == nil || status.Convert(err).Message() != decode.Error() {
+		runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+		return
+	}
+	code := http.StatusBadRequest
+	if tooBig {
+		code = http.StatusRequestEntityTooLarge
+	}
+	g.refuse(w, r, st, code, codes.InvalidArgument, decode.Error())
+}
+
+// routingErrorHandler answers an HTTP method the route does not serve with 405 and
+// Allow (grpc-gateway's default is 501), reported like any rejection.
+func (g *restGateway) routingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	rt, known := g.routes[r.URL.Path]
+	if httpStatus != http.StatusMethodNotAllowed || !known {
+		runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, httpStatus)
+		return
+	}
+	st := stateFrom(r.Context())
+	if st == nil {
+		st = &requestState{}
+	}
+	allowed := rt.allow()
+	st.method = rt[strings.Split(allowed, ", ")[0]] // the operation of the path
+	w.Header().Set("Allow", allowed)
+	g.refuse(w, r, st, http.StatusMethodNotAllowed, codes.Unimplemented,
+		fmt.Sprintf("method %s is not allowed on %s; use %s", r.Method, r.URL.Path, allowed))
+}
+
+// refuse reports the rejection and answers it as {"code", "message"} with the HTTP
+// status; if the report cannot be written, 503 instead.
+func (g *restGateway) refuse(w http.ResponseWriter, r *http.Request, st *requestState, httpStatus int, code codes.Code, reason string) {
+	rej := g.rejection(r, st, httpStatus, code, reason)
+	st.reported = true
+	w.Header().Set("X-Request-Id", rej.RequestID)
+	if g.reject != nil {
+		if err := g.reject(r.Context(), rej); err != nil {
+			httpStatus, code, reason = http.StatusServiceUnavailable, codes.Unavailable, msgAuditUnavailable
+		}
+	}
+	out, _ := json.Marshal(map[string]any{"code": int(code), "message": reason})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(httpStatus)
+	_, _ = w.Write(out)
+}
+
+const msgAuditUnavailable = "audit log unavailable: the request was not completed"
+
+func (g *restGateway) rejection(r *http.Request, st *requestState, httpStatus int, code codes.Code, reason string) Rejection {
+	caller := ""
+	if r.TLS != nil {
+		if id, err := authn.IdentityOf(r.TLS); err == nil {
+			caller = id
+		}
+	}
+	addr, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		addr = r.RemoteAddr
+	}
+	return Rejection{
+		Method: st.method, Caller: caller, ClientAddress: addr, RequestID: interceptor.ParseRequestID(r.Header.Get("X-Request-Id")),
+		Code: code, HTTPStatus: httpStatus, Reason: reason,
+	}
+}
+
+// exportMethod is the one method whose REST body is the bytes of google.api.HttpBody
+// messages (an audit export), served with their own Content-Type and no delimiter.
+const exportMethod = "/tokenizer.v1.AuditService/ExportAudit"
+
+// exportMIME selects the export marshaler inside the gateway; never a client's.
+const exportMIME = "application/x-tokenizer-export"
+
+// exportMarshaler writes HttpBody chunks as they are, with their Content-Type, and
+// nothing between them (the default stream delimiter, a newline, would land inside
+// records at every chunk boundary).
+type exportMarshaler struct{ *runtime.HTTPBodyMarshaler }
+
+func (exportMarshaler) Delimiter() []byte { return nil }
