@@ -428,7 +428,7 @@ func TestPolicyReloadOnSIGHUP(t *testing.T) {
 	pkitest.Write(t, dir, "server.crt", srv.CertPEM)
 	pkitest.Write(t, dir, "server.key", srv.KeyPEM)
 	pkitest.Write(t, dir, "ca.pem", ca.PEM)
-	masked := "principals:\n  - id: analyst\n    classes:\n      ssn: [tokenize, detokenize_masked]\n    purposes: [TREAT]\n"
+	masked := "principals:\n  - id: analyst\n    acknowledge_oracle: true\n    classes:\n      ssn: [tokenize, detokenize_masked]\n    purposes: [TREAT]\n"
 	full := strings.Replace(masked, "detokenize_masked]", "detokenize]       ", 1)
 	require.Equal(t, len(masked), len(full))
 	policyFile := pkitest.Write(t, dir, "policy.yaml", []byte(masked))

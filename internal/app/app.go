@@ -99,7 +99,7 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 	}
 	a.closers = append(a.closers, a.Store.Close)
 	if !o.command {
-		if a.Policies, err = policy.NewStore(cfg.PolicyFile, a.ClassNames(), fixedPolicy(cfg, log)); err != nil {
+		if a.Policies, err = policy.NewStore(cfg.PolicyFile, a.ClassNames(), fixedPolicy(cfg, log), policy.WithStaticClasses(a.staticClassNames())); err != nil {
 			return nil, err
 		}
 	}
@@ -188,6 +188,17 @@ func (a *App) ClassNames() []string {
 	out := make([]string, len(a.Classes))
 	for i, c := range a.Classes {
 		out[i] = c.Name
+	}
+	return out
+}
+
+// staticClassNames lists the static classes (never nil), for the policy's oracle check.
+func (a *App) staticClassNames() []string {
+	out := []string{}
+	for _, c := range a.Classes {
+		if c.Mode == tokenizer.Static {
+			out = append(out, c.Name)
+		}
 	}
 	return out
 }

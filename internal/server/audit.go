@@ -36,14 +36,16 @@ func (s *Server) audit(ctx context.Context, op string, rec *audit.Record, err er
 	return nil
 }
 
-// auditedMessage handles one message of a stream: its own record, its own event,
-// written before the response is sent.
+// auditedMessage handles one message of a stream like a unary call: its own record,
+// authorization with the current policy and the caller's rate (authorizeMessage), its
+// own event written before the response is sent.
 func auditedMessage[T any](s *Server, ctx context.Context, op string, handle func(context.Context) (T, error)) (T, error) {
-	parent := audit.RecordFrom(ctx)
-	parent.Audited = true
-	mctx, rec := audit.WithRecord(ctx)
-	rec.Caller, rec.ClientAddress = parent.Caller, parent.ClientAddress
-	resp, err := handle(mctx)
+	mctx, rec := messageRecord(ctx)
+	mctx, err := s.authorizeMessage(mctx)
+	var resp T
+	if err == nil {
+		resp, err = handle(mctx)
+	}
 	if err != nil {
 		err = toStatus(mctx, s.log, err).Err()
 	}

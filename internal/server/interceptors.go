@@ -34,7 +34,7 @@ func (s *Server) chain(internal bool) []grpc.ServerOption {
 	// Streams live as long as their client keeps them; only unary calls get the
 	// request deadline.
 	unary := append(slices.Clone(outer), s.deadline, s.recoverStep)
-	stream := append(slices.Clone(outer), s.recoverStep)
+	stream := append(slices.Clone(outer), s.streamLimit, s.recoverStep)
 	return interceptor.Chain(unary, stream)
 }
 
@@ -138,7 +138,7 @@ func (s *Server) authenticate(internal bool) interceptor.Step {
 			return next(ctx)
 		}
 		id, err := authn.Identity(ctx, s.cfg.Insecure, internal)
-		addr := authn.ClientAddress(ctx)
+		addr := authn.ClientAddressFrom(ctx, internal, s.trusted)
 		rec := audit.RecordFrom(ctx)
 		rec.ClientAddress = addr
 		if err != nil {
@@ -155,12 +155,8 @@ func (s *Server) rateLimit(ctx context.Context, method string, next func(context
 	if _, audited := operations[method]; !audited {
 		return next(ctx)
 	}
-	pr := policy.PrincipalFrom(ctx)
-	if ok, wait := s.app.Policies.Current().Allow(pr, time.Now()); !ok {
-		s.metrics.RateLimited.WithLabelValues(pr.ID).Inc()
-		e := errs.New(errs.ResourceExhausted, "rate limit exceeded; retry later")
-		e.RetryAfter = wait
-		return e
+	if err := s.limit(policy.PrincipalFrom(ctx)); err != nil {
+		return err
 	}
 	return next(ctx)
 }

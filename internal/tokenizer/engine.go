@@ -72,6 +72,9 @@ type TokenizeResult struct {
 	Token     string
 	ExpiresAt *time.Time
 	Err       error
+	// Created is set when the item made a new static mapping (the value was not in the
+	// vault), for the tokenize quota and the enumeration anomaly.
+	Created bool
 }
 
 // DetokenizeItem is one token to reveal.
@@ -176,6 +179,8 @@ type pending struct {
 	core   []rune // the token's core once decided
 	exp    *time.Time
 	err    error
+	// created: a new static mapping went in for this item.
+	created bool
 }
 
 // Tokenize tokenizes items. ttl, when positive, overrides the classes' default lifetime.
@@ -229,6 +234,7 @@ func (e *Engine) Tokenize(ctx context.Context, items []TokenizeItem, ttl time.Du
 		default:
 			r.Token = w.parsed.Template.Render(w.core)
 			r.ExpiresAt = w.exp
+			r.Created = w.created
 		}
 	}
 	return results, nil
@@ -341,6 +347,7 @@ func (e *Engine) insertStatic(ctx context.Context, static []*pending, ms []Mappi
 	var lost []*pending
 	for i, w := range static {
 		if inserted[i] {
+			w.created = true
 			continue
 		}
 		w.core = nil
