@@ -104,6 +104,7 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		}
 	}
 	a.writer = audit.NewWriter(a.Store, log, cfg.Audit.WriteTimeout)
+	a.writer.SetMACKey(a.auditKey)
 	a.closers = append(a.closers, a.writer.Close)
 	a.Audit = a.writer
 	if o.auditSink != nil {
@@ -217,6 +218,32 @@ func (a *App) Engine() (*tokenizer.Engine, error) {
 		return nil, errs.New(errs.Unavailable, "key service unavailable")
 	}
 	return e, nil
+}
+
+// auditKey is the current audit key, which authenticates every audit event; until the
+// keyring is loaded there is none and appends fail closed.
+func (a *App) auditKey() (int, []byte, error) {
+	kr := a.keyring.Load()
+	if kr == nil {
+		return 0, nil, errs.New(errs.Unavailable, "keys not loaded yet")
+	}
+	k, err := kr.Current(keys.AuditMAC)
+	if err != nil {
+		return 0, nil, err
+	}
+	return k.Version, k.Material, nil
+}
+
+// AuditKeys looks up audit keys by version, for verification (nil before Load).
+func (a *App) AuditKeys() audit.MACKeys {
+	kr := a.keyring.Load()
+	if kr == nil {
+		return nil
+	}
+	return func(v int) ([]byte, error) {
+		k, err := kr.Version(keys.AuditMAC, v)
+		return k.Material, err
+	}
 }
 
 // Keyring is the keyring in service (nil before Init succeeds).

@@ -36,6 +36,7 @@ type Writer struct {
 	queue    chan *pending
 	appended atomic.Int64
 	done     chan struct{}
+	macKey   atomic.Pointer[MACKey]
 
 	mu     sync.RWMutex // Append holds it for reading while it queues; Close for writing
 	closed bool
@@ -142,6 +143,6 @@ func (w *Writer) write(batch []*pending) error {
 			}
 			prev = h
 		}
-		return rows, nil
+		return rows, w.authenticate(rows)
 	})
 }

@@ -70,7 +70,10 @@ func verify(t testing.TB, e *env, held []audit.Checkpoint) audit.Result {
 	defer st.Close()
 	p, _, err := keys.OpenLocal(e.keyFile)
 	require.NoError(t, err)
-	res, err := audit.Verify(t.Context(), st, p, 0, 0, held)
+	kr := keys.NewKeyring(p, st)
+	require.NoError(t, kr.Reload(t.Context()))
+	macs := func(v int) ([]byte, error) { k, err := kr.Version(keys.AuditMAC, v); return k.Material, err }
+	res, err := audit.Verify(t.Context(), st, p, macs, 0, 0, held)
 	require.NoError(t, err)
 	return res
 }
