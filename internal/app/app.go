@@ -94,7 +94,12 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 	if o.command {
 		maxConns = 4
 	}
-	if a.Store, err = OpenStore(ctx, cfg, maxConns); err != nil {
+	sopts := store.Options{MaxConns: int32(maxConns), ConnectTimeout: cfg.Database.ConnectTimeout}
+	if !o.command {
+		// No statement of a request outlives the request (commands run long jobs).
+		sopts.StatementTimeout = cfg.RequestTimeout
+	}
+	if a.Store, err = store.Open(ctx, cfg.Database.URL, sopts); err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, a.Store.Close)
