@@ -77,6 +77,7 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 	if err != nil {
 		return nil, err
 	}
+	log = slog.New(RateLimitLogs(log.Handler()))
 	a := &App{Config: cfg, Log: log, Classes: classes, classSet: map[string]bool{}}
 	for _, c := range classes {
 		a.classSet[c.Name] = true

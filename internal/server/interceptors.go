@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -30,11 +29,13 @@ import (
 // a handler's panic into INTERNAL that is audited like any other failure; the outer one
 // guards the chain itself. Handlers authorize with policy.Decide (see batch.go).
 func (s *Server) chain(internal bool) []grpc.ServerOption {
-	outer := []interceptor.Step{s.recoverStep, interceptor.WithRequestID, s.metricsStep, s.auditStep, s.authenticate(internal), s.rateLimit}
+	outer := func(audit interceptor.Step) []interceptor.Step {
+		return []interceptor.Step{s.recoverStep, interceptor.WithRequestID, s.metricsStep, audit, s.authenticate(internal), s.rateLimit}
+	}
 	// Streams live as long as their client keeps them; only unary calls get the
-	// request deadline.
-	unary := append(slices.Clone(outer), s.deadline, s.recoverStep)
-	stream := append(slices.Clone(outer), s.streamLimit, s.recoverStep)
+	// request deadline, which their audit append shares (deadlineBudget).
+	unary := append(outer(s.auditStepUnary), s.deadline, s.recoverStep)
+	stream := append(outer(s.auditStep), s.streamLimit, s.recoverStep)
 	return interceptor.Chain(unary, stream)
 }
 
@@ -98,6 +99,16 @@ func (s *Server) metricsStep(ctx context.Context, method string, next func(conte
 // the request's event before the response leaves. Streams whose messages audit
 // themselves get no event here.
 func (s *Server) auditStep(ctx context.Context, method string, next func(context.Context) error) error {
+	return s.auditWithin(ctx, method, time.Time{}, next)
+}
+
+// auditStepUnary is auditStep for a unary call: the request, its audit append
+// included, ends within request_timeout of its start (deadlineBudget).
+func (s *Server) auditStepUnary(ctx context.Context, method string, next func(context.Context) error) error {
+	return s.auditWithin(ctx, method, time.Now().Add(s.cfg.RequestTimeout), next)
+}
+
+func (s *Server) auditWithin(ctx context.Context, method string, deadline time.Time, next func(context.Context) error) error {
 	op, audited := operations[method]
 	if !audited {
 		return next(ctx)
@@ -110,6 +121,9 @@ func (s *Server) auditStep(ctx context.Context, method string, next func(context
 	if rec.Audited {
 		return err
 	}
+	if !deadline.IsZero() {
+		ctx = withAppendDeadline(ctx, deadline)
+	}
 	if aerr := s.audit(ctx, op, rec, err); aerr != nil {
 		return aerr
 	}
@@ -120,7 +134,7 @@ func (s *Server) deadline(ctx context.Context, method string, next func(context.
 	if _, audited := operations[method]; !audited {
 		return next(ctx)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.handlerBudget())
 	defer cancel()
 	return next(ctx)
 }

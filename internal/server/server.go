@@ -73,6 +73,7 @@ func New(ctx context.Context, a *app.App) (*Server, error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute,
 			MaxConnectionAge: cfg.Limits.MaxConnectionAge, MaxConnectionAgeGrace: cfg.RequestTimeout}),
 		grpc.MaxConcurrentStreams(uint32(cfg.Limits.MaxStreamsPerConnection)),
+		grpc.ForceServerCodec(lenientCodec{}),
 	}
 	if !cfg.Insecure {
 		if s.certs, err = authn.NewCerts(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile, s.log); err != nil {
@@ -84,7 +85,7 @@ func New(ctx context.Context, a *app.App) (*Server, error) {
 	s.grpc = grpc.NewServer(append(opts, s.chain(false)...)...)
 	// The gateway's own server: reachable only in memory, so the identity the gateway
 	// forwards in metadata (verified from the REST client's certificate) can be trusted.
-	s.internal = grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(cfg.Limits.MaxMessageBytes)}, s.chain(true)...)...)
+	s.internal = grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(cfg.Limits.MaxMessageBytes), grpc.ForceServerCodec(lenientCodec{})}, s.chain(true)...)...)
 	s.inmem = bufconn.Listen(1 << 20)
 	for _, g := range []*grpc.Server{s.grpc, s.internal} {
 		tokenizerv1.RegisterTokenizerServiceServer(g, &tokenizerService{s: s})

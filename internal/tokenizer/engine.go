@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -122,8 +123,21 @@ func (e *Engine) checkText(c *Class, field, s string) error {
 	if e.limits.MaxValueBytes > 0 && len(s) > e.limits.MaxValueBytes {
 		return errs.New(errs.InvalidArgument, "class %s: %s: %d bytes exceed the limit of %d", c.Name, field, len(s), e.limits.MaxValueBytes)
 	}
-	if !utf8.ValidString(s) {
-		return errs.New(errs.InvalidArgument, "class %s: %s: not valid UTF-8", c.Name, field)
+	if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+		return errs.New(errs.InvalidArgument, "class %s: %s: not valid UTF-8 text (NUL bytes and invalid UTF-8 are refused)", c.Name, field)
+	}
+	return nil
+}
+
+// checkScope validates a scope: free text stored in PostgreSQL, which refuses NUL bytes
+// and invalid UTF-8 (SQLSTATE 22021) and would fail the whole batch; here they fail
+// their item.
+func checkScope(c *Class, scope string) error {
+	if len(scope) > 256 {
+		return errs.New(errs.InvalidArgument, "class %s: scope: at most 256 bytes", c.Name)
+	}
+	if !utf8.ValidString(scope) || strings.IndexByte(scope, 0) >= 0 {
+		return errs.New(errs.InvalidArgument, "class %s: scope: not valid UTF-8 text (NUL bytes and invalid UTF-8 are refused)", c.Name)
 	}
 	return nil
 }
@@ -197,8 +211,8 @@ func (e *Engine) Tokenize(ctx context.Context, items []TokenizeItem, ttl time.Du
 	var work []*pending
 	for i, it := range items {
 		c, p, err := e.parseValue(it.Class, it.Value)
-		if err == nil && len(it.Scope) > 256 {
-			err = errs.New(errs.InvalidArgument, "class %s: scope: at most 256 bytes", c.Name)
+		if err == nil {
+			err = checkScope(c, it.Scope)
 		}
 		if err != nil {
 			results[i].Err = err
@@ -639,6 +653,9 @@ func (e *Engine) deleteTarget(del *deletion, i int, it DeleteItem, auditKey keys
 			return errs.New(errs.InvalidArgument, "class %s: deleting by value needs a static class; give the token", c.Name)
 		}
 		_, p, err := e.parseValue(it.Class, it.Value)
+		if err == nil {
+			err = checkScope(c, it.Scope)
+		}
 		if err != nil {
 			return err
 		}
