@@ -149,6 +149,12 @@ func callerID(ctx context.Context) string {
 func (s *Server) authenticate(internal bool) interceptor.Step {
 	return func(ctx context.Context, method string, next func(context.Context) error) error {
 		if _, audited := operations[method]; !audited {
+			if strings.HasPrefix(method, "/grpc.reflection.") && !s.cfg.Insecure {
+				// Reflection (when enabled) describes the API only to certified clients.
+				if _, err := authn.Identity(ctx, false, internal); err != nil {
+					return toStatus(ctx, s.log, err).Err()
+				}
+			}
 			return next(ctx)
 		}
 		id, err := authn.Identity(ctx, s.cfg.Insecure, internal)

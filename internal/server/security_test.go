@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
@@ -395,3 +396,59 @@ func TestNoPermittedItemIsDeniedPerItem(t *testing.T) {
 	assert.Contains(t, exportJSONL(t, p), `"reason":"denied by policy: class email: tokenize, class ssn: tokenize"`)
 }
 
+
+// reflectionServices lists the services over gRPC reflection on conn.
+func reflectionServices(ctx context.Context, conn *grpc.ClientConn) ([]string, error) {
+	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		return nil, err
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, s := range resp.GetListServicesResponse().GetService() {
+		out = append(out, s.Name)
+	}
+	return out, nil
+}
+
+// Issue 10, finding 7: reflection is off outside development unless configured, and
+// when on it answers only clients with a verified certificate.
+func TestReflectionIsConfigurableAndAuthenticated(t *testing.T) {
+	t.Parallel()
+	for _, enabled := range []bool{false, true} {
+		t.Run(fmt.Sprintf("reflection=%v", enabled), func(t *testing.T) {
+			t.Parallel()
+			migrated := newEnv(t)
+			serviceLogin(t, migrated, "refl") // migrates: production does not auto-migrate
+			p := &pki{ca: pkitest.NewCA(t, "ca"), dir: t.TempDir()}
+			srv := p.ca.Issue(t, pkitest.Options{CN: "tokenizer", Server: true})
+			ehr := p.ca.Issue(t, pkitest.Options{CN: "ehr", SPIFFE: "spiffe://hospital.example/ehr"})
+			p.env = migrated
+			p.env.tls = &tlsFiles{
+				cert: pkitest.Write(t, p.dir, "s.crt", srv.CertPEM), key: pkitest.Write(t, p.dir, "s.key", srv.KeyPEM),
+				ca: pkitest.Write(t, p.dir, "ca.pem", p.ca.PEM), policy: pkitest.Write(t, p.dir, "policy.yaml", []byte(securityPolicy)),
+			}
+			p.env.mutate = func(c *config.Config) { c.Dev, c.Reflection = false, enabled }
+			p.env.client = pkitest.ClientConfig(p.ca, &ehr)
+			p.r = p.env.start(t, true)
+
+			_, err := reflectionServices(t.Context(), p.conn(t, nil))
+			if !enabled {
+				assert.Equal(t, codes.Unimplemented, status.Code(err), "off by default outside development")
+				_, err = reflectionServices(t.Context(), p.conn(t, &ehr))
+				assert.Equal(t, codes.Unimplemented, status.Code(err))
+				return
+			}
+			assert.Equal(t, codes.Unauthenticated, status.Code(err), "no answer without a client certificate")
+			names, err := reflectionServices(t.Context(), p.conn(t, &ehr))
+			require.NoError(t, err)
+			assert.Contains(t, names, "tokenizer.v1.TokenizerService")
+		})
+	}
+}
