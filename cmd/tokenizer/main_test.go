@@ -390,6 +390,13 @@ audit:
 	code, out = run("audit", "verify")
 	assert.Equal(t, 1, code, out)
 	assert.Contains(t, out, "FAILED at seq 3")
+
+	// Issue 10, finding 4: a superuser wipes the log and the stored checkpoints; verify
+	// without --checkpoint holds the chain to the configured sink and fails.
+	pgtest.Exec(t, db, `SET session_replication_role = replica; DELETE FROM audit_events; DELETE FROM audit_checkpoints`)
+	code, out = run("audit", "verify")
+	assert.Equal(t, 1, code, out)
+	assert.Contains(t, out, "truncated")
 }
 
 // startProcIn is startProc in a given working directory.
