@@ -155,6 +155,7 @@ func TestStaticTokenOracleControls(t *testing.T) {
 	assert.Contains(t, m, `tokenizer_reveal_anomalies_total{principal="enumerator"} 1`)
 	assert.Contains(t, m, `tokenizer_reveal_anomalies_total{principal="harvester"} 1`)
 	assert.Contains(t, m, `tokenizer_security_mode{mode="mtls"} 1`, "finding 3: the security mode is a metric")
+	assert.Contains(t, p.env.logs.String(), `"security_mode":"mtls"`, "and logged at start")
 }
 
 // Finding 1: a policy that combines tokenize and detokenize_masked on a static class
@@ -395,7 +396,6 @@ func TestNoPermittedItemIsDeniedPerItem(t *testing.T) {
 	assert.Equal(t, codes.InvalidArgument, status.Code(err))
 	assert.Contains(t, exportJSONL(t, p), `"reason":"denied by policy: class email: tokenize, class ssn: tokenize"`)
 }
-
 
 // reflectionServices lists the services over gRPC reflection on conn.
 func reflectionServices(ctx context.Context, conn *grpc.ClientConn) ([]string, error) {
