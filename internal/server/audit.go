@@ -28,7 +28,8 @@ func (s *Server) audit(ctx context.Context, op string, rec *audit.Record, err er
 	}
 	ev := rec.Event(op, requestID(ctx), codeName(status.Code(err)), reason)
 	// A client that goes away does not take the request's event with it: the append
-	// outlives the request's context (bounded by the writer's own timeout).
+	// outlives the request's context (bounded by the writer's own timeout), but not a
+	// unary request's deadline (withAppendDeadline): past it the request fails closed.
 	actx := context.WithoutCancel(ctx)
 	if d, ok := ctx.Value(appendDeadlineKey{}).(time.Time); ok {
 		var cancel context.CancelFunc

@@ -22,7 +22,7 @@ import (
 // The interceptor chain, the same for every call, every stream and for REST (the
 // gateway dials an in-memory gRPC server with the same chain):
 //
-//	recover → request id → metrics → audit → authenticate → rate limit → deadline (unary) → recover → handler
+//	recover → request id → metrics → audit → authenticate → rate limit → deadline (unary) | stream limit (streams) → recover → handler
 //
 // Audit wraps authentication and the rate limit so that refused requests are audited
 // too; it runs after the handler, before the response leaves. The inner recover turns
@@ -33,7 +33,8 @@ func (s *Server) chain(internal bool) []grpc.ServerOption {
 		return []interceptor.Step{s.recoverStep, interceptor.WithRequestID, s.metricsStep, audit, s.authenticate(internal), s.rateLimit}
 	}
 	// Streams live as long as their client keeps them; only unary calls get the
-	// request deadline, which their audit append shares (deadlineBudget).
+	// request deadline, which their audit append shares (handlerBudget); stream
+	// messages are authorized and limited one by one (auditedMessage).
 	unary := append(outer(s.auditStepUnary), s.deadline, s.recoverStep)
 	stream := append(outer(s.auditStep), s.streamLimit, s.recoverStep)
 	return interceptor.Chain(unary, stream)
