@@ -22,6 +22,7 @@ import (
 
 	"github.com/phivault/tokenizer/internal/audit"
 	"github.com/phivault/tokenizer/internal/config"
+	"github.com/phivault/tokenizer/internal/keys"
 	"github.com/phivault/tokenizer/internal/store"
 	"github.com/phivault/tokenizer/internal/testutil/pgtest"
 )
@@ -165,4 +166,33 @@ func TestForwardedForIsNotTrustedFromClients(t *testing.T) {
 	assert.NotContains(t, b.String(), "6.6.6.6")
 	assert.NotContains(t, b.String(), `"client_address":"7.7.7.7"`)
 	assert.Equal(t, 3, strings.Count(b.String(), `"client_address":"127.0.0.1`), "two tokenize events and the export's own: %s", b.String())
+}
+
+// The audit key rotates like the other audit keys: events keep their key version, and
+// the chain verifies across the rotation.
+func TestAuditKeyRotation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.start(t, true)
+	traffic(t, r, 1)
+	st, err := store.Open(t.Context(), e.dbURL, store.Options{MaxConns: 2})
+	require.NoError(t, err)
+	defer st.Close()
+	p, _, err := keys.OpenLocal(e.keyFile)
+	require.NoError(t, err)
+	kr := keys.NewKeyring(p, st)
+	require.NoError(t, kr.Reload(t.Context()))
+	v, err := kr.Rotate(t.Context(), keys.AuditMAC)
+	require.NoError(t, err)
+	require.Equal(t, 2, v)
+	require.Eventually(t, func() bool {
+		traffic(t, r, 1)
+		rows := readChain(t, e.dbURL)
+		return rows[len(rows)-1].MACVersion == 2
+	}, 10*time.Second, 100*time.Millisecond, "the service picks up the new audit key")
+	rows := readChain(t, e.dbURL)
+	assert.Equal(t, 1, rows[0].MACVersion)
+	res := verify(t, e, nil)
+	assert.True(t, res.OK, res.Reason)
+	assert.Equal(t, int64(len(rows)), res.EventsChecked)
 }
