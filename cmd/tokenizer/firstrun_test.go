@@ -143,7 +143,7 @@ func TestFirstRunAgainstAnotherKeysDatabase(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr, "This drops the database "+name)
 	assert.Contains(t, stderr, "not confirmed; nothing changed")
-	code, _, stderr = runIn(t, mine, env, "", "dev", "reset", "--yes", "--dev=false", "--keys-provider", "vault", "--keys-vault-address", "http://127.0.0.1:1", "--keys-vault-token", "x")
+	code, _, stderr = runIn(t, mine, env, "", "dev", "reset", "--yes", "--dev=false", "--insecure=false", "--keys-provider", "vault", "--keys-vault-address", "http://127.0.0.1:1", "--keys-vault-token", "x")
 	assert.Equal(t, 2, code, stderr)
 	assert.Contains(t, stderr, "development only")
 	code, _, stderr = runIn(t, other, env, "", "keys", "status")

@@ -139,5 +139,5 @@ func TestMetricsLabelsBounded(t *testing.T) {
 			}
 		}
 	}
-	assert.Equal(t, 10, seen, "tokenizer_* families")
+	assert.Equal(t, 12, seen, "tokenizer_* families")
 }

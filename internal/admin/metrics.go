@@ -21,6 +21,10 @@ type Metrics struct {
 	BreakGlass    prometheus.Counter
 	Anomalies     *prometheus.CounterVec
 	RateLimited   *prometheus.CounterVec
+	// SecurityMode is 1 for the effective mode (mtls, insecure-dev, insecure).
+	SecurityMode   *prometheus.GaugeVec
+	StreamsOpen    prometheus.Gauge
+	StreamsRefused prometheus.Counter
 }
 
 // NewMetrics registers the service's metrics, with the Go and process collectors.
@@ -64,8 +68,17 @@ func NewMetrics() *Metrics {
 	m.RateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "tokenizer", Name: "rate_limited_total", Help: "Requests refused by a principal's rate limit.",
 	}, []string{"principal"})
+	m.SecurityMode = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "tokenizer", Name: "security_mode", Help: "1 for the effective security mode: mtls, insecure-dev or insecure.",
+	}, []string{"mode"})
+	m.StreamsOpen = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "tokenizer", Name: "streams_open", Help: "Streams open now.",
+	})
+	m.StreamsRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "tokenizer", Name: "streams_refused_total", Help: "Streams refused because the caller held too many.",
+	})
 	m.Registry.MustRegister(m.Requests, m.Duration, m.Items, m.Panics, m.Ready, m.AuditFailures,
-		m.PolicyReloads, m.BreakGlass, m.Anomalies, m.RateLimited,
+		m.PolicyReloads, m.BreakGlass, m.Anomalies, m.RateLimited, m.SecurityMode, m.StreamsOpen, m.StreamsRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

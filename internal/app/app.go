@@ -83,6 +83,7 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 	if err != nil {
 		return nil, err
 	}
+	log = slog.New(RateLimitLogs(log.Handler()))
 	a := &App{Config: cfg, Log: log, Classes: classes, classSet: map[string]bool{}}
 	for _, c := range classes {
 		a.classSet[c.Name] = true
@@ -100,7 +101,12 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 	if o.command {
 		maxConns = 4
 	}
-	if a.Store, err = OpenStore(ctx, cfg, maxConns); err != nil {
+	sopts := store.Options{MaxConns: int32(maxConns), ConnectTimeout: cfg.Database.ConnectTimeout}
+	if !o.command {
+		// No statement of a request outlives the request (commands run long jobs).
+		sopts.StatementTimeout = cfg.RequestTimeout
+	}
+	if a.Store, err = store.Open(ctx, cfg.Database.URL, sopts); err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, a.Store.Close)
@@ -108,7 +114,7 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		a.Cache = cache.New(a.Store, cache.Options{Entries: cfg.Cache.Entries, TTL: cfg.Cache.TTL})
 	}
 	if !o.command {
-		if a.Policies, err = policy.NewStore(cfg.PolicyFile, a.ClassNames(), fixedPolicy(cfg, log)); err != nil {
+		if a.Policies, err = policy.NewStore(cfg.PolicyFile, a.ClassNames(), fixedPolicy(cfg, log), policy.WithStaticClasses(a.staticClassNames())); err != nil {
 			return nil, err
 		}
 	}
@@ -116,6 +122,7 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		return nil, err
 	}
 	a.writer = audit.NewWriter(a.Store, log, cfg.Audit.WriteTimeout)
+	a.writer.SetMACKey(a.auditKey)
 	a.closers = append(a.closers, a.writer.Close)
 	a.Audit = a.writer
 	if o.auditSink != nil {
@@ -204,6 +211,17 @@ func (a *App) ClassNames() []string {
 	return out
 }
 
+// staticClassNames lists the static classes (never nil), for the policy's oracle check.
+func (a *App) staticClassNames() []string {
+	out := []string{}
+	for _, c := range a.Classes {
+		if c.Mode == tokenizer.Static {
+			out = append(out, c.Name)
+		}
+	}
+	return out
+}
+
 // IsClass reports whether name is a configured class.
 func (a *App) IsClass(name string) bool { return a.classSet[name] }
 
@@ -218,6 +236,32 @@ func (a *App) Engine() (*tokenizer.Engine, error) {
 		return nil, errs.New(errs.Unavailable, "key service unavailable")
 	}
 	return e, nil
+}
+
+// auditKey is the current audit key, which authenticates every audit event; until the
+// keyring is loaded there is none and appends fail closed.
+func (a *App) auditKey() (int, []byte, error) {
+	kr := a.keyring.Load()
+	if kr == nil {
+		return 0, nil, errs.New(errs.Unavailable, "keys not loaded yet")
+	}
+	k, err := kr.Current(keys.AuditMAC)
+	if err != nil {
+		return 0, nil, err
+	}
+	return k.Version, k.Material, nil
+}
+
+// AuditKeys looks up audit keys by version, for verification (nil before Load).
+func (a *App) AuditKeys() audit.MACKeys {
+	kr := a.keyring.Load()
+	if kr == nil {
+		return nil
+	}
+	return func(v int) ([]byte, error) {
+		k, err := kr.Version(keys.AuditMAC, v)
+		return k.Material, err
+	}
 }
 
 // Keyring is the keyring in service (nil before Init succeeds).

@@ -45,9 +45,11 @@ func RunBatch[Item, Result any](ctx context.Context, a *App, items []Item, b Bat
 		return nil, policy.Decision{}, err
 	}
 	caller, _ := policy.CallerFrom(ctx)
+	pr := policy.PrincipalFrom(ctx)
 	d := policy.Decide(policy.Request{
-		Principal: policy.PrincipalFrom(ctx), Caller: caller.ID, Operation: b.Op, Classes: b.Classes,
+		Principal: pr, Caller: caller.ID, Operation: b.Op, Classes: b.Classes,
 		Known: a.IsClass, Purpose: b.Purpose, Justification: b.Justification,
+		OverQuota: b.Op == policy.OpTokenize && !a.Policies.Current().TokenizeQuota(pr, time.Now()),
 	})
 	if d.Err != nil {
 		return nil, d, d.Err
@@ -111,21 +113,45 @@ func (a *App) ClassLabel(name string) string {
 	return "unknown"
 }
 
-// CountReveals feeds the caller's one-minute reveal window. When this call takes the
-// caller over its threshold it writes an anomaly event to the audit log (once per
-// window) and returns the policy entry's ID, for the anomaly metric; else "".
-func (a *App) CountReveals(ctx context.Context, requestID string, n int) string {
+// CountReveals feeds the caller's one-minute reveal window with n reveals and misses
+// NOT_FOUND misses (guessed tokens count like reveals). When this call takes the caller
+// over its reveal threshold, or over its miss threshold (a "harvest" anomaly), it writes
+// an anomaly event to the audit log (once per window each) and returns the policy
+// entry's ID, for the anomaly metric; else "".
+func (a *App) CountReveals(ctx context.Context, requestID string, n, misses int) string {
 	pr := policy.PrincipalFrom(ctx)
-	crossed, inWindow := a.Policies.Current().Revealed(pr, n, time.Now())
+	pol, now, id := a.Policies.Current(), time.Now(), ""
+	if crossed, inWindow := pol.Revealed(pr, n+misses, now); crossed {
+		reason := fmt.Sprintf("revealed %d values within a minute, above the threshold of %d", inWindow, pr.RateLimit.RevealsPerMinute)
+		id = a.anomaly(ctx, requestID, pr, inWindow, reason)
+	}
+	if crossed, inWindow := pol.Missed(pr, misses, now); crossed {
+		reason := fmt.Sprintf("harvest: %d unknown tokens presented within a minute, above the threshold of %d", inWindow, pr.MissThreshold())
+		id = a.anomaly(ctx, requestID, pr, inWindow, reason)
+	}
+	return id
+}
+
+// CountCreated feeds the caller's window of new static mappings; above its
+// enumeration threshold it writes an "enumeration" anomaly event (once per window) and
+// returns the policy entry's ID, else "".
+func (a *App) CountCreated(ctx context.Context, requestID string, n int) string {
+	pr := policy.PrincipalFrom(ctx)
+	crossed, inWindow := a.Policies.Current().Created(pr, n, time.Now())
 	if !crossed {
 		return ""
 	}
+	reason := fmt.Sprintf("enumeration: %d new values tokenized within a minute, above the threshold of %d", inWindow, pr.EnumerationThreshold())
+	return a.anomaly(ctx, requestID, pr, inWindow, reason)
+}
+
+// anomaly writes an anomaly event for pr and logs it; it returns pr's ID.
+func (a *App) anomaly(ctx context.Context, requestID string, pr *policy.Principal, inWindow int, reason string) string {
 	caller := audit.RecordFrom(ctx)
 	rec := &audit.Record{Caller: caller.Caller, ClientAddress: caller.ClientAddress, Items: inWindow}
-	reason := fmt.Sprintf("revealed %d values within a minute, above the threshold of %d", inWindow, pr.RateLimit.RevealsPerMinute)
 	if err := a.Audit.Append(ctx, rec.Event("anomaly", requestID, "OK", reason)); err != nil {
 		a.Log.ErrorContext(ctx, "anomaly event not written", slog.String("request_id", requestID))
 	}
-	a.Log.WarnContext(ctx, "reveal anomaly", slog.String("principal", pr.ID), slog.Int("reveals_in_window", inWindow))
+	a.Log.WarnContext(ctx, "reveal anomaly", slog.String("principal", pr.ID), slog.Int("count_in_window", inWindow))
 	return pr.ID
 }

@@ -242,7 +242,7 @@ func TestCountReveals(t *testing.T) {
 	}
 	for _, tc := range tests { // sequential: one window
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, a.CountReveals(ctx, "req-1", tc.n))
+			assert.Equal(t, tc.want, a.CountReveals(ctx, "req-1", tc.n, 0))
 			sink.mu.Lock()
 			defer sink.mu.Unlock()
 			require.Len(t, sink.got, tc.events)
@@ -257,5 +257,5 @@ func TestCountReveals(t *testing.T) {
 	assert.Contains(t, ev.Reason, "above the threshold of 2")
 
 	other, _ := as(a, "stranger")
-	assert.Equal(t, "", a.CountReveals(other, "req-2", 100), "no principal, no window")
+	assert.Equal(t, "", a.CountReveals(other, "req-2", 100, 0), "no principal, no window")
 }

@@ -38,7 +38,7 @@ func (a *App) Load(ctx context.Context) error {
 		return err
 	}
 	kr := keys.NewKeyring(a.Provider, a.Store)
-	if err := kr.Ensure(ctx, tokenizer.KeyPurposes(a.Classes)...); err != nil {
+	if err := kr.Ensure(ctx, append(tokenizer.KeyPurposes(a.Classes), keys.AuditMAC)...); err != nil {
 		return keyError(a.Config, fmt.Errorf("load data keys: %w", err))
 	}
 	eng, err := tokenizer.New(a.Classes, a.tokenStore(), kr, tokenizer.Limits{MaxItems: a.Config.Limits.MaxItems, MaxValueBytes: a.Config.Limits.MaxValueBytes})

@@ -62,7 +62,7 @@ func TestWriterConcurrentAppendsFormOneChain(t *testing.T) {
 		assert.True(t, s >= 1 && s <= n, "seq %d out of range", s)
 		seen[s] = true
 	}
-	res, err := audit.Verify(t.Context(), st, newSigner("k"), 1, 0, nil)
+	res, err := audit.Verify(t.Context(), st, newSigner("k"), nil, 1, 0, nil)
 	require.NoError(t, err)
 	assert.True(t, res.OK, res.Reason)
 	assert.Equal(t, int64(n), res.EventsChecked)
@@ -173,6 +173,7 @@ func TestVerify(t *testing.T) {
 		{name: "history rewritten, chain recomputed", bad: 4, reason: "differs from the signed checkpoint (history rewritten)",
 			tamper: func(_ *testing.T, c *memChain, _ *edSigner) []checkpoint {
 				c.rows[1].Body = strings.Replace(c.rows[1].Body, `"caller":"svc-b"`, `"caller":"svc-x"`, 1)
+				c.rows[1].Caller = "svc-x" // a careful attacker edits the query column too
 				c.rehash(1)
 				return nil
 			}},
@@ -236,7 +237,7 @@ func runVerifyCase(t *testing.T, tt verifyCase) {
 	if tt.tamper != nil {
 		held = tt.tamper(t, c, s)
 	}
-	res, err := audit.Verify(t.Context(), c, s, tt.from, tt.to, held)
+	res, err := audit.Verify(t.Context(), c, s, nil, tt.from, tt.to, held)
 	require.NoError(t, err)
 	assert.Equal(t, tt.ok, res.OK, res.Reason)
 	if !tt.ok {
@@ -274,7 +275,7 @@ func TestVerifyErrors(t *testing.T) {
 			_, err := (&audit.Checkpointer{Store: c, Signer: s, Log: quiet}).Checkpoint(t.Context())
 			require.NoError(t, err)
 			tt.setup(c, s)
-			_, err = audit.Verify(t.Context(), c, s, 1, 0, nil)
+			_, err = audit.Verify(t.Context(), c, s, nil, 1, 0, nil)
 			assert.ErrorIs(t, err, tt.want, "an error to verify is an error, not a verdict")
 		})
 	}

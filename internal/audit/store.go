@@ -17,6 +17,9 @@ type Row struct {
 	Operation    string
 	Caller       string
 	TokenDigests [][]byte
+	// MAC authenticates the event under the audit key of version MACVersion (EventMAC).
+	MAC        []byte
+	MACVersion int
 }
 
 // Checkpoint is a signed statement of the chain head.

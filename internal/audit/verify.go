@@ -175,7 +175,10 @@ func (r *Result) fail(seq int64, format string, args ...any) Result {
 // reordered events (seq or prev_hash mismatch), a truncated tail (the chain ends before
 // a held checkpoint), or a forged checkpoint (bad signature, or a hash that is not the
 // chain's).
-func Verify(ctx context.Context, st ChainReader, signer Signer, from, to int64, held []Checkpoint) (Result, error) {
+//
+// With macs, every event must carry a valid MAC under the audit key (an event appended
+// with database credentials alone fails), and its query columns must match its body.
+func Verify(ctx context.Context, st ChainReader, signer Signer, macs MACKeys, from, to int64, held []Checkpoint) (Result, error) {
 	if from < 1 {
 		from = 1
 	}
@@ -199,7 +202,7 @@ func Verify(ctx context.Context, st ChainReader, signer Signer, from, to int64, 
 			return r.fail(from-1, "event %d, before the range, is missing", from-1), nil
 		}
 	}
-	v := &chainCheck{Result: r, prev: prev, expect: from, want: want}
+	v := &chainCheck{Result: r, prev: prev, expect: from, want: want, macs: macs}
 	stop := errors.New("stop")
 	err = st.ReadAudit(ctx, from, to, func(row Row) error {
 		if v.bad = v.check(row); v.bad != nil {
@@ -256,6 +259,7 @@ type chainCheck struct {
 	expect int64
 	want   map[int64][][]byte
 	bad    *Result
+	macs   MACKeys
 }
 
 // check verifies one event: its place, its link, the seq in its body, its hash and
@@ -280,6 +284,14 @@ func (v *chainCheck) check(row Row) *Result {
 	h := Hash(v.prev, []byte(row.Body))
 	if !bytes.Equal(h, row.Hash) {
 		return fail(row.Seq, "event %d: hash does not match its content (modified)", row.Seq)
+	}
+	if err := checkColumns(row); err != nil {
+		return fail(row.Seq, "event %d: %v", row.Seq, err)
+	}
+	if v.macs != nil {
+		if err := checkMAC(v.macs, row); err != nil {
+			return fail(row.Seq, "event %d: %v", row.Seq, err)
+		}
 	}
 	for _, ch := range v.want[row.Seq] {
 		if !bytes.Equal(ch, h) {

@@ -36,6 +36,7 @@ type Writer struct {
 	queue    chan *pending
 	appended atomic.Int64
 	done     chan struct{}
+	macKey   atomic.Pointer[MACKey]
 
 	mu     sync.RWMutex // Append holds it for reading while it queues; Close for writing
 	closed bool
@@ -62,9 +63,16 @@ func (w *Writer) Append(ctx context.Context, ev *Event) error {
 	if err := w.enqueue(ctx, p); err != nil {
 		return err
 	}
-	// Wait for the commit even if ctx ends: the caller must not proceed before it
-	// knows whether the event is durable. The commit itself is bounded by timeout.
-	return <-p.err
+	// Wait for the commit, or until ctx ends: then the caller fails closed (it reveals
+	// nothing and answers UNAVAILABLE) while the event may still commit, which
+	// overstates a disclosure rather than hides one. This bounds a request by its
+	// deadline even while the database link is frozen and batches queue up.
+	select {
+	case err := <-p.err:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("audit log: %w: %w", errs.ErrUnavailable, ctx.Err())
+	}
 }
 
 // enqueue hands p to the writer. The read lock keeps Close from closing the queue
@@ -74,6 +82,13 @@ func (w *Writer) enqueue(ctx context.Context, p *pending) error {
 	defer w.mu.RUnlock()
 	if w.closed {
 		return fmt.Errorf("audit log: writer stopped: %w", errs.ErrUnavailable)
+	}
+	// An event goes in whenever there is room, even when ctx has ended: a request
+	// whose client gave up is still recorded.
+	select {
+	case w.queue <- p:
+		return nil
+	default:
 	}
 	select {
 	case w.queue <- p:
@@ -142,6 +157,6 @@ func (w *Writer) write(batch []*pending) error {
 			}
 			prev = h
 		}
-		return rows, nil
+		return rows, w.authenticate(rows)
 	})
 }

@@ -108,7 +108,9 @@ func (c *Certs) Config(nextProtos ...string) *tls.Config {
 }
 
 // IdentityOf is the caller identity of a verified TLS connection: the client
-// certificate's SPIFFE URI SAN, or failing that its subject CN.
+// certificate's SPIFFE URI SAN, or failing that its subject CN. A CN that looks like a
+// URI (a scheme and a colon, e.g. "spiffe://…") is refused: only a URI SAN may carry a
+// SPIFFE ID, so that a CN can never take the rights of a SPIFFE principal.
 func IdentityOf(st *tls.ConnectionState) (string, error) {
 	if st == nil || len(st.VerifiedChains) == 0 || len(st.VerifiedChains[0]) == 0 {
 		return "", errors.New("a client certificate is required")
@@ -119,8 +121,11 @@ func IdentityOf(st *tls.ConnectionState) (string, error) {
 			return u.String(), nil
 		}
 	}
-	if leaf.Subject.CommonName != "" {
-		return leaf.Subject.CommonName, nil
+	if cn := leaf.Subject.CommonName; cn != "" {
+		if looksLikeURI(cn) {
+			return "", errors.New("the client certificate's common name looks like a URI; a SPIFFE ID must be a URI SAN")
+		}
+		return cn, nil
 	}
 	return "", errors.New("the client certificate has neither a SPIFFE ID nor a common name")
 }

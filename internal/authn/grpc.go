@@ -48,7 +48,8 @@ func Identity(ctx context.Context, insecure, internal bool) (string, error) {
 
 // ClientAddress is the original client: the gateway forwards it in x-forwarded-for,
 // whose last element is the address the gateway itself saw (earlier ones are whatever
-// the client claimed).
+// the client claimed). It trusts the header from anyone: the server uses
+// ClientAddressFrom, which trusts it only from the gateway or configured proxies.
 func ClientAddress(ctx context.Context) string {
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if v := md.Get("x-forwarded-for"); len(v) > 0 {

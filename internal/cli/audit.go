@@ -84,19 +84,11 @@ func auditCmd(ctx context.Context, args []string, getenv func(string) string, st
 }
 
 func auditVerify(ctx context.Context, cfg *config.Config, args *auditArgs, stdout, stderr io.Writer) (int, error) {
-	var held []audit.Checkpoint
-	if args.checkpointFile != "" {
-		f, err := os.Open(args.checkpointFile)
-		if err != nil {
-			return 0, err
-		}
-		held, err = audit.ReadCheckpoints(f)
-		f.Close()
-		if err != nil {
-			return 0, err
-		}
+	held, err := heldCheckpoints(cfg, args, stderr)
+	if err != nil {
+		return 0, err
 	}
-	a, err := app.Build(ctx, cfg, NewLogger(cfg, stderr), app.ForCommand())
+	a, err := openRuntime(ctx, cfg, NewLogger(cfg, stderr))
 	if err != nil {
 		return 0, err
 	}
@@ -108,7 +100,7 @@ func auditVerify(ctx context.Context, cfg *config.Config, args *auditArgs, stdou
 	if !ok {
 		return 0, fmt.Errorf("key provider %s cannot verify signatures", a.Provider.Name())
 	}
-	res, err := audit.Verify(ctx, a.Store, signer, args.from, args.to, held)
+	res, err := audit.Verify(ctx, a.Store, signer, a.AuditKeys(), args.from, args.to, held)
 	if err != nil {
 		return 0, err
 	}
@@ -121,13 +113,33 @@ func auditVerify(ctx context.Context, cfg *config.Config, args *auditArgs, stdou
 	return exitOK, nil
 }
 
+// heldCheckpoints are the checkpoints verify holds the chain to: the --checkpoint file,
+// else the configured sink when it is a file (so that a truncated or wiped log fails
+// without the operator having to remember the flag).
+func heldCheckpoints(cfg *config.Config, args *auditArgs, stderr io.Writer) ([]audit.Checkpoint, error) {
+	if args.checkpointFile == "" {
+		held, found, err := audit.SinkCheckpoints(cfg.Audit.CheckpointSink)
+		if err == nil && !found && cfg.Audit.CheckpointSink != "none" {
+			fmt.Fprintf(stderr, "tokenizer audit verify: no checkpoints from audit.checkpoint_sink %q; a truncated log is detected only against checkpoints (pass --checkpoint)\n", cfg.Audit.CheckpointSink)
+		}
+		return held, err
+	}
+	f, err := os.Open(args.checkpointFile)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return audit.ReadCheckpoints(f)
+}
+
 func auditExport(ctx context.Context, cfg *config.Config, args *auditArgs, stdout, stderr io.Writer) (int, error) {
 	f := audit.Format(args.format)
 	if f != audit.JSONL && f != audit.CSV && f != audit.FHIR {
 		fmt.Fprintf(stderr, "tokenizer audit export: --format %q: want jsonl, csv or fhir\n", args.format)
 		return exitUsage, nil
 	}
-	a, err := app.Build(ctx, cfg, NewLogger(cfg, stderr), app.ForCommand(), app.WithoutKeys())
+	// The audit key authenticates the command's own event: export needs the keys too.
+	a, err := openRuntime(ctx, cfg, NewLogger(cfg, stderr))
 	if err != nil {
 		return 0, err
 	}

@@ -54,7 +54,7 @@ func keysCmd(ctx context.Context, args []string, getenv func(string) string, std
 	extra := func(fs *flag.FlagSet) {
 		switch sub {
 		case "rotate":
-			fs.StringVar(&ka.purpose, "purpose", ka.purpose, "key purpose to rotate (value-encryption or audit-digest)")
+			fs.StringVar(&ka.purpose, "purpose", ka.purpose, "key purpose to rotate (value-encryption, audit-digest or audit-mac)")
 		case "reencrypt":
 			fs.IntVar(&ka.batch, "batch", ka.batch, "rows per transaction")
 		}
@@ -65,8 +65,8 @@ func keysCmd(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	// Token digests, fingerprints and FF1 keys decide which token a value gets:
 	// rotating them would give static values new tokens, so they do not rotate.
-	if sub == "rotate" && ka.purpose != string(keys.ValueEncryption) && ka.purpose != string(keys.AuditDigest) {
-		fmt.Fprintf(stderr, "tokenizer keys rotate: --purpose %s cannot rotate (it would change static tokens); value-encryption and audit-digest can\n", ka.purpose)
+	if sub == "rotate" && ka.purpose != string(keys.ValueEncryption) && ka.purpose != string(keys.AuditDigest) && ka.purpose != string(keys.AuditMAC) {
+		fmt.Fprintf(stderr, "tokenizer keys rotate: --purpose %s cannot rotate (it would change static tokens); value-encryption, audit-digest and audit-mac can\n", ka.purpose)
 		return exitUsage
 	}
 	rt, err := openRuntime(ctx, cfg, NewLogger(cfg, stderr))

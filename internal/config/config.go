@@ -39,6 +39,11 @@ type Config struct {
 
 	TLS        TLSConfig `yaml:"tls"`
 	PolicyFile string    `yaml:"policy_file" usage:"policy file (YAML): who may do what; reloaded on SIGHUP and on change"`
+	// Reflection serves gRPC server reflection (always on in development mode).
+	Reflection bool `yaml:"reflection" usage:"serve gRPC reflection (on in dev mode; off by default otherwise)"`
+	// TrustedProxies are the peers (comma-separated CIDRs) whose x-forwarded-for is
+	// believed; the in-process REST gateway is always trusted.
+	TrustedProxies string `yaml:"trusted_proxies" usage:"comma-separated CIDRs of proxies whose x-forwarded-for is trusted"`
 
 	Log      LogConfig      `yaml:"log"`
 	Database DatabaseConfig `yaml:"database"`
@@ -54,6 +59,10 @@ type Config struct {
 	// Classes are the token classes; when none are configured the development set
 	// (DefaultClasses) is served.
 	Classes []Class `yaml:"classes" flag:"-"`
+
+	// Warnings are things Load noticed that are allowed but unwise (secrets given as
+	// flags); serve logs them.
+	Warnings []string `yaml:"-" flag:"-"`
 }
 
 // TLSConfig is the mTLS of the gRPC and REST ports.
@@ -93,6 +102,13 @@ type LimitsConfig struct {
 	MaxItems        int `yaml:"max_items" usage:"items per request"`
 	MaxValueBytes   int `yaml:"max_value_bytes" usage:"bytes per value or token"`
 	MaxMessageBytes int `yaml:"max_message_bytes" usage:"bytes per request message"`
+	// Stream and connection bounds (docs/security.md): they bound what one client
+	// certificate can hold open, and how long a revoked one keeps working.
+	MaxStreamsPerConnection  int           `yaml:"max_streams_per_connection" usage:"concurrent streams (and calls) per connection"`
+	MaxStreamsPerPrincipal   int           `yaml:"max_streams_per_principal" usage:"concurrent streams per caller identity"`
+	StreamIdleTimeout        time.Duration `yaml:"stream_idle_timeout" usage:"a stream with no message for this long is closed"`
+	MaxConnectionAge         time.Duration `yaml:"max_connection_age" usage:"connections are closed after this age (a revoked certificate stops within it)"`
+	UnknownRequestsPerSecond int           `yaml:"unknown_requests_per_second" usage:"request rate shared by all callers with no policy entry"`
 }
 
 // AuditConfig sets up the audit log's checkpoints.
@@ -136,7 +152,7 @@ func Defaults() *Config {
 			ConnectTimeout: 3 * time.Second,
 		},
 		Keys:            KeysConfig{LocalFile: ".tokenizer/dev-kek.hex", CheckInterval: 2 * time.Second, ReloadInterval: 30 * time.Second},
-		Limits:          LimitsConfig{MaxItems: 1000, MaxValueBytes: 1024, MaxMessageBytes: 4 << 20},
+		Limits:          LimitsConfig{MaxItems: 1000, MaxValueBytes: 1024, MaxMessageBytes: 4 << 20, MaxStreamsPerConnection: 100, MaxStreamsPerPrincipal: 256, StreamIdleTimeout: 5 * time.Minute, MaxConnectionAge: time.Hour, UnknownRequestsPerSecond: 10},
 		Audit:           AuditConfig{CheckpointEvery: 1000, CheckpointInterval: time.Minute, CheckpointSink: "stdout", WriteTimeout: 5 * time.Second},
 		FHIR:            FHIRConfig{DateShiftDays: 365},
 		Cache:           CacheConfig{Entries: 50000, TTL: 30 * time.Second},
@@ -246,6 +262,7 @@ func Load(name string, args []string, getenv func(string) string, stderr io.Writ
 	c := Defaults()
 	settings := c.settings()
 	fs, configPath, raw := newFlagSet(name, settings, stderr, extra)
+	files := registerSecretFiles(fs, settings)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -262,6 +279,9 @@ func Load(name string, args []string, getenv func(string) string, stderr io.Writ
 			}
 		}
 	}
+	if err := files.applyEnv(settings, getenv); err != nil {
+		return nil, err
+	}
 	var flagErr error
 	fs.Visit(func(f *flag.Flag) {
 		for _, s := range settings {
@@ -269,11 +289,17 @@ func Load(name string, args []string, getenv func(string) string, stderr io.Writ
 				if err := s.set(*raw[s.key]); err != nil {
 					flagErr = fmt.Errorf("--%s: %w", f.Name, err)
 				}
+				if w := secretFlagWarning(s, *raw[s.key]); w != "" {
+					c.Warnings = append(c.Warnings, w)
+				}
 			}
 		}
 	})
 	if flagErr != nil {
 		return nil, flagErr
+	}
+	if err := files.applyFlags(settings); err != nil {
+		return nil, err
 	}
 	c.complete()
 	if err := c.Validate(); err != nil {
@@ -444,6 +470,7 @@ func (c *Config) Validate() error {
 	if c.FHIR.DateShiftDays < 1 || c.FHIR.DateShiftDays > 3650 {
 		bad("fhir.date_shift_days", "must be 1 to 3650")
 	}
+	c.validateSecurity(bad)
 	seen := map[string]bool{}
 	for i, cc := range c.Classes {
 		if seen[cc.Name] {

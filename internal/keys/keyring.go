@@ -20,6 +20,7 @@ const (
 	TokenDigest     Purpose = "token-digest"     // HMAC-SHA-256 lookup key of tokens
 	Fingerprint     Purpose = "fingerprint"      // HMAC-SHA-256 of normalized values
 	AuditDigest     Purpose = "audit-digest"     // HMAC-SHA-256 of tokens in audit events
+	AuditMAC        Purpose = "audit-mac"        // HMAC-SHA-256 that authenticates each audit event
 )
 
 // FPEPurpose is the purpose of the FF1 key of one class.

@@ -27,6 +27,9 @@ type Request struct {
 	Known func(class string) bool
 	// Purpose and Justification are the reveal's purpose of use and its free text.
 	Purpose, Justification string
+	// OverQuota is set when the principal has used up its tokenize quota of new values
+	// this minute (Policy.TokenizeQuota).
+	OverQuota bool
 }
 
 // Effect is what one item may get.
@@ -75,7 +78,13 @@ func (d Decision) Allowed() []int {
 // policy entry and the request. Handlers call it once per request (or stream message).
 func Decide(req Request) Decision {
 	switch req.Operation {
-	case OpTokenize, OpDelete:
+	case OpTokenize:
+		d := decideItems(req, req.Operation, "")
+		if d.Err == nil && req.OverQuota {
+			return Decision{Err: errs.New(errs.ResourceExhausted, "caller %s has used up its quota of %d new values per minute; retry later", req.Caller, req.Principal.RateLimit.NewValuesPerMinute)}
+		}
+		return d
+	case OpDelete:
 		return decideItems(req, req.Operation, "")
 	case OpDetokenize:
 		if err := checkPurpose(req); err != nil {

@@ -56,6 +56,10 @@ type PrincipalConfig struct {
 	// BreakGlass allows ETREAT (which also needs a justification).
 	BreakGlass bool      `yaml:"break_glass"`
 	RateLimit  RateLimit `yaml:"rate_limit"`
+	// AcknowledgeOracle accepts tokenize with detokenize_masked on a static class: the
+	// principal can then recover full values (docs/security.md, "static tokens are an
+	// oracle"), so the policy must say that it is trusted to.
+	AcknowledgeOracle bool `yaml:"acknowledge_oracle"`
 }
 
 // RateLimit bounds a principal: requests per second (with a burst), and a threshold of
@@ -64,6 +68,17 @@ type RateLimit struct {
 	RequestsPerSecond float64 `yaml:"requests_per_second"`
 	Burst             int     `yaml:"burst"`
 	RevealsPerMinute  int     `yaml:"reveals_per_minute"`
+	// NewValuesPerMinute is a tokenize quota: once the principal has created this many
+	// new static mappings in a minute, its tokenize requests are refused until the next
+	// minute (0: no quota).
+	NewValuesPerMinute int `yaml:"new_values_per_minute"`
+	// EnumerationPerMinute raises an "enumeration" anomaly when the principal creates
+	// more new static mappings than this in a minute (0: half the quota, if any).
+	EnumerationPerMinute int `yaml:"enumeration_per_minute"`
+	// MissesPerMinute raises a "harvest" anomaly when the principal presents more
+	// unknown tokens (NOT_FOUND) than this in a minute (0: reveals_per_minute). Misses
+	// also count toward reveals_per_minute.
+	MissesPerMinute int `yaml:"misses_per_minute"`
 }
 
 // Principal is a compiled PrincipalConfig.
@@ -112,11 +127,11 @@ func allPurposes() []string {
 }
 
 // Load reads and validates a policy file. classes are the configured class names.
-func Load(path string, classes []string) (*Policy, error) {
-	return load(path, classes, newLimiters())
+func Load(path string, classes []string, opts ...Option) (*Policy, error) {
+	return load(path, classes, newLimiters(), opts...)
 }
 
-func load(path string, classes []string, l *limiters) (*Policy, error) {
+func load(path string, classes []string, l *limiters, opts ...Option) (*Policy, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("policy file: %w", err)
@@ -128,6 +143,9 @@ func load(path string, classes []string, l *limiters) (*Policy, error) {
 		return nil, fmt.Errorf("policy file %s: %w", path, err)
 	}
 	p, err := compile(f, classes, l)
+	if err == nil {
+		err = checkOracles(f, classes, options(opts))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("policy file %s: %w", path, err)
 	}
@@ -174,7 +192,7 @@ func compile(f File, classes []string, l *limiters) (*Policy, error) {
 			pr.purpose[pu] = true
 		}
 		rl := pc.RateLimit
-		if rl.RequestsPerSecond < 0 || rl.Burst < 0 || rl.RevealsPerMinute < 0 {
+		if rl.RequestsPerSecond < 0 || rl.Burst < 0 || rl.RevealsPerMinute < 0 || rl.NewValuesPerMinute < 0 || rl.EnumerationPerMinute < 0 || rl.MissesPerMinute < 0 {
 			return nil, fmt.Errorf("%s.rate_limit: values must not be negative", where)
 		}
 		if rl.RequestsPerSecond > 0 && rl.Burst == 0 {
@@ -349,17 +367,18 @@ type Store struct {
 	current *Policy
 	path    string
 	classes []string
+	opts    []Option
 	mtime   time.Time
 	size    int64
 }
 
 // NewStore loads path (or, when path is empty, serves fixed).
-func NewStore(path string, classes []string, fixed *Policy) (*Store, error) {
-	s := &Store{path: path, classes: classes, current: fixed}
+func NewStore(path string, classes []string, fixed *Policy, opts ...Option) (*Store, error) {
+	s := &Store{path: path, classes: classes, current: fixed, opts: opts}
 	if path == "" {
 		return s, nil
 	}
-	p, err := Load(path, classes)
+	p, err := Load(path, classes, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -393,7 +412,7 @@ func (s *Store) Reload() error {
 	l := s.current.limiters
 	s.mu.RUnlock()
 	mtime, size := stat(s.path)
-	p, err := load(s.path, s.classes, l)
+	p, err := load(s.path, s.classes, l, s.opts...)
 	if err != nil {
 		s.mu.Lock()
 		s.mtime, s.size = mtime, size // do not retry the same bad file every tick

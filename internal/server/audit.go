@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc/codes"
@@ -27,8 +28,15 @@ func (s *Server) audit(ctx context.Context, op string, rec *audit.Record, err er
 	}
 	ev := rec.Event(op, requestID(ctx), codeName(status.Code(err)), reason)
 	// A client that goes away does not take the request's event with it: the append
-	// outlives the request's context (bounded by the writer's own timeout).
-	if aerr := s.app.Audit.Append(context.WithoutCancel(ctx), ev); aerr != nil {
+	// outlives the request's context (bounded by the writer's own timeout), but not a
+	// unary request's deadline (withAppendDeadline): past it the request fails closed.
+	actx := context.WithoutCancel(ctx)
+	if d, ok := ctx.Value(appendDeadlineKey{}).(time.Time); ok {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithDeadline(actx, d)
+		defer cancel()
+	}
+	if aerr := s.app.Audit.Append(actx, ev); aerr != nil {
 		s.log.ErrorContext(ctx, "audit append failed", slog.String("operation", op), slog.String("request_id", requestID(ctx)))
 		s.metrics.AuditFailures.Inc()
 		return toStatus(ctx, s.log, errs.New(errs.Unavailable, msgAuditUnavailable)).Err()
@@ -36,14 +44,16 @@ func (s *Server) audit(ctx context.Context, op string, rec *audit.Record, err er
 	return nil
 }
 
-// auditedMessage handles one message of a stream: its own record, its own event,
-// written before the response is sent.
+// auditedMessage handles one message of a stream like a unary call: its own record,
+// authorization with the current policy and the caller's rate (authorizeMessage), its
+// own event written before the response is sent.
 func auditedMessage[T any](s *Server, ctx context.Context, op string, handle func(context.Context) (T, error)) (T, error) {
-	parent := audit.RecordFrom(ctx)
-	parent.Audited = true
-	mctx, rec := audit.WithRecord(ctx)
-	rec.Caller, rec.ClientAddress = parent.Caller, parent.ClientAddress
-	resp, err := handle(mctx)
+	mctx, rec := messageRecord(ctx)
+	mctx, err := s.authorizeMessage(mctx)
+	var resp T
+	if err == nil {
+		resp, err = handle(mctx)
+	}
 	if err != nil {
 		err = toStatus(mctx, s.log, err).Err()
 	}
@@ -52,4 +62,25 @@ func auditedMessage[T any](s *Server, ctx context.Context, op string, handle fun
 		return zero, aerr
 	}
 	return resp, err
+}
+
+// appendDeadlineKey carries the time by which a unary call's audit append must end.
+type appendDeadlineKey struct{}
+
+// withAppendDeadline bounds the audit append of the request in ctx by deadline, or by
+// the client's own deadline when that is earlier. A client that goes away does not
+// cancel the append; the deadline does.
+func withAppendDeadline(ctx context.Context, deadline time.Time) context.Context {
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	return context.WithValue(ctx, appendDeadlineKey{}, deadline)
+}
+
+// handlerBudget is the share of request_timeout a unary handler gets: the rest is kept
+// for its audit append, so that the response (success or failure) leaves within
+// request_timeout even while the database link is frozen.
+func (s *Server) handlerBudget() time.Duration {
+	reserve := min(s.cfg.Audit.WriteTimeout, s.cfg.RequestTimeout/4)
+	return s.cfg.RequestTimeout - reserve
 }

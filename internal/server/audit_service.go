@@ -39,7 +39,17 @@ func (a *auditService) VerifyAudit(ctx context.Context, req *tokenizerv1.VerifyA
 	if err != nil {
 		return nil, err
 	}
-	res, err := audit.Verify(ctx, a.s.app.Store, sg, req.GetFromSeq(), req.GetToSeq(), nil)
+	macs := a.s.app.AuditKeys()
+	if macs == nil {
+		return nil, errs.New(errs.Unavailable, "service is not ready: audit keys not loaded yet")
+	}
+	// The configured sink holds the chain to what it has seen: a log truncated or wiped
+	// in the database fails here, not only with an explicit checkpoint file.
+	held, _, err := audit.SinkCheckpoints(a.s.cfg.Audit.CheckpointSink)
+	if err != nil {
+		return nil, errs.Wrap(errs.FailedPrecondition, err, "audit checkpoint sink unreadable")
+	}
+	res, err := audit.Verify(ctx, a.s.app.Store, sg, macs, req.GetFromSeq(), req.GetToSeq(), held)
 	if err != nil {
 		return nil, errs.Wrap(errs.Unavailable, err, "audit log unavailable")
 	}

@@ -70,7 +70,10 @@ func verify(t testing.TB, e *env, held []audit.Checkpoint) audit.Result {
 	defer st.Close()
 	p, _, err := keys.OpenLocal(e.keyFile)
 	require.NoError(t, err)
-	res, err := audit.Verify(t.Context(), st, p, 0, 0, held)
+	kr := keys.NewKeyring(p, st)
+	require.NoError(t, kr.Reload(t.Context()))
+	macs := func(v int) ([]byte, error) { k, err := kr.Version(keys.AuditMAC, v); return k.Material, err }
+	res, err := audit.Verify(t.Context(), st, p, macs, 0, 0, held)
 	require.NoError(t, err)
 	return res
 }
@@ -100,7 +103,8 @@ func TestAuditTamperDetection(t *testing.T) {
 		}, 6, "prev_hash"},
 		{"rewritten history with recomputed hashes", func(t *testing.T, e *env) []audit.Checkpoint {
 			// The attacker rewrites event 3 and recomputes every hash after it: the
-			// chain is consistent again, but the signed checkpoint at the head is not.
+			// chain is consistent again, but the attacker cannot recompute the MACs
+			// (the audit key is wrapped by the key provider), nor the signed checkpoint.
 			rows := readChain(t, e.dbURL)
 			prev := rows[1].Hash
 			var sqls []string
@@ -115,7 +119,7 @@ func TestAuditTamperDetection(t *testing.T) {
 			}
 			superuser(t, e.dbURL, sqls...)
 			return nil
-		}, 0, "checkpoint"},
+		}, 3, "MAC does not verify"},
 		{"truncated tail against a held checkpoint", func(t *testing.T, e *env) []audit.Checkpoint {
 			held := storedCheckpoints(t, e.dbURL)
 			// The attacker cuts the tail and the checkpoints in the database with it;

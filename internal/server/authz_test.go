@@ -34,6 +34,7 @@ principals:
     purposes: [TREAT, HPAYMT]
     break_glass: true
   - id: analyst
+    acknowledge_oracle: true # tests only: tokenize with a masked reveal recovers values
     classes:
       ssn: [tokenize, detokenize_masked]
     purposes: [HOPERAT]

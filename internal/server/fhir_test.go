@@ -190,6 +190,7 @@ principals:
       fhir_address: [tokenize, detokenize]
       fhir_name: [tokenize, detokenize_masked]
     purposes: [HRESCH]
+    acknowledge_oracle: true  # the masked names: tested here, not a recommendation
   - id: researcher
     classes: {"*": [tokenize]}
 `

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -21,18 +21,21 @@ import (
 // The interceptor chain, the same for every call, every stream and for REST (the
 // gateway dials an in-memory gRPC server with the same chain):
 //
-//	recover → request id → metrics → audit → authenticate → rate limit → deadline (unary) → recover → handler
+//	recover → request id → metrics → audit → authenticate → rate limit → deadline (unary) | stream limit (streams) → recover → handler
 //
 // Audit wraps authentication and the rate limit so that refused requests are audited
 // too; it runs after the handler, before the response leaves. The inner recover turns
 // a handler's panic into INTERNAL that is audited like any other failure; the outer one
 // guards the chain itself. Handlers authorize with policy.Decide (see batch.go).
 func (s *Server) chain(internal bool) []grpc.ServerOption {
-	outer := []interceptor.Step{s.recoverStep, interceptor.WithRequestID, s.metricsStep, s.auditStep, s.authenticate(internal), s.rateLimit}
+	outer := func(audit interceptor.Step) []interceptor.Step {
+		return []interceptor.Step{s.recoverStep, interceptor.WithRequestID, s.metricsStep, audit, s.authenticate(internal), s.rateLimit}
+	}
 	// Streams live as long as their client keeps them; only unary calls get the
-	// request deadline.
-	unary := append(slices.Clone(outer), s.deadline, s.recoverStep)
-	stream := append(slices.Clone(outer), s.recoverStep)
+	// request deadline, which their audit append shares (handlerBudget); stream
+	// messages are authorized and limited one by one (auditedMessage).
+	unary := append(outer(s.auditStepUnary), s.deadline, s.recoverStep)
+	stream := append(outer(s.auditStep), s.streamLimit, s.recoverStep)
 	return interceptor.Chain(unary, stream)
 }
 
@@ -73,6 +76,16 @@ func (s *Server) metricsStep(ctx context.Context, method string, next func(conte
 // the request's event before the response leaves. Streams whose messages audit
 // themselves get no event here.
 func (s *Server) auditStep(ctx context.Context, method string, next func(context.Context) error) error {
+	return s.auditWithin(ctx, method, time.Time{}, next)
+}
+
+// auditStepUnary is auditStep for a unary call: the request, its audit append
+// included, ends within request_timeout of its start (deadlineBudget).
+func (s *Server) auditStepUnary(ctx context.Context, method string, next func(context.Context) error) error {
+	return s.auditWithin(ctx, method, time.Now().Add(s.cfg.RequestTimeout), next)
+}
+
+func (s *Server) auditWithin(ctx context.Context, method string, deadline time.Time, next func(context.Context) error) error {
 	op, audited := operations[method]
 	if !audited {
 		return next(ctx)
@@ -85,6 +98,9 @@ func (s *Server) auditStep(ctx context.Context, method string, next func(context
 	if rec.Audited {
 		return err
 	}
+	if !deadline.IsZero() {
+		ctx = withAppendDeadline(ctx, deadline)
+	}
 	if aerr := s.audit(ctx, op, rec, err); aerr != nil {
 		return aerr
 	}
@@ -95,7 +111,7 @@ func (s *Server) deadline(ctx context.Context, method string, next func(context.
 	if _, audited := operations[method]; !audited {
 		return next(ctx)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.handlerBudget())
 	defer cancel()
 	return next(ctx)
 }
@@ -110,10 +126,16 @@ func callerID(ctx context.Context) string {
 func (s *Server) authenticate(internal bool) interceptor.Step {
 	return func(ctx context.Context, method string, next func(context.Context) error) error {
 		if _, audited := operations[method]; !audited {
+			if strings.HasPrefix(method, "/grpc.reflection.") && !s.cfg.Insecure {
+				// Reflection (when enabled) describes the API only to certified clients.
+				if _, err := authn.Identity(ctx, false, internal); err != nil {
+					return toStatus(ctx, s.log, err).Err()
+				}
+			}
 			return next(ctx)
 		}
 		id, err := authn.Identity(ctx, s.cfg.Insecure, internal)
-		addr := authn.ClientAddress(ctx)
+		addr := authn.ClientAddressFrom(ctx, internal, s.trusted)
 		rec := audit.RecordFrom(ctx)
 		rec.ClientAddress = addr
 		if err != nil {
@@ -130,12 +152,8 @@ func (s *Server) rateLimit(ctx context.Context, method string, next func(context
 	if _, audited := operations[method]; !audited {
 		return next(ctx)
 	}
-	pr := policy.PrincipalFrom(ctx)
-	if ok, wait := s.app.Policies.Current().Allow(pr, time.Now()); !ok {
-		s.metrics.RateLimited.WithLabelValues(pr.ID).Inc()
-		e := errs.New(errs.ResourceExhausted, "rate limit exceeded; retry later")
-		e.RetryAfter = wait
-		return e
+	if err := s.limit(policy.PrincipalFrom(ctx)); err != nil {
+		return err
 	}
 	return next(ctx)
 }

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -48,6 +49,10 @@ type Server struct {
 	health   *health.Server
 
 	grpcLis, httpLis, adminLis net.Listener
+
+	streams streamCounts   // open streams per caller
+	unknown sharedBucket   // the rate of callers without a policy entry
+	trusted []netip.Prefix // proxies whose x-forwarded-for is believed
 }
 
 // Addrs are the addresses a Server listens on (useful when configured with port 0).
@@ -59,12 +64,18 @@ type Addrs struct {
 func New(ctx context.Context, a *app.App) (*Server, error) {
 	cfg := a.Config
 	s := &Server{app: a, cfg: cfg, log: a.Log, metrics: admin.NewMetrics()}
+	var err error
+	if s.trusted, err = config.ParseProxies(cfg.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("trusted_proxies: %w", err)
+	}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.Limits.MaxMessageBytes),
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute,
+			MaxConnectionAge: cfg.Limits.MaxConnectionAge, MaxConnectionAgeGrace: cfg.RequestTimeout}),
+		grpc.MaxConcurrentStreams(uint32(cfg.Limits.MaxStreamsPerConnection)),
+		grpc.ForceServerCodec(lenientCodec{}),
 	}
 	if !cfg.Insecure {
-		var err error
 		if s.certs, err = authn.NewCerts(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile, s.log); err != nil {
 			return nil, err
 		}
@@ -82,7 +93,7 @@ func New(ctx context.Context, a *app.App) (*Server, error) {
 	s.grpc = grpc.NewServer(append(opts, s.chain(false)...)...)
 	// The gateway's own server: reachable only in memory, so the identity the gateway
 	// forwards in metadata (verified from the REST client's certificate) can be trusted.
-	s.internal = grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(cfg.Limits.MaxMessageBytes)}, s.chain(true)...)...)
+	s.internal = grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(cfg.Limits.MaxMessageBytes), grpc.ForceServerCodec(lenientCodec{})}, s.chain(true)...)...)
 	s.inmem = bufconn.Listen(1 << 20)
 	for _, g := range []*grpc.Server{s.grpc, s.internal} {
 		tokenizerv1.RegisterTokenizerServiceServer(g, &tokenizerService{s: s})
@@ -90,7 +101,10 @@ func New(ctx context.Context, a *app.App) (*Server, error) {
 		tokenizerv1.RegisterFhirServiceServer(g, &fhirService{s: s})
 		healthpb.RegisterHealthServer(g, s.health)
 	}
-	reflection.Register(s.grpc)
+	if cfg.Reflection || cfg.Dev {
+		reflection.Register(s.grpc)
+	}
+	s.metrics.SecurityMode.WithLabelValues(cfg.SecurityMode()).Set(1)
 	s.setServing(false)
 	if err := s.listen(ctx); err != nil {
 		return nil, err
@@ -153,7 +167,11 @@ func (s *Server) policyReloaded(err error) {
 func (s *Server) Run(ctx context.Context) error {
 	a := s.Addrs()
 	s.log.Info("listening", slog.String("grpc", a.GRPC), slog.String("http", a.HTTP), slog.String("admin", a.Admin),
-		slog.Bool("dev", s.cfg.Dev), slog.String("key_provider", s.app.Provider.Name()))
+		slog.Bool("dev", s.cfg.Dev), slog.String("key_provider", s.app.Provider.Name()),
+		slog.String("security_mode", s.cfg.SecurityMode()), slog.Bool("reflection", s.cfg.Reflection || s.cfg.Dev))
+	for _, w := range s.cfg.Warnings {
+		s.log.Warn("configuration", slog.String("warning", w))
+	}
 	gw, err := s.gateway(ctx)
 	if err != nil {
 		s.closeListeners()

@@ -63,7 +63,11 @@ func (t *tokenizerService) Tokenize(ctx context.Context, req *tokenizerv1.Tokeni
 	}
 	resp := &tokenizerv1.TokenizeResponse{Results: make([]*tokenizerv1.TokenizeResult, len(results))}
 	errList := make([]error, len(results))
+	created := 0
 	for i, r := range results {
+		if r.Created {
+			created++
+		}
 		out := &tokenizerv1.TokenizeResult{Reference: in[i].GetReference(), Token: r.Token, Error: t.itemStatus(ctx, r.Err)}
 		if r.ExpiresAt != nil && r.Err == nil {
 			out.ExpireTime = timestamppb.New(*r.ExpiresAt)
@@ -71,6 +75,9 @@ func (t *tokenizerService) Tokenize(ctx context.Context, req *tokenizerv1.Tokeni
 		resp.Results[i], errList[i] = out, r.Err
 	}
 	t.s.countItems(ctx, "tokenize", classes, errList)
+	if id := t.s.app.CountCreated(ctx, requestID(ctx), created); id != "" {
+		t.s.metrics.Anomalies.WithLabelValues(id).Inc()
+	}
 	return resp, nil
 }
 
@@ -99,7 +106,11 @@ func (t *tokenizerService) Detokenize(ctx context.Context, req *tokenizerv1.Deto
 	rec := audit.RecordFrom(ctx)
 	resp := &tokenizerv1.DetokenizeResponse{Results: make([]*tokenizerv1.DetokenizeResult, len(results))}
 	errList := make([]error, len(results))
+	misses := 0
 	for i, r := range results {
+		if errs.KindOf(r.Err) == errs.NotFound {
+			misses++
+		}
 		out := &tokenizerv1.DetokenizeResult{Reference: in[i].GetReference(), Error: t.itemStatus(ctx, r.Err)}
 		if r.Err == nil {
 			out.Value, out.Masked = r.Value, d.Items[i].Effect == policy.Mask
@@ -112,7 +123,7 @@ func (t *tokenizerService) Detokenize(ctx context.Context, req *tokenizerv1.Deto
 		resp.Results[i], errList[i] = out, r.Err
 	}
 	t.s.countItems(ctx, "detokenize", classes, errList)
-	if id := t.s.app.CountReveals(ctx, requestID(ctx), len(rec.TokenDigests)); id != "" {
+	if id := t.s.app.CountReveals(ctx, requestID(ctx), len(rec.TokenDigests), misses); id != "" {
 		t.s.metrics.Anomalies.WithLabelValues(id).Inc()
 	}
 	return resp, nil
@@ -161,7 +172,7 @@ type batchStream[Req, Resp any] interface {
 // written before its response is sent.
 func serveBatches[Req, Resp any](s *Server, stream batchStream[Req, Resp], op string, handle func(context.Context, *Req) (*Resp, error)) error {
 	for {
-		req, err := stream.Recv()
+		req, err := recvIdle(stream.Context(), stream.Recv, s.cfg.Limits.StreamIdleTimeout)
 		if errors.Is(err, io.EOF) {
 			return nil
 		}

@@ -42,10 +42,15 @@ func (s *Store) AppendAudit(ctx context.Context, build func(headSeq int64, headH
 		if digests == nil {
 			digests = [][]byte{}
 		}
-		src[i] = []any{r.Seq, r.PrevHash, r.Hash, r.Body, r.Time, r.Operation, r.Caller, digests}
+		var macVersion *int32
+		if r.MACVersion > 0 {
+			v := int32(r.MACVersion)
+			macVersion = &v
+		}
+		src[i] = []any{r.Seq, r.PrevHash, r.Hash, r.Body, r.Time, r.Operation, r.Caller, digests, r.MAC, macVersion}
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_events"},
-		[]string{"seq", "prev_hash", "hash", "body", "time", "operation", "caller", "token_digests"},
+		[]string{"seq", "prev_hash", "hash", "body", "time", "operation", "caller", "token_digests", "mac", "mac_version"},
 		pgx.CopyFromRows(src)); err != nil {
 		return classify("insert audit events", err)
 	}
@@ -72,14 +77,17 @@ func (s *Store) ReadAudit(ctx context.Context, from, to int64, fn func(audit.Row
 	if to <= 0 {
 		to = 1<<63 - 1
 	}
-	rows, err := s.pool.Query(ctx, `SELECT seq, prev_hash, hash, body, time, operation, caller, token_digests
+	rows, err := s.pool.Query(ctx, `SELECT seq, prev_hash, hash, body, time, operation, caller, token_digests,
+		mac, coalesce(mac_version, 0)
 		FROM audit_events WHERE seq BETWEEN $1 AND $2 ORDER BY seq`, from, to)
 	if err != nil {
 		return classify("read audit events", err)
 	}
 	var r audit.Row
+	var macVersion int32
 	var fnErr error
-	_, err = pgx.ForEachRow(rows, []any{&r.Seq, &r.PrevHash, &r.Hash, &r.Body, &r.Time, &r.Operation, &r.Caller, &r.TokenDigests}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&r.Seq, &r.PrevHash, &r.Hash, &r.Body, &r.Time, &r.Operation, &r.Caller, &r.TokenDigests, &r.MAC, &macVersion}, func() error {
+		r.MACVersion = int(macVersion)
 		fnErr = fn(r)
 		r = audit.Row{}
 		return fnErr

@@ -30,6 +30,8 @@ type Options struct {
 	MaxConns int32
 	// ConnectTimeout bounds each new connection, so an unreachable database fails fast.
 	ConnectTimeout time.Duration
+	// StatementTimeout, when positive, is PostgreSQL's statement_timeout for the pool.
+	StatementTimeout time.Duration
 }
 
 // Store is the token vault.
@@ -48,6 +50,13 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	}
 	if opts.ConnectTimeout > 0 {
 		cfg.ConnConfig.ConnectTimeout = opts.ConnectTimeout
+	}
+	// A frozen link must not hold a request past its deadline (pgx gives up on the
+	// context; these bound what the context does not: dials, idle connections, and
+	// statements the server runs on after the client left).
+	cfg.ConnConfig.DialFunc = dialer(cfg.ConnConfig.ConnectTimeout).DialContext
+	if opts.StatementTimeout > 0 {
+		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(opts.StatementTimeout.Milliseconds(), 10)
 	}
 	cfg.HealthCheckPeriod = 5 * time.Second
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)

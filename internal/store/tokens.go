@@ -15,6 +15,20 @@ import (
 // in. An item neither inserted nor found lost a race to a concurrent writer (or hit a
 // token collision) and is retried by the caller.
 func (s *Store) InsertStatic(ctx context.Context, ms []tokenizer.Mapping) (inserted []bool, existing map[string]tokenizer.Mapping, err error) {
+	sorted, perm := sortForLocks(ms)
+	err = retryConflicts(ctx, func() error {
+		var e error
+		inserted, existing, e = s.insertStatic(ctx, sorted)
+		return e
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	// inserted follows the sorted order; put it back in the caller's.
+	return unsort(perm, inserted), existing, nil
+}
+
+func (s *Store) insertStatic(ctx context.Context, ms []tokenizer.Mapping) (inserted []bool, existing map[string]tokenizer.Mapping, err error) {
 	first := firstByDigest(ms)
 	a := mappingArrays(ms, first)
 	rows, err := s.pool.Query(ctx, `
@@ -121,6 +135,19 @@ func mappingArrays(all []tokenizer.Mapping, keep []bool) arrays {
 // classes, fingerprint) already exists is skipped: inserted[i] reports whether ms[i]
 // went in, so that the caller can retry token collisions or reuse the existing token.
 func (s *Store) InsertMappings(ctx context.Context, ms []tokenizer.Mapping) (inserted []bool, err error) {
+	sorted, perm := sortForLocks(ms)
+	err = retryConflicts(ctx, func() error {
+		var e error
+		inserted, e = s.insertMappings(ctx, sorted)
+		return e
+	})
+	if err != nil {
+		return nil, err
+	}
+	return unsort(perm, inserted), nil
+}
+
+func (s *Store) insertMappings(ctx context.Context, ms []tokenizer.Mapping) (inserted []bool, err error) {
 	first := firstByDigest(ms)
 	a := mappingArrays(ms, first)
 	rows, err := s.pool.Query(ctx, `

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -73,6 +74,9 @@ type TokenizeResult struct {
 	Token     string
 	ExpiresAt *time.Time
 	Err       error
+	// Created is set when the item made a new static mapping (the value was not in the
+	// vault), for the tokenize quota and the enumeration anomaly.
+	Created bool
 }
 
 // DetokenizeItem is one token to reveal.
@@ -120,8 +124,21 @@ func (e *Engine) checkText(c *Class, field, s string) error {
 	if e.limits.MaxValueBytes > 0 && len(s) > e.limits.MaxValueBytes {
 		return errs.New(errs.InvalidArgument, "class %s: %s: %d bytes exceed the limit of %d", c.Name, field, len(s), e.limits.MaxValueBytes)
 	}
-	if !utf8.ValidString(s) {
-		return errs.New(errs.InvalidArgument, "class %s: %s: not valid UTF-8", c.Name, field)
+	if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+		return errs.New(errs.InvalidArgument, "class %s: %s: not valid UTF-8 text (NUL bytes and invalid UTF-8 are refused)", c.Name, field)
+	}
+	return nil
+}
+
+// checkScope validates a scope: free text stored in PostgreSQL, which refuses NUL bytes
+// and invalid UTF-8 (SQLSTATE 22021) and would fail the whole batch; here they fail
+// their item.
+func checkScope(c *Class, scope string) error {
+	if len(scope) > 256 {
+		return errs.New(errs.InvalidArgument, "class %s: scope: at most 256 bytes", c.Name)
+	}
+	if !utf8.ValidString(scope) || strings.IndexByte(scope, 0) >= 0 {
+		return errs.New(errs.InvalidArgument, "class %s: scope: not valid UTF-8 text (NUL bytes and invalid UTF-8 are refused)", c.Name)
 	}
 	return nil
 }
@@ -177,6 +194,8 @@ type pending struct {
 	core   []rune // the token's core once decided
 	exp    *time.Time
 	err    error
+	// created: a new static mapping went in for this item.
+	created bool
 }
 
 // Tokenize tokenizes items. ttl, when positive, overrides the classes' default lifetime.
@@ -193,8 +212,8 @@ func (e *Engine) Tokenize(ctx context.Context, items []TokenizeItem, ttl time.Du
 	var work []*pending
 	for i, it := range items {
 		c, p, err := e.parseValue(it.Class, it.Value)
-		if err == nil && len(it.Scope) > 256 {
-			err = errs.New(errs.InvalidArgument, "class %s: scope: at most 256 bytes", c.Name)
+		if err == nil {
+			err = checkScope(c, it.Scope)
 		}
 		if err != nil {
 			results[i].Err = err
@@ -238,6 +257,7 @@ func (e *Engine) Tokenize(ctx context.Context, items []TokenizeItem, ttl time.Du
 		default:
 			r.Token = w.parsed.Template.Render(w.core)
 			r.ExpiresAt = w.exp
+			r.Created = w.created
 		}
 	}
 	return results, nil
@@ -350,6 +370,7 @@ func (e *Engine) insertStatic(ctx context.Context, static []*pending, ms []Mappi
 	var lost []*pending
 	for i, w := range static {
 		if inserted[i] {
+			w.created = true
 			continue
 		}
 		w.core = nil
@@ -663,6 +684,9 @@ func (e *Engine) deleteTarget(del *deletion, i int, it DeleteItem, auditKey keys
 			return errs.New(errs.InvalidArgument, "class %s: deleting by value needs a static class; give the token", c.Name)
 		}
 		_, p, err := e.parseValue(it.Class, it.Value)
+		if err == nil {
+			err = checkScope(c, it.Scope)
+		}
 		if err != nil {
 			return err
 		}

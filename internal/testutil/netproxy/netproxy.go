@@ -1,9 +1,9 @@
 // Package netproxy is a TCP proxy for tests that can cut every connection and refuse
-// new ones, to take a dependency (PostgreSQL, Vault) away from a running service.
+// new ones, to take a dependency (PostgreSQL, Vault) away from a running service, or
+// freeze the link (bytes stop flowing both ways, connections stay open: a partition).
 package netproxy
 
 import (
-	"io"
 	"net"
 	"sync"
 	"testing"
@@ -16,6 +16,8 @@ type Proxy struct {
 	mu     sync.Mutex
 	up     bool
 	conns  map[net.Conn]struct{}
+	frozen bool
+	thawed *sync.Cond // broadcast when frozen turns false
 }
 
 // New starts a proxy to target; it is closed when the test ends.
@@ -26,8 +28,9 @@ func New(tb testing.TB, target string) *Proxy {
 		tb.Fatalf("netproxy: listen: %v", err)
 	}
 	p := &Proxy{target: target, lis: lis, up: true, conns: map[net.Conn]struct{}{}}
+	p.thawed = sync.NewCond(&p.mu)
 	go p.accept()
-	tb.Cleanup(func() { lis.Close(); p.Down() })
+	tb.Cleanup(func() { lis.Close(); p.Thaw(); p.Down() })
 	return p
 }
 
@@ -69,7 +72,49 @@ func (p *Proxy) accept() {
 	}
 }
 
+// Freeze stops every byte in both directions, on open connections and on new ones,
+// without closing anything: what a silent network partition looks like to a client.
+func (p *Proxy) Freeze() {
+	p.mu.Lock()
+	p.frozen = true
+	p.mu.Unlock()
+}
+
+// Thaw lets bytes flow again.
+func (p *Proxy) Thaw() {
+	p.mu.Lock()
+	p.frozen = false
+	p.thawed.Broadcast()
+	p.mu.Unlock()
+}
+
+func (p *Proxy) waitThawed() {
+	p.mu.Lock()
+	for p.frozen {
+		p.thawed.Wait()
+	}
+	p.mu.Unlock()
+}
+
+// pipe copies src to dst, holding every chunk while the link is frozen.
+func (p *Proxy) pipe(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.waitThawed()
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
 func (p *Proxy) forward(c net.Conn) {
+	p.waitThawed()
 	t, err := net.Dial("tcp", p.target)
 	if err != nil {
 		c.Close()
@@ -84,8 +129,8 @@ func (p *Proxy) forward(c net.Conn) {
 	}
 	p.conns[c], p.conns[t] = struct{}{}, struct{}{}
 	p.mu.Unlock()
-	go func() { _, _ = io.Copy(t, c); t.Close(); c.Close() }()
-	_, _ = io.Copy(c, t)
+	go func() { p.pipe(t, c); t.Close(); c.Close() }()
+	p.pipe(c, t)
 	t.Close()
 	c.Close()
 }
