@@ -20,7 +20,7 @@ import (
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 
 	"github.com/phivault/tokenizer/internal/authn"
-	"github.com/phivault/tokenizer/internal/interceptor"
+	"github.com/phivault/tokenizer/internal/grpcx"
 )
 
 // Rejection is a REST request the gateway refused before it reached gRPC: a body that
@@ -295,7 +295,7 @@ func (g *restGateway) rejection(r *http.Request, st *requestState, httpStatus in
 		addr = r.RemoteAddr
 	}
 	return Rejection{
-		Method: st.method, Caller: caller, ClientAddress: addr, RequestID: interceptor.ParseRequestID(r.Header.Get("X-Request-Id")),
+		Method: st.method, Caller: caller, ClientAddress: addr, RequestID: grpcx.ParseRequestID(r.Header.Get("X-Request-Id")),
 		Code: code, HTTPStatus: httpStatus, Reason: reason,
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"time"
 
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -44,25 +46,31 @@ func (s *Server) audit(ctx context.Context, op string, rec *audit.Record, err er
 	return nil
 }
 
-// auditedMessage handles one message of a stream like a unary call: its own record,
-// authorization with the current policy and the caller's rate (authorizeMessage), its
-// own event written before the response is sent.
-func auditedMessage[T any](s *Server, ctx context.Context, op string, handle func(context.Context) (T, error)) (T, error) {
+// Message implements api.Transport: one message of a stream handled like a unary
+// call, with its own record, authorization with the current policy and the caller's
+// rate (authorizeMessage), and its own event written before the response is sent.
+func (s *Server) Message(ctx context.Context, op string, handle func(context.Context) error) error {
 	mctx, rec := messageRecord(ctx)
 	mctx, err := s.authorizeMessage(mctx)
-	var resp T
 	if err == nil {
-		resp, err = handle(mctx)
+		err = handle(mctx)
 	}
 	if err != nil {
 		err = toStatus(mctx, s.log, err).Err()
 	}
 	if aerr := s.audit(mctx, op, rec, err); aerr != nil {
-		var zero T
-		return zero, aerr
+		return aerr
 	}
-	return resp, err
+	return err
 }
+
+// Status implements api.Transport with toStatus.
+func (s *Server) Status(ctx context.Context, err error) *spb.Status {
+	return toStatus(ctx, s.log, err).Proto()
+}
+
+// IdleTimeout implements api.Transport.
+func (s *Server) IdleTimeout() time.Duration { return s.cfg.Limits.StreamIdleTimeout }
 
 // appendDeadlineKey carries the time by which a unary call's audit append must end.
 type appendDeadlineKey struct{}

@@ -10,12 +10,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
+	"github.com/phivault/tokenizer/internal/api"
 	"github.com/phivault/tokenizer/internal/audit"
 	"github.com/phivault/tokenizer/internal/authn"
 	"github.com/phivault/tokenizer/internal/errs"
-	"github.com/phivault/tokenizer/internal/interceptor"
+	"github.com/phivault/tokenizer/internal/grpcx"
 	"github.com/phivault/tokenizer/internal/policy"
-	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 )
 
 // The interceptor chain, the same for every call, every stream and for REST (the
@@ -28,22 +28,22 @@ import (
 // a handler's panic into INTERNAL that is audited like any other failure; the outer one
 // guards the chain itself. Handlers authorize with policy.Decide (see batch.go).
 func (s *Server) chain(internal bool) []grpc.ServerOption {
-	outer := func(audit interceptor.Step) []interceptor.Step {
-		return []interceptor.Step{s.recoverStep, interceptor.WithRequestID, s.metricsStep, audit, s.authenticate(internal), s.rateLimit}
+	outer := func(audit grpcx.Step) []grpcx.Step {
+		return []grpcx.Step{s.recoverStep, grpcx.WithRequestID, s.metricsStep, audit, s.authenticate(internal), s.rateLimit}
 	}
 	// Streams live as long as their client keeps them; only unary calls get the
 	// request deadline, which their audit append shares (handlerBudget); stream
-	// messages are authorized and limited one by one (auditedMessage).
+	// messages are authorized and limited one by one (Message).
 	unary := append(outer(s.auditStepUnary), s.deadline, s.recoverStep)
 	stream := append(outer(s.auditStep), s.streamLimit, s.recoverStep)
-	return interceptor.Chain(unary, stream)
+	return grpcx.Chain(unary, stream)
 }
 
 // operations maps every method of the tokenizer.v1 services to its audited operation,
 // the method name in snake_case (TokenizeStream: tokenize_stream), so that a new RPC is
 // authenticated, limited and audited by default. Health and reflection pass through
 // the chain without identity, limit or audit.
-var operations = interceptor.Operations(tokenizerv1.TokenizerService_ServiceDesc, tokenizerv1.AuditService_ServiceDesc, tokenizerv1.FhirService_ServiceDesc)
+var operations = grpcx.Operations(api.Services...)
 
 // recoverStep turns a panic into INTERNAL. The panic value is not logged: it could
 // hold anything, including a value.
@@ -59,7 +59,7 @@ func (s *Server) recoverStep(ctx context.Context, method string, next func(conte
 }
 
 // requestID returns the request id in ctx, or "-".
-func requestID(ctx context.Context) string { return interceptor.RequestID(ctx) }
+func requestID(ctx context.Context) string { return grpcx.RequestID(ctx) }
 
 func (s *Server) metricsStep(ctx context.Context, method string, next func(context.Context) error) error {
 	start := time.Now()
@@ -123,7 +123,7 @@ func callerID(ctx context.Context) string {
 }
 
 // authenticate sets the caller (authn.Identity) and its policy entry.
-func (s *Server) authenticate(internal bool) interceptor.Step {
+func (s *Server) authenticate(internal bool) grpcx.Step {
 	return func(ctx context.Context, method string, next func(context.Context) error) error {
 		if _, audited := operations[method]; !audited {
 			if strings.HasPrefix(method, "/grpc.reflection.") && !s.cfg.Insecure {

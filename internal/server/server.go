@@ -26,13 +26,13 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/test/bufconn"
 
-	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
-
 	"github.com/phivault/tokenizer/internal/admin"
+	"github.com/phivault/tokenizer/internal/api"
 	"github.com/phivault/tokenizer/internal/app"
 	"github.com/phivault/tokenizer/internal/authn"
 	"github.com/phivault/tokenizer/internal/config"
 	"github.com/phivault/tokenizer/internal/gateway"
+	"github.com/phivault/tokenizer/internal/grpcx"
 )
 
 // Server is the transport of one running tokenizer.
@@ -50,7 +50,7 @@ type Server struct {
 
 	grpcLis, httpLis, adminLis net.Listener
 
-	streams streamCounts   // open streams per caller
+	streams grpcx.Counts   // open streams per caller
 	unknown sharedBucket   // the rate of callers without a policy entry
 	trusted []netip.Prefix // proxies whose x-forwarded-for is believed
 }
@@ -73,7 +73,7 @@ func New(ctx context.Context, a *app.App) (*Server, error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute,
 			MaxConnectionAge: cfg.Limits.MaxConnectionAge, MaxConnectionAgeGrace: cfg.RequestTimeout}),
 		grpc.MaxConcurrentStreams(uint32(cfg.Limits.MaxStreamsPerConnection)),
-		grpc.ForceServerCodec(lenientCodec{}),
+		grpc.ForceServerCodec(grpcx.LenientCodec{}),
 	}
 	if !cfg.Insecure {
 		if s.certs, err = authn.NewCerts(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile, s.log); err != nil {
@@ -93,12 +93,11 @@ func New(ctx context.Context, a *app.App) (*Server, error) {
 	s.grpc = grpc.NewServer(append(opts, s.chain(false)...)...)
 	// The gateway's own server: reachable only in memory, so the identity the gateway
 	// forwards in metadata (verified from the REST client's certificate) can be trusted.
-	s.internal = grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(cfg.Limits.MaxMessageBytes), grpc.ForceServerCodec(lenientCodec{})}, s.chain(true)...)...)
+	s.internal = grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(cfg.Limits.MaxMessageBytes), grpc.ForceServerCodec(grpcx.LenientCodec{})}, s.chain(true)...)...)
 	s.inmem = bufconn.Listen(1 << 20)
+	handlers := &api.Handlers{App: a, Metrics: s.metrics, Transport: s}
 	for _, g := range []*grpc.Server{s.grpc, s.internal} {
-		tokenizerv1.RegisterTokenizerServiceServer(g, &tokenizerService{s: s})
-		tokenizerv1.RegisterAuditServiceServer(g, &auditService{s: s})
-		tokenizerv1.RegisterFhirServiceServer(g, &fhirService{s: s})
+		handlers.Register(g)
 		healthpb.RegisterHealthServer(g, s.health)
 	}
 	if cfg.Reflection || cfg.Dev {
@@ -147,8 +146,9 @@ func (s *Server) setServing(ok bool) {
 	if ok {
 		st = healthpb.HealthCheckResponse_SERVING
 	}
-	for _, name := range []string{"", tokenizerv1.TokenizerService_ServiceDesc.ServiceName, tokenizerv1.AuditService_ServiceDesc.ServiceName, tokenizerv1.FhirService_ServiceDesc.ServiceName} {
-		s.health.SetServingStatus(name, st)
+	s.health.SetServingStatus("", st)
+	for _, sd := range api.Services {
+		s.health.SetServingStatus(sd.ServiceName, st)
 	}
 	s.metrics.Ready.Set(map[bool]float64{true: 1}[ok])
 }

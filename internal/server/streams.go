@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -20,47 +19,19 @@ import (
 // the CA bundle stops working within that age plus the request timeout (the grace
 // for in-flight calls).
 
-// streamCounts counts the open streams of each caller identity.
-type streamCounts struct {
-	mu   sync.Mutex
-	open map[string]int
-}
-
-// acquire takes a stream slot for id, or reports false when id holds max already.
-func (c *streamCounts) acquire(id string, max int) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.open == nil {
-		c.open = map[string]int{}
-	}
-	if c.open[id] >= max {
-		return false
-	}
-	c.open[id]++
-	return true
-}
-
-func (c *streamCounts) release(id string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.open[id]--; c.open[id] <= 0 {
-		delete(c.open, id)
-	}
-}
-
 // streamLimit is the stream-only step that bounds the streams a caller holds at once.
 func (s *Server) streamLimit(ctx context.Context, method string, next func(context.Context) error) error {
 	if _, audited := operations[method]; !audited {
 		return next(ctx)
 	}
 	id := callerID(ctx)
-	if !s.streams.acquire(id, s.cfg.Limits.MaxStreamsPerPrincipal) {
+	if !s.streams.Acquire(id, s.cfg.Limits.MaxStreamsPerPrincipal) {
 		s.metrics.StreamsRefused.Inc()
 		return errs.New(errs.ResourceExhausted, "too many open streams for this caller (limit %d); close one and retry", s.cfg.Limits.MaxStreamsPerPrincipal)
 	}
 	s.metrics.StreamsOpen.Inc()
 	defer func() {
-		s.streams.release(id)
+		s.streams.Release(id)
 		s.metrics.StreamsOpen.Dec()
 	}()
 	return next(ctx)
@@ -120,30 +91,6 @@ func (b *sharedBucket) take(now time.Time, rate float64) (bool, time.Duration) {
 		return true, 0
 	}
 	return false, time.Duration((1 - b.tokens) / rate * float64(time.Second))
-}
-
-// recvIdle receives the next message of a stream, or fails with DEADLINE_EXCEEDED when
-// none arrives within the idle timeout. The receiving goroutine ends with the stream.
-func recvIdle[Req any](ctx context.Context, recv func() (*Req, error), idle time.Duration) (*Req, error) {
-	type got struct {
-		req *Req
-		err error
-	}
-	ch := make(chan got, 1)
-	go func() {
-		r, err := recv()
-		ch <- got{r, err}
-	}()
-	t := time.NewTimer(idle)
-	defer t.Stop()
-	select {
-	case g := <-ch:
-		return g.req, g.err
-	case <-t.C:
-		return nil, fmt.Errorf("stream idle for %s: %w", idle, context.DeadlineExceeded)
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }
 
 // messageRecord is a stream message's audit record, with the stream's caller.

@@ -1,4 +1,4 @@
-package server
+package grpcx
 
 import (
 	"fmt"
@@ -9,16 +9,16 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// lenientCodec is the servers' protobuf codec. It differs from gRPC's default in one
+// LenientCodec is the servers' protobuf codec. It differs from gRPC's default in one
 // way: a request whose string fields hold invalid UTF-8 (which proto3 refuses, so gRPC
 // would answer INTERNAL before any interceptor ran, unaudited) is decoded with each
 // such field replaced by a single NUL byte, which the engine and the policy refuse as
 // INVALID_ARGUMENT per item, and the audit step records. The bytes never reach a log.
-type lenientCodec struct{}
+type LenientCodec struct{}
 
-func (lenientCodec) Name() string { return "proto" }
+func (LenientCodec) Name() string { return "proto" }
 
-func (lenientCodec) Marshal(v any) ([]byte, error) {
+func (LenientCodec) Marshal(v any) ([]byte, error) {
 	m, ok := v.(proto.Message)
 	if !ok {
 		return nil, fmt.Errorf("codec: %T is not a protobuf message", v)
@@ -26,7 +26,7 @@ func (lenientCodec) Marshal(v any) ([]byte, error) {
 	return proto.Marshal(m)
 }
 
-func (lenientCodec) Unmarshal(data []byte, v any) error {
+func (LenientCodec) Unmarshal(data []byte, v any) error {
 	m, ok := v.(proto.Message)
 	if !ok {
 		return fmt.Errorf("codec: %T is not a protobuf message", v)

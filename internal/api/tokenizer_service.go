@@ -1,9 +1,7 @@
-package server
+package api
 
 import (
 	"context"
-	"errors"
-	"io"
 	"slices"
 	"strings"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/phivault/tokenizer/internal/app"
 	"github.com/phivault/tokenizer/internal/audit"
 	"github.com/phivault/tokenizer/internal/errs"
+	"github.com/phivault/tokenizer/internal/grpcx"
 	"github.com/phivault/tokenizer/internal/policy"
 	"github.com/phivault/tokenizer/internal/tokenizer"
 )
@@ -24,16 +23,7 @@ import (
 // skeleton (runBatch) authorizes and records them.
 type tokenizerService struct {
 	tokenizerv1.UnimplementedTokenizerServiceServer
-	s *Server
-}
-
-// itemStatus is the per-item google.rpc.Status of an item error (an *errs.Error with
-// a caller-safe message).
-func (t *tokenizerService) itemStatus(ctx context.Context, err error) *spb.Status {
-	if err == nil {
-		return nil
-	}
-	return toStatus(ctx, t.s.log, err).Proto()
+	h *Handlers
 }
 
 func (t *tokenizerService) Tokenize(ctx context.Context, req *tokenizerv1.TokenizeRequest) (*tokenizerv1.TokenizeResponse, error) {
@@ -45,7 +35,7 @@ func (t *tokenizerService) Tokenize(ctx context.Context, req *tokenizerv1.Tokeni
 		classes[i] = it.GetClass()
 	}
 	ttl := req.GetTtl()
-	results, _, err := app.RunBatch(ctx, t.s.app, items, app.Batch[tokenizer.TokenizeItem, tokenizer.TokenizeResult]{
+	results, _, err := app.RunBatch(ctx, t.h.App, items, app.Batch[tokenizer.TokenizeItem, tokenizer.TokenizeResult]{
 		Op: policy.OpTokenize, Classes: classes,
 		Check: func() error {
 			if ttl != nil && ttl.CheckValid() != nil {
@@ -62,21 +52,21 @@ func (t *tokenizerService) Tokenize(ctx context.Context, req *tokenizerv1.Tokeni
 		return nil, err
 	}
 	resp := &tokenizerv1.TokenizeResponse{Results: make([]*tokenizerv1.TokenizeResult, len(results))}
-	errList := make([]error, len(results))
+	statuses := make([]*spb.Status, len(results))
 	created := 0
 	for i, r := range results {
 		if r.Created {
 			created++
 		}
-		out := &tokenizerv1.TokenizeResult{Reference: in[i].GetReference(), Token: r.Token, Error: t.itemStatus(ctx, r.Err)}
+		out := &tokenizerv1.TokenizeResult{Reference: in[i].GetReference(), Token: r.Token, Error: t.h.itemStatus(ctx, r.Err)}
 		if r.ExpiresAt != nil && r.Err == nil {
 			out.ExpireTime = timestamppb.New(*r.ExpiresAt)
 		}
-		resp.Results[i], errList[i] = out, r.Err
+		resp.Results[i], statuses[i] = out, out.Error
 	}
-	t.s.countItems(ctx, "tokenize", classes, errList)
-	if id := t.s.app.CountCreated(ctx, requestID(ctx), created); id != "" {
-		t.s.metrics.Anomalies.WithLabelValues(id).Inc()
+	t.h.countItems(ctx, "tokenize", classes, statuses)
+	if id := t.h.App.CountCreated(ctx, grpcx.RequestID(ctx), created); id != "" {
+		t.h.Metrics.Anomalies.WithLabelValues(id).Inc()
 	}
 	return resp, nil
 }
@@ -89,7 +79,7 @@ func (t *tokenizerService) Detokenize(ctx context.Context, req *tokenizerv1.Deto
 		items[i] = tokenizer.DetokenizeItem{Class: it.GetClass(), Token: it.GetToken()}
 		classes[i] = it.GetClass()
 	}
-	results, d, err := app.RunBatch(ctx, t.s.app, items, app.Batch[tokenizer.DetokenizeItem, tokenizer.DetokenizeResult]{
+	results, d, err := app.RunBatch(ctx, t.h.App, items, app.Batch[tokenizer.DetokenizeItem, tokenizer.DetokenizeResult]{
 		Op: policy.OpDetokenize, Classes: classes, Purpose: req.GetPurposeOfUse(), Justification: req.GetJustification(),
 		Run: func(ctx context.Context, eng *tokenizer.Engine, sub []tokenizer.DetokenizeItem) ([]tokenizer.DetokenizeResult, error) {
 			return eng.Detokenize(ctx, sub)
@@ -100,18 +90,18 @@ func (t *tokenizerService) Detokenize(ctx context.Context, req *tokenizerv1.Deto
 		return nil, err
 	}
 	if d.BreakGlass {
-		t.s.metrics.BreakGlass.Inc()
+		t.h.Metrics.BreakGlass.Inc()
 	}
-	eng, _ := t.s.app.Engine()
+	eng, _ := t.h.App.Engine()
 	rec := audit.RecordFrom(ctx)
 	resp := &tokenizerv1.DetokenizeResponse{Results: make([]*tokenizerv1.DetokenizeResult, len(results))}
-	errList := make([]error, len(results))
+	statuses := make([]*spb.Status, len(results))
 	misses := 0
 	for i, r := range results {
 		if errs.KindOf(r.Err) == errs.NotFound {
 			misses++
 		}
-		out := &tokenizerv1.DetokenizeResult{Reference: in[i].GetReference(), Error: t.itemStatus(ctx, r.Err)}
+		out := &tokenizerv1.DetokenizeResult{Reference: in[i].GetReference(), Error: t.h.itemStatus(ctx, r.Err)}
 		if r.Err == nil {
 			out.Value, out.Masked = r.Value, d.Items[i].Effect == policy.Mask
 			if out.Masked {
@@ -120,11 +110,11 @@ func (t *tokenizerService) Detokenize(ctx context.Context, req *tokenizerv1.Deto
 			rec.TokenDigests = append(rec.TokenDigests, r.Digest)
 			rec.Masked = rec.Masked || out.Masked
 		}
-		resp.Results[i], errList[i] = out, r.Err
+		resp.Results[i], statuses[i] = out, out.Error
 	}
-	t.s.countItems(ctx, "detokenize", classes, errList)
-	if id := t.s.app.CountReveals(ctx, requestID(ctx), len(rec.TokenDigests), misses); id != "" {
-		t.s.metrics.Anomalies.WithLabelValues(id).Inc()
+	t.h.countItems(ctx, "detokenize", classes, statuses)
+	if id := t.h.App.CountReveals(ctx, grpcx.RequestID(ctx), len(rec.TokenDigests), misses); id != "" {
+		t.h.Metrics.Anomalies.WithLabelValues(id).Inc()
 	}
 	return resp, nil
 }
@@ -137,7 +127,7 @@ func (t *tokenizerService) DeleteTokens(ctx context.Context, req *tokenizerv1.De
 		items[i] = tokenizer.DeleteItem{Class: it.GetClass(), Token: it.GetToken(), Value: it.GetValue(), Scope: it.GetScope()}
 		classes[i] = it.GetClass()
 	}
-	results, _, err := app.RunBatch(ctx, t.s.app, items, app.Batch[tokenizer.DeleteItem, tokenizer.DeleteResult]{
+	results, _, err := app.RunBatch(ctx, t.h.App, items, app.Batch[tokenizer.DeleteItem, tokenizer.DeleteResult]{
 		Op: policy.OpDelete, Classes: classes,
 		Run: func(ctx context.Context, eng *tokenizer.Engine, sub []tokenizer.DeleteItem) ([]tokenizer.DeleteResult, error) {
 			return eng.DeleteTokens(ctx, sub)
@@ -149,60 +139,32 @@ func (t *tokenizerService) DeleteTokens(ctx context.Context, req *tokenizerv1.De
 	}
 	rec := audit.RecordFrom(ctx)
 	resp := &tokenizerv1.DeleteTokensResponse{Results: make([]*tokenizerv1.DeleteResult, len(results))}
-	errList := make([]error, len(results))
+	statuses := make([]*spb.Status, len(results))
 	for i, r := range results {
-		resp.Results[i] = &tokenizerv1.DeleteResult{Reference: in[i].GetReference(), Deleted: r.Deleted, Error: t.itemStatus(ctx, r.Err)}
+		resp.Results[i] = &tokenizerv1.DeleteResult{Reference: in[i].GetReference(), Deleted: r.Deleted, Error: t.h.itemStatus(ctx, r.Err)}
 		if r.Err == nil && r.Digest != nil {
 			rec.TokenDigests = append(rec.TokenDigests, r.Digest)
 		}
-		errList[i] = r.Err
+		statuses[i] = resp.Results[i].Error
 	}
-	t.s.countItems(ctx, "delete", classes, errList)
+	t.h.countItems(ctx, "delete", classes, statuses)
 	return resp, nil
 }
 
-// batchStream is a bidirectional stream of batches.
-type batchStream[Req, Resp any] interface {
-	Context() context.Context
-	Recv() (*Req, error)
-	Send(*Resp) error
-}
-
-// serveBatches answers each batch of a stream in order, each with its own audit event
-// written before its response is sent.
-func serveBatches[Req, Resp any](s *Server, stream batchStream[Req, Resp], op string, handle func(context.Context, *Req) (*Resp, error)) error {
-	for {
-		req, err := recvIdle(stream.Context(), stream.Recv, s.cfg.Limits.StreamIdleTimeout)
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		resp, err := auditedMessage(s, stream.Context(), op, func(ctx context.Context) (*Resp, error) { return handle(ctx, req) })
-		if err != nil {
-			return err
-		}
-		if err := stream.Send(resp); err != nil {
-			return err
-		}
-	}
-}
-
 func (t *tokenizerService) TokenizeStream(stream tokenizerv1.TokenizerService_TokenizeStreamServer) error {
-	return serveBatches(t.s, stream, "tokenize_stream", t.Tokenize)
+	return serveBatches(t.h, stream, "tokenize_stream", t.Tokenize)
 }
 
 func (t *tokenizerService) DetokenizeStream(stream tokenizerv1.TokenizerService_DetokenizeStreamServer) error {
-	return serveBatches(t.s, stream, "detokenize_stream", t.Detokenize)
+	return serveBatches(t.h, stream, "detokenize_stream", t.Detokenize)
 }
 
 func (t *tokenizerService) ListClasses(ctx context.Context, _ *tokenizerv1.ListClassesRequest) (*tokenizerv1.ListClassesResponse, error) {
-	if policy.PrincipalFrom(ctx) == nil {
-		return nil, errs.New(errs.PermissionDenied, "caller %s has no entry in the policy", callerID(ctx))
+	if err := requirePrincipal(ctx); err != nil {
+		return nil, err
 	}
 	resp := &tokenizerv1.ListClassesResponse{}
-	classes := slices.Clone(t.s.app.Classes)
+	classes := slices.Clone(t.h.App.Classes)
 	slices.SortFunc(classes, func(a, b *tokenizer.Class) int { return strings.Compare(a.Name, b.Name) })
 	for _, c := range classes {
 		tc := &tokenizerv1.TokenClass{
@@ -216,17 +178,4 @@ func (t *tokenizerService) ListClasses(ctx context.Context, _ *tokenizerv1.ListC
 		resp.Classes = append(resp.Classes, tc)
 	}
 	return resp, nil
-}
-
-// countItems records per-item outcomes in the audit record and the items metric.
-func (s *Server) countItems(ctx context.Context, op string, classes []string, errList []error) {
-	rec := audit.RecordFrom(ctx)
-	for i, c := range classes {
-		outcome := "OK"
-		if errList[i] != nil {
-			rec.ItemsFailed++
-			outcome = kindCodes[errs.KindOf(errList[i])].String()
-		}
-		s.metrics.Items.WithLabelValues(op, s.app.ClassLabel(c), outcome).Inc()
-	}
 }

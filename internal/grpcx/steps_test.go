@@ -1,4 +1,4 @@
-package interceptor_test
+package grpcx_test
 
 import (
 	"context"
@@ -18,16 +18,16 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/test/bufconn"
 
-	"github.com/phivault/tokenizer/internal/interceptor"
+	"github.com/phivault/tokenizer/internal/grpcx"
 )
 
 type key struct{}
 
 // serve starts a health server with the chain and returns a client connection.
-func serve(t *testing.T, unary, stream []interceptor.Step) *grpc.ClientConn {
+func serve(t *testing.T, unary, stream []grpcx.Step) *grpc.ClientConn {
 	t.Helper()
 	lis := bufconn.Listen(1 << 16)
-	srv := grpc.NewServer(interceptor.Chain(unary, stream)...)
+	srv := grpc.NewServer(grpcx.Chain(unary, stream)...)
 	healthpb.RegisterHealthServer(srv, health.NewServer())
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
@@ -53,7 +53,7 @@ func TestStepsRunInOrderForUnaryAndStreams(t *testing.T) {
 		defer mu.Unlock()
 		return slices.Clone(trace)
 	}
-	tag := func(name string) interceptor.Step {
+	tag := func(name string) grpcx.Step {
 		return func(ctx context.Context, method string, next func(context.Context) error) error {
 			add(name + ">" + method[strings.LastIndex(method, "/")+1:])
 			err := next(context.WithValue(ctx, key{}, name))
@@ -61,7 +61,7 @@ func TestStepsRunInOrderForUnaryAndStreams(t *testing.T) {
 			return err
 		}
 	}
-	conn := serve(t, []interceptor.Step{tag("a"), tag("b")}, []interceptor.Step{tag("s")})
+	conn := serve(t, []grpcx.Step{tag("a"), tag("b")}, []grpcx.Step{tag("s")})
 	hc := healthpb.NewHealthClient(conn)
 	_, err := hc.Check(t.Context(), &healthpb.HealthCheckRequest{})
 	require.NoError(t, err)
@@ -88,7 +88,7 @@ func TestStepErrorStopsTheChain(t *testing.T) {
 		called = true
 		return next(ctx)
 	}
-	conn := serve(t, []interceptor.Step{refuse, after}, nil)
+	conn := serve(t, []grpcx.Step{refuse, after}, nil)
 	_, err := healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "refused")
@@ -99,10 +99,10 @@ func TestRequestID(t *testing.T) {
 	t.Parallel()
 	seenCh := make(chan string, 1)
 	record := func(ctx context.Context, _ string, next func(context.Context) error) error {
-		seenCh <- interceptor.RequestID(ctx)
+		seenCh <- grpcx.RequestID(ctx)
 		return next(ctx)
 	}
-	conn := serve(t, []interceptor.Step{interceptor.WithRequestID, record}, nil)
+	conn := serve(t, []grpcx.Step{grpcx.WithRequestID, record}, nil)
 	hc := healthpb.NewHealthClient(conn)
 	tests := []struct {
 		name, sent string
@@ -130,12 +130,12 @@ func TestRequestID(t *testing.T) {
 			assert.Regexp(t, `^[0-9a-f]{24}$`, seen, tt.name)
 		}
 	}
-	assert.Equal(t, "-", interceptor.RequestID(context.Background()))
+	assert.Equal(t, "-", grpcx.RequestID(context.Background()))
 }
 
 func TestOperations(t *testing.T) {
 	t.Parallel()
-	ops := interceptor.Operations(healthpb.Health_ServiceDesc)
+	ops := grpcx.Operations(healthpb.Health_ServiceDesc)
 	assert.Equal(t, map[string]string{
 		"/grpc.health.v1.Health/Check": "check",
 		"/grpc.health.v1.Health/List":  "list",

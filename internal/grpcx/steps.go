@@ -1,7 +1,9 @@
-// Package interceptor writes a gRPC interceptor once for unary calls and for streams
-// (a Step), chains Steps into server options, and holds the service-independent steps:
-// the request id. internal/server composes the service's chain from them.
-package interceptor
+// Package grpcx is the gRPC plumbing the server composes, free of the service's own
+// rules: an interceptor written once for unary calls and streams (a Step) and their
+// chain, the request id, operation names from service descriptors, a codec that lets
+// invalid UTF-8 reach the audit step, and stream helpers (idle receive, per-caller
+// counts).
+package grpcx
 
 import (
 	"context"

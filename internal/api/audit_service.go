@@ -1,4 +1,4 @@
-package server
+package api
 
 import (
 	"context"
@@ -17,11 +17,11 @@ import (
 
 type auditService struct {
 	tokenizerv1.UnimplementedAuditServiceServer
-	s *Server
+	h *Handlers
 }
 
 func (a *auditService) signer() (audit.Signer, error) {
-	sg, ok := a.s.app.Signer()
+	sg, ok := a.h.App.Signer()
 	if !ok {
 		return nil, errs.New(errs.FailedPrecondition, "the key provider cannot verify checkpoint signatures")
 	}
@@ -39,17 +39,17 @@ func (a *auditService) VerifyAudit(ctx context.Context, req *tokenizerv1.VerifyA
 	if err != nil {
 		return nil, err
 	}
-	macs := a.s.app.AuditKeys()
+	macs := a.h.App.AuditKeys()
 	if macs == nil {
 		return nil, errs.New(errs.Unavailable, "service is not ready: audit keys not loaded yet")
 	}
 	// The configured sink holds the chain to what it has seen: a log truncated or wiped
 	// in the database fails here, not only with an explicit checkpoint file.
-	held, _, err := audit.SinkCheckpoints(a.s.cfg.Audit.CheckpointSink)
+	held, _, err := audit.SinkCheckpoints(a.h.App.Config.Audit.CheckpointSink)
 	if err != nil {
 		return nil, errs.Wrap(errs.FailedPrecondition, err, "audit checkpoint sink unreadable")
 	}
-	res, err := audit.Verify(ctx, a.s.app.Store, sg, macs, req.GetFromSeq(), req.GetToSeq(), held)
+	res, err := audit.Verify(ctx, a.h.App.Store, sg, macs, req.GetFromSeq(), req.GetToSeq(), held)
 	if err != nil {
 		return nil, errs.Wrap(errs.Unavailable, err, "audit log unavailable")
 	}
@@ -102,12 +102,12 @@ func (a *auditService) ExportAudit(req *tokenizerv1.ExportAuditRequest, stream t
 		return err
 	}
 	// Exporting is itself audited, before any event leaves.
-	_, err := auditedMessage(a.s, stream.Context(), "export_audit", func(context.Context) (struct{}, error) { return struct{}{}, nil })
+	err := a.h.Transport.Message(stream.Context(), "export_audit", func(context.Context) error { return nil })
 	if err != nil {
 		return err
 	}
 	w := &chunkWriter{stream: stream, contentType: f.ContentType()}
-	if err := audit.Export(stream.Context(), a.s.app.Store, f, req.GetFromSeq(), req.GetToSeq(), w); err != nil {
+	if err := audit.Export(stream.Context(), a.h.App.Store, f, req.GetFromSeq(), req.GetToSeq(), w); err != nil {
 		return errs.Wrap(errs.Unavailable, err, "audit log unavailable")
 	}
 	return w.flush()
@@ -116,11 +116,11 @@ func (a *auditService) ExportAudit(req *tokenizerv1.ExportAuditRequest, stream t
 func (a *auditService) ListDisclosures(ctx context.Context, req *tokenizerv1.ListDisclosuresRequest) (*tokenizerv1.ListDisclosuresResponse, error) {
 	rec := audit.RecordFrom(ctx)
 	rec.Items = 1
-	rec.Classes = []string{a.s.app.ClassLabel(req.GetClass())}
+	rec.Classes = []string{a.h.App.ClassLabel(req.GetClass())}
 	if err := requireOp(ctx, policy.OpDisclosures); err != nil {
 		return nil, err
 	}
-	eng, err := a.s.app.Engine()
+	eng, err := a.h.App.Engine()
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +135,7 @@ func (a *auditService) ListDisclosures(ctx context.Context, req *tokenizerv1.Lis
 	if req.GetEndTime() != nil {
 		end = req.GetEndTime().AsTime()
 	}
-	ds, err := audit.Disclosures(ctx, a.s.app.Store, digests, start, end)
+	ds, err := audit.Disclosures(ctx, a.h.App.Store, digests, start, end)
 	if err != nil {
 		return nil, errs.Wrap(errs.Unavailable, err, "audit log unavailable")
 	}
@@ -148,9 +148,4 @@ func (a *auditService) ListDisclosures(ctx context.Context, req *tokenizerv1.Lis
 		})
 	}
 	return resp, nil
-}
-
-// requireOp authorizes a request operation (audit export, verify, disclosures).
-func requireOp(ctx context.Context, op string) error {
-	return policy.Decide(policy.Request{Principal: policy.PrincipalFrom(ctx), Caller: callerID(ctx), Operation: op}).Err
 }

@@ -1,4 +1,4 @@
-package server
+package api
 
 import (
 	"context"
@@ -6,23 +6,21 @@ import (
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 
 	"github.com/phivault/tokenizer/internal/app"
-	"github.com/phivault/tokenizer/internal/errs"
-	"github.com/phivault/tokenizer/internal/policy"
 )
 
 // fhirService converts tokenizer.v1 FHIR messages; app.FHIR does the work.
 type fhirService struct {
 	tokenizerv1.UnimplementedFhirServiceServer
-	s *Server
+	h *Handlers
 }
 
 func (f *fhirService) ListProfiles(ctx context.Context, _ *tokenizerv1.ListProfilesRequest) (*tokenizerv1.ListProfilesResponse, error) {
-	if policy.PrincipalFrom(ctx) == nil {
-		return nil, errs.New(errs.PermissionDenied, "caller %s has no entry in the policy", callerID(ctx))
+	if err := requirePrincipal(ctx); err != nil {
+		return nil, err
 	}
 	resp := &tokenizerv1.ListProfilesResponse{}
-	for _, name := range f.s.app.FHIRRegistry.Names() {
-		p, _ := f.s.app.FHIRRegistry.Lookup(name)
+	for _, name := range f.h.App.FHIRRegistry.Names() {
+		p, _ := f.h.App.FHIRRegistry.Lookup(name)
 		resp.Profiles = append(resp.Profiles, &tokenizerv1.FhirProfile{Name: p.Name, Description: p.Description, Reversible: p.Reversible(), Classes: p.Classes()})
 	}
 	return resp, nil
@@ -37,11 +35,11 @@ func (f *fhirService) DetokenizeResources(ctx context.Context, req *tokenizerv1.
 }
 
 func (f *fhirService) TokenizeResourcesStream(stream tokenizerv1.FhirService_TokenizeResourcesStreamServer) error {
-	return serveBatches(f.s, stream, "tokenize_resources_stream", f.TokenizeResources)
+	return serveBatches(f.h, stream, "tokenize_resources_stream", f.TokenizeResources)
 }
 
 func (f *fhirService) DetokenizeResourcesStream(stream tokenizerv1.FhirService_DetokenizeResourcesStreamServer) error {
-	return serveBatches(f.s, stream, "detokenize_resources_stream", f.DetokenizeResources)
+	return serveBatches(f.h, stream, "detokenize_resources_stream", f.DetokenizeResources)
 }
 
 // process converts a request for app.ProcessFHIR and its outcome back.
@@ -50,7 +48,7 @@ func (f *fhirService) process(ctx context.Context, req app.FHIRRequest, in []str
 	for i, r := range in {
 		raw[i] = []byte(r)
 	}
-	out, err := f.s.app.ProcessFHIR(ctx, req, raw)
+	out, err := f.h.App.ProcessFHIR(ctx, req, raw)
 	if err != nil {
 		return nil, err
 	}
