@@ -461,15 +461,7 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown_timeout", "must be positive")
 	}
-	if c.Cache.Entries < 0 {
-		bad("cache.entries", "must not be negative")
-	}
-	if c.Cache.Entries > 0 && c.Cache.TTL <= 0 {
-		bad("cache.ttl", "must be positive when the cache is on")
-	}
-	if c.FHIR.DateShiftDays < 1 || c.FHIR.DateShiftDays > 3650 {
-		bad("fhir.date_shift_days", "must be 1 to 3650")
-	}
+	c.validateFeatures(bad)
 	c.validateSecurity(bad)
 	seen := map[string]bool{}
 	for i, cc := range c.Classes {
@@ -482,6 +474,19 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(problems, "\n  "))
 	}
 	return nil
+}
+
+// validateFeatures checks the settings of the cache and of FHIR de-identification.
+func (c *Config) validateFeatures(bad func(key, format string, args ...any)) {
+	if c.Cache.Entries < 0 {
+		bad("cache.entries", "must not be negative")
+	}
+	if c.Cache.Entries > 0 && c.Cache.TTL <= 0 {
+		bad("cache.ttl", "must be positive when the cache is on")
+	}
+	if c.FHIR.DateShiftDays < 1 || c.FHIR.DateShiftDays > 3650 {
+		bad("fhir.date_shift_days", "must be 1 to 3650")
+	}
 }
 
 // ValidateKeys checks the key provider's settings, for the commands that use keys

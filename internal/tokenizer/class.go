@@ -56,24 +56,8 @@ func Compile(cfg ClassConfig) (*Class, error) {
 	if cfg.Format == "" {
 		return nil, fmt.Errorf("class %s: format is required", cfg.Name)
 	}
-	if cfg.Mode == "" {
-		cfg.Mode = Static
-	}
-	switch cfg.Mode {
-	case Static:
-		if cfg.Generator == "" {
-			cfg.Generator = Random
-		}
-		if cfg.Generator != Random && cfg.Generator != FPE {
-			return nil, fmt.Errorf("class %s: generator %q: want random or fpe", cfg.Name, cfg.Generator)
-		}
-	case Dynamic:
-		if cfg.Generator != "" && cfg.Generator != Random {
-			return nil, fmt.Errorf("class %s: generator %q applies to static classes only; dynamic tokens are random", cfg.Name, cfg.Generator)
-		}
-		cfg.Generator = Random
-	default:
-		return nil, fmt.Errorf("class %s: mode %q: want static or dynamic", cfg.Name, cfg.Mode)
+	if err := modeAndGenerator(&cfg); err != nil {
+		return nil, err
 	}
 	if cfg.TTL < 0 {
 		return nil, fmt.Errorf("class %s: ttl must not be negative", cfg.Name)
@@ -131,6 +115,30 @@ func Compile(cfg ClassConfig) (*Class, error) {
 		}
 	}
 	return c, nil
+}
+
+// modeAndGenerator fills the defaults (static, random) and checks the pair.
+func modeAndGenerator(cfg *ClassConfig) error {
+	if cfg.Mode == "" {
+		cfg.Mode = Static
+	}
+	switch cfg.Mode {
+	case Static:
+		if cfg.Generator == "" {
+			cfg.Generator = Random
+		}
+		if cfg.Generator != Random && cfg.Generator != FPE {
+			return fmt.Errorf("class %s: generator %q: want random or fpe", cfg.Name, cfg.Generator)
+		}
+	case Dynamic:
+		if cfg.Generator != "" && cfg.Generator != Random {
+			return fmt.Errorf("class %s: generator %q applies to static classes only; dynamic tokens are random", cfg.Name, cfg.Generator)
+		}
+		cfg.Generator = Random
+	default:
+		return fmt.Errorf("class %s: mode %q: want static or dynamic", cfg.Name, cfg.Mode)
+	}
+	return nil
 }
 
 // Storage values of a class.
