@@ -32,6 +32,8 @@ type Engine struct {
 	aeads sync.Map // value-encryption key version → cipher.AEAD
 	ff1s  sync.Map // class ‖ alphabet → *fpe.FF1
 	macs  sync.Map // key material → *sync.Pool of HMAC states
+
+	subj *subjects // nil: subjects are not enabled
 }
 
 // maxAttempts bounds the redraws of a random token that collides with an existing one.
@@ -65,6 +67,8 @@ func KeyPurposes(classes []*Class) []keys.Purpose {
 // TokenizeItem is one value to tokenize.
 type TokenizeItem struct {
 	Class, Value, Scope string
+	// Subject is the data subject (patient) the value belongs to; "" for none.
+	Subject string
 }
 
 // TokenizeResult is one item's outcome: Token, or Err (an *errs.Error).
@@ -72,6 +76,8 @@ type TokenizeResult struct {
 	Token     string
 	ExpiresAt *time.Time
 	Err       error
+	// SubjectToken is the subject's own token (subjects.class), for items of a subject.
+	SubjectToken string
 }
 
 // DetokenizeItem is one token to reveal.
@@ -86,6 +92,8 @@ type DetokenizeResult struct {
 	// Digest is the keyed audit digest of the token, set when a value is revealed, so
 	// that the audit log can record what was disclosed without recording the token.
 	Digest []byte
+	// SubjectDigest is the audit digest of the token's subject, when it has one.
+	SubjectDigest []byte
 }
 
 func (e *Engine) checkBatch(n int) error {
@@ -176,6 +184,8 @@ type pending struct {
 	core   []rune // the token's core once decided
 	exp    *time.Time
 	err    error
+	subj   *subjectKeys // the item's subject, if any
+	sname  string       // the subject identifier, if any
 }
 
 // Tokenize tokenizes items. ttl, when positive, overrides the classes' default lifetime.
@@ -203,7 +213,11 @@ func (e *Engine) Tokenize(ctx context.Context, items []TokenizeItem, ttl time.Du
 			results[i].Err = errs.New(errs.InvalidArgument, "class %s: value is too short for the class's preserved characters", c.Name)
 			continue
 		}
-		w := &pending{idx: i, class: c, parsed: p, value: it.Value, scope: it.Scope}
+		if err := e.checkItemSubject(it.Subject); err != nil {
+			results[i].Err = err
+			continue
+		}
+		w := &pending{idx: i, class: c, parsed: p, value: it.Value, scope: it.Scope, sname: it.Subject}
 		life := c.TTL
 		if ttl > 0 {
 			life = ttl
@@ -214,13 +228,23 @@ func (e *Engine) Tokenize(ctx context.Context, items []TokenizeItem, ttl time.Du
 		}
 		work = append(work, w)
 	}
+	work, subjectTokens, err := e.attachSubjects(ctx, work, results)
+	if err != nil {
+		return nil, err
+	}
 	if len(work) > 0 {
 		if err := e.insert(ctx, work); err != nil {
 			return nil, err
 		}
 	}
 	for _, w := range work {
+		if w.idx < 0 {
+			continue // a subject's own token
+		}
 		r := &results[w.idx]
+		if w.sname != "" {
+			r.SubjectToken = subjectTokens(w.sname)
+		}
 		switch {
 		case w.err != nil:
 			r.Err = w.err
@@ -264,7 +288,10 @@ func (e *Engine) insert(ctx context.Context, work []*pending) error {
 		return err
 	}
 	for _, w := range work {
-		if w.class.Mode == Static {
+		switch {
+		case w.class.Mode == Static && w.subj != nil:
+			w.fp = keyedHash(w.subj.fp, "value", w.class.Name, w.scope, w.parsed.Normalized)[:lookupKeySize]
+		case w.class.Mode == Static:
 			w.fp = e.fingerprint(k.fp.Material, w.class.Name, w.scope, w.parsed.Normalized)
 		}
 	}
@@ -378,9 +405,12 @@ func (e *Engine) insertDynamic(ctx context.Context, dynamic []*pending, ms []Map
 func (e *Engine) newMapping(w *pending, rng *mrand.Rand, k writeKeys) (Mapping, error) {
 	var core []rune
 	var err error
-	if w.class.Generator == FPE {
+	switch {
+	case w.class.Generator == FPE && w.subj != nil:
+		core, err = fpeCoreWith(w.class, w.parsed, w.scope, w.subj.ff1For(w.class))
+	case w.class.Generator == FPE:
 		core, err = e.fpeCore(w.class, w.parsed, w.scope)
-	} else {
+	default:
 		core, err = randomCore(w.class, w.parsed, rng)
 	}
 	if err != nil {
@@ -391,14 +421,19 @@ func (e *Engine) newMapping(w *pending, rng *mrand.Rand, k writeKeys) (Mapping, 
 		return Mapping{}, err
 	}
 	w.core = core
+	a, kv := k.aead, k.enc.Version
+	var subject int64
+	if w.subj != nil {
+		a, kv, subject = w.subj.aead, 0, w.subj.id
+	}
 	m := Mapping{
 		Class: w.class.Name, Scope: w.scope, TokenDigest: d, DigestVersion: k.dig.Version,
-		ValueCT: seal(k.aead, valueAAD(w.class.Name, d), []byte(w.value)), KeyVersion: k.enc.Version,
-		ExpiresAt: w.exp,
+		ValueCT: seal(a, valueAAD(w.class.Name, d), []byte(w.value)), KeyVersion: kv,
+		ExpiresAt: w.exp, Subject: subject,
 	}
 	if w.class.Mode == Static {
 		m.Fingerprint, m.FingerprintVersion = w.fp, k.fp.Version
-		m.TokenCT = seal(k.aead, tokenAAD(w.class.Name, w.fp), []byte(string(core)))
+		m.TokenCT = seal(a, tokenAAD(w.class.Name, w.fp), []byte(string(core)))
 	}
 	return m, nil
 }
@@ -451,8 +486,11 @@ func (e *Engine) adoptExisting(ctx context.Context, ws []*pending) error {
 
 // adopt gives w the token stored in m for the same value.
 func (e *Engine) adopt(w *pending, m Mapping) error {
-	a, err := e.aeadVersion(m.KeyVersion)
-	if err != nil {
+	var a cipher.AEAD
+	var err error
+	if w.subj != nil {
+		a = w.subj.aead
+	} else if a, err = e.aeadVersion(m.KeyVersion); err != nil {
 		return err
 	}
 	core, err := open(a, tokenAAD(w.class.Name, w.fp), m.TokenCT)
@@ -512,6 +550,10 @@ func (e *Engine) Detokenize(ctx context.Context, items []DetokenizeItem) ([]Deto
 	if err != nil {
 		return nil, storeErr(ctx, err)
 	}
+	sks, err := e.keysByID(ctx, subjectIDs(found))
+	if err != nil {
+		return nil, err
+	}
 	for _, w := range wants {
 		r := &results[w.idx]
 		var m Mapping
@@ -521,12 +563,17 @@ func (e *Engine) Detokenize(ctx context.Context, items []DetokenizeItem) ([]Deto
 				break
 			}
 		}
+		if ok && m.Subject != 0 && sks[m.Subject] == nil {
+			ok = false // the subject was erased: its key is gone
+		}
 		if !ok {
 			r.Err = errs.New(errs.NotFound, "class %s: token not found (unknown, deleted or expired)", w.class.Name)
 			continue
 		}
-		a, err := e.aeadVersion(m.KeyVersion)
-		if err != nil {
+		var a cipher.AEAD
+		if m.Subject != 0 {
+			a, r.SubjectDigest = sks[m.Subject].aead, sks[m.Subject].auditDigest
+		} else if a, err = e.aeadVersion(m.KeyVersion); err != nil {
 			return nil, err
 		}
 		v, err := open(a, valueAAD(w.class.Name, m.TokenDigest), m.ValueCT)

@@ -26,6 +26,8 @@ type Store struct {
 	dataKeys    []keys.WrappedKey
 	events      []audit.Row
 	checkpoints []audit.Checkpoint
+	subjects    map[int64]tokenizer.Subject
+	lastSubject int64
 }
 
 var (
@@ -165,7 +167,7 @@ func (s *Store) Reencrypt(ctx context.Context, current, limit int, fn func(m *to
 	defer s.mu.Unlock()
 	var digests []string
 	for d, m := range s.tokens {
-		if m.KeyVersion < current {
+		if m.KeyVersion < current && m.Subject == 0 {
 			digests = append(digests, d)
 		}
 	}
@@ -190,7 +192,9 @@ func (s *Store) CountByKeyVersion(ctx context.Context) (map[int]int64, error) {
 	defer s.mu.Unlock()
 	out := map[int]int64{}
 	for _, m := range s.tokens {
-		out[m.KeyVersion]++
+		if m.Subject == 0 {
+			out[m.KeyVersion]++
+		}
 	}
 	return out, ctx.Err()
 }

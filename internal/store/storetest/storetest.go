@@ -25,6 +25,7 @@ import (
 type Store interface {
 	tokenizer.Store
 	tokenizer.Reencrypter
+	tokenizer.SubjectStore
 	audit.ChainStore
 	keys.Store
 }
@@ -45,6 +46,8 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		"DisclosuresByDigestAndTime":        testDisclosures,
 		"FailedAuditBuildAppendsNothing":    testAuditBuildError,
 		"CanceledContextIsReportedAsSuch":   testCanceled,
+		"SubjectsInsertLookupForget":        testSubjects,
+		"SubjectRowsAreNotReencrypted":      testSubjectReencrypt,
 	}
 	for name, f := range tests {
 		t.Run(name, func(t *testing.T) {
