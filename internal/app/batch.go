@@ -68,6 +68,13 @@ func RunBatch[Item, Result any](ctx context.Context, a *App, items []Item, b Bat
 func runAllowed[Item, Result any](ctx context.Context, eng *tokenizer.Engine, items []Item, d policy.Decision, b Batch[Item, Result]) ([]Result, error) {
 	results := make([]Result, len(items))
 	allowed := d.Allowed()
+	if d.Items == nil {
+		// A request operation (subject_forget, ...): Decide allowed the whole request.
+		allowed = make([]int, len(items))
+		for i := range allowed {
+			allowed[i] = i
+		}
+	}
 	for i, it := range d.Items {
 		if it.Effect == policy.Deny {
 			results[i] = b.Fail(it.Err)

@@ -31,6 +31,9 @@ type Decoded struct {
 	Time          string   `json:"time"`
 	TokenDigests  []string `json:"token_digests"`
 	Version       int      `json:"version"`
+	// SubjectDigests and Erased are present only in events that carry them.
+	SubjectDigests []string         `json:"subject_digests,omitempty"`
+	Erased         map[string]int64 `json:"erased,omitempty"`
 }
 
 // Decode parses a canonical body.

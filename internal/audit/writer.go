@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -138,10 +139,19 @@ func (w *Writer) write(batch []*pending) error {
 			h := Hash(prev, body)
 			rows[i] = Row{
 				Seq: p.ev.Seq, PrevHash: prev, Hash: h, Body: string(body), Time: p.ev.Time,
-				Operation: p.ev.Operation, Caller: p.ev.Caller, TokenDigests: p.ev.TokenDigests,
+				Operation: p.ev.Operation, Caller: p.ev.Caller, TokenDigests: queryDigests(p.ev),
 			}
 			prev = h
 		}
 		return rows, nil
 	})
+}
+
+// queryDigests are the digests the store indexes for an event: its token digests and
+// its subject digests, so that disclosures and receipts are found by either.
+func queryDigests(e *Event) [][]byte {
+	if len(e.SubjectDigests) == 0 {
+		return e.TokenDigests
+	}
+	return append(slices.Clone(e.TokenDigests), e.SubjectDigests...)
 }

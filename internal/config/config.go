@@ -45,6 +45,7 @@ type Config struct {
 	Keys     KeysConfig     `yaml:"keys"`
 	Limits   LimitsConfig   `yaml:"limits"`
 	Audit    AuditConfig    `yaml:"audit"`
+	Subjects SubjectsConfig `yaml:"subjects"`
 
 	RequestTimeout  time.Duration `yaml:"request_timeout" usage:"deadline for one request's work"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" usage:"how long in-flight requests may take to finish on SIGTERM"`
@@ -339,6 +340,8 @@ func (c *Config) Validate() error {
 	bad := func(key, format string, args ...any) {
 		problems = append(problems, key+": "+fmt.Sprintf(format, args...))
 	}
+	c.Subjects.defaults()
+	problems = append(problems, c.Subjects.validate(c.Classes)...)
 	for key, addr := range map[string]string{"grpc_addr": c.GRPCAddr, "http_addr": c.HTTPAddr, "admin_addr": c.AdminAddr} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			bad(key, "want host:port, e.g. 127.0.0.1:9090")

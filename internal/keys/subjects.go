@@ -2,6 +2,7 @@ package keys
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -119,4 +120,10 @@ func (l *LocalSubjects) DestroySubjectKey(_ context.Context, ref string) error {
 		return fmt.Errorf("subject key file: %w", err)
 	}
 	return nil
+}
+
+// PublicKey returns the ed25519 public key of the development signing key, so that
+// audit receipts verify offline (audit.PublicKeyer).
+func (l *Local) PublicKey(context.Context, string) (ed25519.PublicKey, error) {
+	return l.sign.Public().(ed25519.PublicKey), nil
 }

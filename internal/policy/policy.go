@@ -29,11 +29,13 @@ const (
 	OpAuditVerify = "audit_verify"
 	OpDisclosures = "disclosures"
 	OpKeysRotate  = "keys_rotate"
+	// OpSubjectForget erases a data subject (SubjectService.ForgetSubject).
+	OpSubjectForget = "subject_forget"
 )
 
 var (
 	classOps   = []string{OpTokenize, OpDetokenize, OpDetokenizeMasked, OpDelete}
-	requestOps = []string{OpAuditExport, OpAuditVerify, OpDisclosures, OpKeysRotate}
+	requestOps = []string{OpAuditExport, OpAuditVerify, OpDisclosures, OpKeysRotate, OpSubjectForget}
 )
 
 // File is the policy file's shape.

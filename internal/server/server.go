@@ -79,6 +79,7 @@ func New(ctx context.Context, a *app.App) (*Server, error) {
 	for _, g := range []*grpc.Server{s.grpc, s.internal} {
 		tokenizerv1.RegisterTokenizerServiceServer(g, &tokenizerService{s: s})
 		tokenizerv1.RegisterAuditServiceServer(g, &auditService{s: s})
+		tokenizerv1.RegisterSubjectServiceServer(g, &subjectService{s: s})
 		healthpb.RegisterHealthServer(g, s.health)
 	}
 	reflection.Register(s.grpc)

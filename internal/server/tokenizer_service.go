@@ -41,7 +41,7 @@ func (t *tokenizerService) Tokenize(ctx context.Context, req *tokenizerv1.Tokeni
 	items := make([]tokenizer.TokenizeItem, len(in))
 	classes := make([]string, len(in))
 	for i, it := range in {
-		items[i] = tokenizer.TokenizeItem{Class: it.GetClass(), Value: it.GetValue(), Scope: it.GetScope()}
+		items[i] = tokenizer.TokenizeItem{Class: it.GetClass(), Value: it.GetValue(), Scope: it.GetScope(), Subject: it.GetSubject()}
 		classes[i] = it.GetClass()
 	}
 	ttl := req.GetTtl()
@@ -64,7 +64,7 @@ func (t *tokenizerService) Tokenize(ctx context.Context, req *tokenizerv1.Tokeni
 	resp := &tokenizerv1.TokenizeResponse{Results: make([]*tokenizerv1.TokenizeResult, len(results))}
 	errList := make([]error, len(results))
 	for i, r := range results {
-		out := &tokenizerv1.TokenizeResult{Reference: in[i].GetReference(), Token: r.Token, Error: t.itemStatus(ctx, r.Err)}
+		out := &tokenizerv1.TokenizeResult{Reference: in[i].GetReference(), Token: r.Token, Error: t.itemStatus(ctx, r.Err), SubjectToken: r.SubjectToken}
 		if r.ExpiresAt != nil && r.Err == nil {
 			out.ExpireTime = timestamppb.New(*r.ExpiresAt)
 		}
@@ -107,6 +107,9 @@ func (t *tokenizerService) Detokenize(ctx context.Context, req *tokenizerv1.Deto
 				out.Value = eng.Mask(items[i].Class, r.Value)
 			}
 			rec.TokenDigests = append(rec.TokenDigests, r.Digest)
+			if r.SubjectDigest != nil {
+				rec.SubjectDigests = append(rec.SubjectDigests, r.SubjectDigest)
+			}
 			rec.Masked = rec.Masked || out.Masked
 		}
 		resp.Results[i], errList[i] = out, r.Err

@@ -2,6 +2,8 @@ package vault
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"fmt"
 	"strings"
 	"time"
@@ -99,3 +101,32 @@ func (s *Subjects) DestroySubjectKey(ctx context.Context, ref string) error {
 	return nil
 }
 
+// PublicKey returns the ed25519 public key of the Transit signing key version that
+// made signature ("vault:v<n>:..."), so that audit receipts verify offline.
+func (v *Provider) PublicKey(ctx context.Context, signature string) (ed25519.PublicKey, error) {
+	parts := strings.SplitN(signature, ":", 3)
+	if len(parts) != 3 || !strings.HasPrefix(parts[1], "v") {
+		return nil, fmt.Errorf("signature: not a Vault Transit signature")
+	}
+	c := v.c
+	if err := c.ensureLogin(ctx); err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout*time.Duration(c.cfg.MaxRetries+1))
+	defer cancel()
+	sec, err := c.api.Logical().ReadWithContext(rctx, c.transit("keys", c.cfg.SigningKey))
+	if err != nil {
+		return nil, classify("read signing key", err)
+	}
+	if sec == nil || sec.Data == nil {
+		return nil, fmt.Errorf("vault signing key: not found")
+	}
+	versions, _ := sec.Data["keys"].(map[string]any)
+	entry, _ := versions[strings.TrimPrefix(parts[1], "v")].(map[string]any)
+	b64, _ := entry["public_key"].(string)
+	pub, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || len(pub) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("vault signing key %s: no ed25519 public key", parts[1])
+	}
+	return ed25519.PublicKey(pub), nil
+}
