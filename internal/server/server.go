@@ -125,7 +125,7 @@ func (s *Server) setServing(ok bool) {
 	if ok {
 		st = healthpb.HealthCheckResponse_SERVING
 	}
-	for _, name := range []string{"", tokenizerv1.TokenizerService_ServiceDesc.ServiceName, tokenizerv1.AuditService_ServiceDesc.ServiceName} {
+	for _, name := range []string{"", tokenizerv1.TokenizerService_ServiceDesc.ServiceName, tokenizerv1.AuditService_ServiceDesc.ServiceName, tokenizerv1.SubjectService_ServiceDesc.ServiceName} {
 		s.health.SetServingStatus(name, st)
 	}
 	s.metrics.Ready.Set(map[bool]float64{true: 1}[ok])
