@@ -38,6 +38,8 @@ Usage:
                                 [--from N] [--to M] [--checkpoint FILE]
   tokenizer audit export        write the audit log: --format jsonl|csv|fhir [--from] [--to]
   tokenizer audit disclosures   list every reveal of a token: --class C --token T
+  tokenizer audit receipt       print a subject's erasure receipts with proofs: --subject S;
+                                verify one offline: --verify FILE [--public-key HEX]
   tokenizer bench [flags]       load-test a running service, with a Vault Transit baseline
   tokenizer version             print the version
 
