@@ -181,6 +181,7 @@ type entityDetail struct {
 type entity struct {
 	What      reference      `json:"what"`
 	Type      *coding        `json:"type,omitempty"`
+	Role      *coding        `json:"role,omitempty"`
 	Lifecycle *coding        `json:"lifecycle,omitempty"`
 	Detail    []entityDetail `json:"detail,omitempty"`
 }
@@ -278,6 +279,9 @@ func ToFHIR(r Row) (any, error) {
 			{Type: "prev_hash", ValueString: hex.EncodeToString(r.PrevHash)},
 		},
 	})
+	for _, dg := range d.SubjectDigests {
+		ev.Entity = append(ev.Entity, subjectEntity(dg))
+	}
 	for _, dg := range d.TokenDigests {
 		ev.Entity = append(ev.Entity, entity{
 			What:      reference{Identifier: &identifier{System: "urn:tokenizer:token-digest", Value: dg}},

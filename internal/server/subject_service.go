@@ -110,3 +110,68 @@ func receiptProto(rc audit.Receipt) (*tokenizerv1.ErasureReceipt, error) {
 	}
 	return out, nil
 }
+
+// disclosureDigests are the audit digests a ListDisclosures or ExportDisclosures
+// request asks about: a token's, or a subject's.
+func disclosureDigests(eng *tokenizer.Engine, class, token, subject string) ([][]byte, error) {
+	switch {
+	case subject != "" && (class != "" || token != ""):
+		return nil, errs.New(errs.InvalidArgument, "subject: give either subject, or class and token")
+	case subject != "":
+		return eng.SubjectAuditDigests(subject)
+	}
+	return eng.AuditDigests(class, token)
+}
+
+// accountingRange reads and checks the optional time range of an accounting.
+func accountingRange(start, end *timestamppb.Timestamp) (time.Time, time.Time, error) {
+	var s, e time.Time
+	if start != nil {
+		s = start.AsTime()
+	}
+	if end != nil {
+		e = end.AsTime()
+	}
+	if err := audit.CheckRange(s, e); err != nil {
+		return s, e, errs.New(errs.InvalidArgument, "%s", err.Error())
+	}
+	return s, e, nil
+}
+
+func (a *auditService) ExportDisclosures(req *tokenizerv1.ExportDisclosuresRequest, stream tokenizerv1.AuditService_ExportDisclosuresServer) error {
+	f, ok := exportFormats[req.GetFormat()]
+	if !ok || f == audit.JSONL {
+		return errs.New(errs.InvalidArgument, "format: want EXPORT_FORMAT_CSV or EXPORT_FORMAT_FHIR")
+	}
+	start, end, err := accountingRange(req.GetStartTime(), req.GetEndTime())
+	if err != nil {
+		return err
+	}
+	if err := requireOp(stream.Context(), policy.OpDisclosures); err != nil {
+		return err
+	}
+	eng, err := a.s.app.Engine()
+	if err != nil {
+		return err
+	}
+	if req.GetSubject() == "" {
+		return errs.New(errs.InvalidArgument, "subject: required")
+	}
+	digests, err := eng.SubjectAuditDigests(req.GetSubject())
+	if err != nil {
+		return err
+	}
+	// The export is itself audited, before any event leaves.
+	_, err = auditedMessage(a.s, stream.Context(), "export_disclosures", func(ctx context.Context) (struct{}, error) {
+		audit.RecordFrom(ctx).SubjectDigests = digests[len(digests)-1:]
+		return struct{}{}, nil
+	})
+	if err != nil {
+		return err
+	}
+	w := &chunkWriter{stream: stream, contentType: f.ContentType()}
+	if err := audit.ExportDisclosures(stream.Context(), a.s.app.Store, digests, start, end, f, w); err != nil {
+		return errs.Wrap(errs.Unavailable, err, "audit log unavailable")
+	}
+	return w.flush()
+}
