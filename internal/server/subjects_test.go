@@ -277,3 +277,28 @@ func checkReceipt(t *testing.T, r *running, digest string, pub ed25519.PublicKey
 	_, err = audit.VerifyReceipt(doc, other)
 	assert.ErrorContains(t, err, "signature does not verify")
 }
+
+// TestForgetSubjectTwoReplicas erases on one replica and reveals on another at once:
+// the mappings are gone from the shared database, so no reload interval applies; the
+// other replica's cached subject key does not resurrect anything, and the same
+// patient tokenized there afterwards is a new subject.
+func TestForgetSubjectTwoReplicas(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r1 := e.start(t, true)
+	r2 := e.start(t, true)
+	tokens, _ := tokenizeSubjects(t, r1, subjectItems[:3])
+	classes := []string{"ssn", "ssn_fpe", "ssn_dynamic"}
+	assert.Equal(t, []string{"123-45-6789", "123-45-6789", "123-45-6789"}, revealCodes(t, r2, classes, tokens), "r2 reveals (and caches the subject key)")
+
+	_, err := r1.subjects().ForgetSubject(t.Context(), &tokenizerv1.ForgetSubjectRequest{Subject: patientA, Reason: "test patient"})
+	require.NoError(t, err)
+	nf := codes.NotFound.String()
+	assert.Equal(t, []string{nf, nf, nf}, revealCodes(t, r2, classes, tokens), "r2 answers NOT_FOUND on the next request")
+
+	again, _ := tokenizeSubjects(t, r2, subjectItems[:3])
+	for i := range again {
+		assert.NotEqual(t, tokens[i], again[i], classes[i])
+	}
+	assert.Equal(t, []string{"123-45-6789", "123-45-6789", "123-45-6789"}, revealCodes(t, r1, classes, again), "the new subject works on both replicas")
+}
