@@ -13,6 +13,7 @@ import (
 
 	"github.com/phivault/tokenizer/internal/audit"
 	"github.com/phivault/tokenizer/internal/errs"
+	"github.com/phivault/tokenizer/internal/grant"
 	"github.com/phivault/tokenizer/internal/keys"
 	"github.com/phivault/tokenizer/internal/tokenizer"
 )
@@ -28,6 +29,7 @@ type Store struct {
 	checkpoints []audit.Checkpoint
 	subjects    map[int64]tokenizer.Subject
 	lastSubject int64
+	grants      map[string]*grant.Grant
 }
 
 var (

@@ -70,5 +70,10 @@ func (s *Store) ForgetSubject(ctx context.Context, id int64) (map[string]int64, 
 		}
 	}
 	delete(s.subjects, id)
+	for gid, g := range s.grants {
+		if g.SubjectID == id {
+			delete(s.grants, gid)
+		}
+	}
 	return counts, ctx.Err()
 }
