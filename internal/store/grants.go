@@ -104,4 +104,3 @@ func (s *Store) ListGrants(ctx context.Context, f grant.Filter) ([]grant.Grant, 
 		WHERE ($1 = 0 OR g.subject_id = $1) AND (NOT $2 OR (g.break_glass AND g.reviewed_at IS NULL))
 		ORDER BY g.created_at DESC, g.id`, f.SubjectID, f.UnreviewedBreakGl)
 }
-
