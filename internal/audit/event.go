@@ -46,6 +46,9 @@ type Event struct {
 	// Erased counts the mappings an erasure deleted, per class (the erasure receipt).
 	// Omitted from the canonical form when empty.
 	Erased map[string]int64
+	// Grants are the ids of the grants a request revealed under, or created, approved or
+	// revoked. Omitted from the canonical form when empty.
+	Grants []string
 }
 
 // Canonical is the event's canonical encoding, the bytes the chain hashes: a JSON
@@ -69,6 +72,11 @@ func (e *Event) Canonical() []byte {
 	b = appendString(b, ",", "client_address", e.ClientAddress)
 	if len(e.Erased) > 0 {
 		b = appendCounts(b, "erased", e.Erased)
+	}
+	if len(e.Grants) > 0 {
+		grants := slices.Clone(e.Grants)
+		slices.Sort(grants)
+		b = appendStrings(b, "grants", slices.Compact(grants))
 	}
 	b = appendInt(b, "items", int64(e.Items))
 	b = appendInt(b, "items_failed", int64(e.ItemsFailed))

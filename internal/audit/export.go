@@ -34,6 +34,7 @@ type Decoded struct {
 	// SubjectDigests and Erased are present only in events that carry them.
 	SubjectDigests []string         `json:"subject_digests,omitempty"`
 	Erased         map[string]int64 `json:"erased,omitempty"`
+	Grants         []string         `json:"grants,omitempty"`
 }
 
 // Decode parses a canonical body.
@@ -279,6 +280,9 @@ func ToFHIR(r Row) (any, error) {
 			{Type: "prev_hash", ValueString: hex.EncodeToString(r.PrevHash)},
 		},
 	})
+	if len(d.Grants) > 0 {
+		ev.Entity[0].Detail = append(ev.Entity[0].Detail, entityDetail{Type: "grants", ValueString: strings.Join(d.Grants, " ")})
+	}
 	for _, dg := range d.SubjectDigests {
 		ev.Entity = append(ev.Entity, subjectEntity(dg))
 	}

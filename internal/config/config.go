@@ -46,6 +46,7 @@ type Config struct {
 	Limits   LimitsConfig   `yaml:"limits"`
 	Audit    AuditConfig    `yaml:"audit"`
 	Subjects SubjectsConfig `yaml:"subjects"`
+	Grants   GrantsConfig   `yaml:"grants"`
 
 	RequestTimeout  time.Duration `yaml:"request_timeout" usage:"deadline for one request's work"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" usage:"how long in-flight requests may take to finish on SIGTERM"`
@@ -342,6 +343,8 @@ func (c *Config) Validate() error {
 	}
 	c.Subjects.defaults()
 	problems = append(problems, c.Subjects.validate(c.Classes)...)
+	c.Grants.defaults()
+	problems = append(problems, c.Grants.validate()...)
 	for key, addr := range map[string]string{"grpc_addr": c.GRPCAddr, "http_addr": c.HTTPAddr, "admin_addr": c.AdminAddr} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			bad(key, "want host:port, e.g. 127.0.0.1:9090")

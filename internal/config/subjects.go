@@ -50,6 +50,43 @@ func (s *SubjectsConfig) validate(classes []Class) []string {
 	return problems
 }
 
+// GrantsConfig bounds grants (docs/subjects.md).
+type GrantsConfig struct {
+	MaxDuration           time.Duration `yaml:"max_duration" usage:"longest grant (not_after - not_before)"`
+	BreakGlassDuration    time.Duration `yaml:"break_glass_duration" usage:"length of a break-glass grant when not_after is not given"`
+	MaxBreakGlassDuration time.Duration `yaml:"max_break_glass_duration" usage:"longest break-glass grant"`
+	MaxApprovals          int           `yaml:"max_approvals" usage:"most approvers a grant may require"`
+}
+
+func (g *GrantsConfig) defaults() {
+	if g.MaxDuration == 0 {
+		g.MaxDuration = 90 * 24 * time.Hour
+	}
+	if g.BreakGlassDuration == 0 {
+		g.BreakGlassDuration = time.Hour
+	}
+	if g.MaxBreakGlassDuration == 0 {
+		g.MaxBreakGlassDuration = 4 * time.Hour
+	}
+	if g.MaxApprovals == 0 {
+		g.MaxApprovals = 5
+	}
+}
+
+func (g *GrantsConfig) validate() []string {
+	var problems []string
+	if g.MaxDuration < 0 || g.BreakGlassDuration < 0 || g.MaxBreakGlassDuration < 0 {
+		problems = append(problems, "grants: durations must not be negative")
+	}
+	if g.BreakGlassDuration > g.MaxBreakGlassDuration {
+		problems = append(problems, "grants.break_glass_duration: longer than grants.max_break_glass_duration")
+	}
+	if g.MaxApprovals < 0 {
+		problems = append(problems, "grants.max_approvals: must not be negative")
+	}
+	return problems
+}
+
 // SubjectKeyDir is the directory of subject keys for the local provider.
 func (c *Config) SubjectKeyDir() string {
 	if c.Subjects.LocalDir != "" {

@@ -139,6 +139,9 @@ func New(ctx context.Context, conn *grpc.ClientConn, maxBytes int) (http.Handler
 	if err := tokenizerv1.RegisterSubjectServiceHandler(ctx, gw, conn); err != nil {
 		return nil, err
 	}
+	if err := tokenizerv1.RegisterGrantServiceHandler(ctx, gw, conn); err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -102,9 +102,9 @@ func Validate(g Grant, l Limits, known func(class string) bool) error {
 	case len(g.Justification) > 1024:
 		return errs.New(errs.InvalidArgument, "justification: at most 1024 bytes")
 	}
-	for _, c := range g.Classes {
+	for i, c := range g.Classes {
 		if c != "*" && !known(c) {
-			return errs.New(errs.InvalidArgument, "classes: %q is not a configured class", c)
+			return errs.New(errs.InvalidArgument, "classes[%d]: not a configured class", i)
 		}
 	}
 	return nil

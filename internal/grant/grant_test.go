@@ -77,7 +77,7 @@ func TestValidate(t *testing.T) {
 		"ok":                 {func(*Grant) {}, ""},
 		"no principal":       {func(g *Grant) { g.Principal = "" }, "principal: required"},
 		"no classes":         {func(g *Grant) { g.Classes = nil }, "classes: at least one"},
-		"unknown class":      {func(g *Grant) { g.Classes = []string{"nope"} }, `classes: "nope" is not a configured class`},
+		"unknown class":      {func(g *Grant) { g.Classes = []string{"nope"} }, "classes[0]: not a configured class"},
 		"no purposes":        {func(g *Grant) { g.Purposes = nil }, "purposes: at least one"},
 		"after before":       {func(g *Grant) { g.NotAfter = g.NotBefore.Add(-time.Minute) }, "not_after: must be after not_before"},
 		"too long":           {func(g *Grant) { g.NotAfter = g.NotBefore.Add(25 * time.Hour) }, "longer than the configured maximum of 24h0m0s"},

@@ -21,6 +21,9 @@ const (
 	OpDetokenize       = "detokenize"
 	OpDetokenizeMasked = "detokenize_masked"
 	OpDelete           = "delete"
+	// OpDetokenizeGranted reveals tokens of the class only under an active grant for
+	// the token's subject (internal/grant).
+	OpDetokenizeGranted = "detokenize_granted"
 )
 
 // Request operations, granted per principal.
@@ -31,11 +34,16 @@ const (
 	OpKeysRotate  = "keys_rotate"
 	// OpSubjectForget erases a data subject (SubjectService.ForgetSubject).
 	OpSubjectForget = "subject_forget"
+	// Grant operations (GrantService). Break-glass grants need break_glass instead.
+	OpGrantCreate  = "grant_create"
+	OpGrantApprove = "grant_approve"
+	OpGrantRevoke  = "grant_revoke"
 )
 
 var (
-	classOps   = []string{OpTokenize, OpDetokenize, OpDetokenizeMasked, OpDelete}
-	requestOps = []string{OpAuditExport, OpAuditVerify, OpDisclosures, OpKeysRotate, OpSubjectForget}
+	classOps   = []string{OpTokenize, OpDetokenize, OpDetokenizeMasked, OpDelete, OpDetokenizeGranted}
+	requestOps = []string{OpAuditExport, OpAuditVerify, OpDisclosures, OpKeysRotate, OpSubjectForget,
+		OpGrantCreate, OpGrantApprove, OpGrantRevoke}
 )
 
 // File is the policy file's shape.

@@ -130,7 +130,7 @@ func (a *auditService) ListDisclosures(ctx context.Context, req *tokenizerv1.Lis
 		resp.Disclosures = append(resp.Disclosures, &tokenizerv1.Disclosure{
 			Seq: d.Seq, Time: timestamppb.New(d.Time), RequestId: d.RequestID, Caller: d.Caller,
 			PurposeOfUse: d.PurposeOfUse, Justification: d.Justification, ClientAddress: d.ClientAddress,
-			BreakGlass: d.BreakGlass, Masked: d.Masked, Classes: d.Classes,
+			BreakGlass: d.BreakGlass, Masked: d.Masked, Classes: d.Classes, Grants: d.Grants,
 		})
 	}
 	return resp, nil

@@ -42,7 +42,7 @@ func (s *Server) chain(internal bool) []grpc.ServerOption {
 // the method name in snake_case (TokenizeStream: tokenize_stream), so that a new RPC is
 // authenticated, limited and audited by default. Health and reflection pass through
 // the chain without identity, limit or audit.
-var operations = auditedOperations(tokenizerv1.TokenizerService_ServiceDesc, tokenizerv1.AuditService_ServiceDesc, tokenizerv1.SubjectService_ServiceDesc)
+var operations = auditedOperations(tokenizerv1.TokenizerService_ServiceDesc, tokenizerv1.AuditService_ServiceDesc, tokenizerv1.SubjectService_ServiceDesc, tokenizerv1.GrantService_ServiceDesc)
 
 func auditedOperations(services ...grpc.ServiceDesc) map[string]string {
 	out := map[string]string{}

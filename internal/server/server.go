@@ -80,6 +80,7 @@ func New(ctx context.Context, a *app.App) (*Server, error) {
 		tokenizerv1.RegisterTokenizerServiceServer(g, &tokenizerService{s: s})
 		tokenizerv1.RegisterAuditServiceServer(g, &auditService{s: s})
 		tokenizerv1.RegisterSubjectServiceServer(g, &subjectService{s: s})
+		tokenizerv1.RegisterGrantServiceServer(g, &grantService{s: s})
 		healthpb.RegisterHealthServer(g, s.health)
 	}
 	reflection.Register(s.grpc)
@@ -125,7 +126,7 @@ func (s *Server) setServing(ok bool) {
 	if ok {
 		st = healthpb.HealthCheckResponse_SERVING
 	}
-	for _, name := range []string{"", tokenizerv1.TokenizerService_ServiceDesc.ServiceName, tokenizerv1.AuditService_ServiceDesc.ServiceName, tokenizerv1.SubjectService_ServiceDesc.ServiceName} {
+	for _, name := range []string{"", tokenizerv1.TokenizerService_ServiceDesc.ServiceName, tokenizerv1.AuditService_ServiceDesc.ServiceName, tokenizerv1.SubjectService_ServiceDesc.ServiceName, tokenizerv1.GrantService_ServiceDesc.ServiceName} {
 		s.health.SetServingStatus(name, st)
 	}
 	s.metrics.Ready.Set(map[bool]float64{true: 1}[ok])

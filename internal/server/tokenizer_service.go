@@ -84,8 +84,9 @@ func (t *tokenizerService) Detokenize(ctx context.Context, req *tokenizerv1.Deto
 	}
 	results, d, err := app.RunBatch(ctx, t.s.app, items, app.Batch[tokenizer.DetokenizeItem, tokenizer.DetokenizeResult]{
 		Op: policy.OpDetokenize, Classes: classes, Purpose: req.GetPurposeOfUse(), Justification: req.GetJustification(),
+		Mark: func(it *tokenizer.DetokenizeItem, e policy.Effect) { it.NeedsGrant = e == policy.Grant },
 		Run: func(ctx context.Context, eng *tokenizer.Engine, sub []tokenizer.DetokenizeItem) ([]tokenizer.DetokenizeResult, error) {
-			return eng.Detokenize(ctx, sub)
+			return eng.DetokenizeWith(ctx, sub, t.s.app.GrantGuard(callerID(ctx), req.GetPurposeOfUse()))
 		},
 		Fail: func(err error) tokenizer.DetokenizeResult { return tokenizer.DetokenizeResult{Err: err} },
 	})
@@ -110,7 +111,13 @@ func (t *tokenizerService) Detokenize(ctx context.Context, req *tokenizerv1.Deto
 			if r.SubjectDigest != nil {
 				rec.SubjectDigests = append(rec.SubjectDigests, r.SubjectDigest)
 			}
+			if r.Grant != "" {
+				rec.Grants = append(rec.Grants, r.Grant)
+			}
 			rec.Masked = rec.Masked || out.Masked
+		}
+		if errs.KindOf(r.Err) == errs.PermissionDenied && items[i].Class != "" {
+			rec.Denied = append(rec.Denied, "class "+t.s.app.ClassLabel(items[i].Class)+": "+policy.OpDetokenizeGranted)
 		}
 		resp.Results[i], errList[i] = out, r.Err
 	}

@@ -83,6 +83,8 @@ type TokenizeResult struct {
 // DetokenizeItem is one token to reveal.
 type DetokenizeItem struct {
 	Class, Token string
+	// NeedsGrant is set when policy lets the item through only under a grant.
+	NeedsGrant bool
 }
 
 // DetokenizeResult is one item's outcome: Value, or Err (an *errs.Error).
@@ -94,6 +96,8 @@ type DetokenizeResult struct {
 	Digest []byte
 	// SubjectDigest is the audit digest of the token's subject, when it has one.
 	SubjectDigest []byte
+	// Grant is the id of the grant the value was revealed under, if any.
+	Grant string
 }
 
 func (e *Engine) checkBatch(n int) error {
@@ -511,7 +515,25 @@ func (e *Engine) adopt(w *pending, m Mapping) error {
 }
 
 // Detokenize reveals the values of items. The purpose of use is checked by the caller.
+// An item that needs a grant is refused (use DetokenizeWith).
 func (e *Engine) Detokenize(ctx context.Context, items []DetokenizeItem) ([]DetokenizeResult, error) {
+	return e.DetokenizeWith(ctx, items, nil)
+}
+
+// detokWant is a parsed detokenize item and, once looked up, its mapping.
+type detokWant struct {
+	idx     int
+	class   *Class
+	digests [][]byte
+	norm    string
+	m       Mapping
+	ok      bool
+}
+
+// DetokenizeWith is Detokenize where guard decides the items marked NeedsGrant, from
+// their tokens' subjects, before anything is decrypted. Such an item is refused by the
+// guard whether or not its token exists, so a refusal says nothing of the token.
+func (e *Engine) DetokenizeWith(ctx context.Context, items []DetokenizeItem, guard Guard) ([]DetokenizeResult, error) {
 	if err := e.checkBatch(len(items)); err != nil {
 		return nil, err
 	}
@@ -521,13 +543,7 @@ func (e *Engine) Detokenize(ctx context.Context, items []DetokenizeItem) ([]Deto
 	if err != nil || len(digKeys) == 0 {
 		return nil, errs.New(errs.Unavailable, "data keys not loaded")
 	}
-	type want struct {
-		idx     int
-		class   *Class
-		digests [][]byte
-		norm    string
-	}
-	var wants []want
+	var wants []detokWant
 	var refs []Ref
 	for i, it := range items {
 		c, p, err := e.parseToken(it.Class, it.Token)
@@ -535,7 +551,7 @@ func (e *Engine) Detokenize(ctx context.Context, items []DetokenizeItem) ([]Deto
 			results[i].Err = err
 			continue
 		}
-		w := want{idx: i, class: c, norm: p.Normalized}
+		w := detokWant{idx: i, class: c, norm: p.Normalized}
 		for _, k := range digKeys {
 			d := e.digest(k.Material, c.Name, p.Normalized)
 			w.digests = append(w.digests, d)
@@ -554,36 +570,60 @@ func (e *Engine) Detokenize(ctx context.Context, items []DetokenizeItem) ([]Deto
 	if err != nil {
 		return nil, err
 	}
+	for i := range wants {
+		wants[i].resolve(found, sks)
+	}
+	decided, err := applyGuard(ctx, items, wants, guard)
+	if err != nil {
+		return nil, err
+	}
 	for _, w := range wants {
 		r := &results[w.idx]
-		var m Mapping
-		ok := false
-		for _, d := range w.digests {
-			if m, ok = found[RefKey(w.class.Name, d)]; ok {
-				break
+		if items[w.idx].NeedsGrant {
+			if r.Err, r.Grant = decided[w.idx].Err, decided[w.idx].Grant; r.Err != nil {
+				continue
 			}
 		}
-		if ok && m.Subject != 0 && sks[m.Subject] == nil {
-			ok = false // the subject was erased: its key is gone
-		}
-		if !ok {
+		if !w.ok {
 			r.Err = errs.New(errs.NotFound, "class %s: token not found (unknown, deleted or expired)", w.class.Name)
 			continue
 		}
-		var a cipher.AEAD
-		if m.Subject != 0 {
-			a, r.SubjectDigest = sks[m.Subject].aead, sks[m.Subject].auditDigest
-		} else if a, err = e.aeadVersion(m.KeyVersion); err != nil {
+		if err := e.reveal(r, w, sks, auditKey); err != nil {
 			return nil, err
 		}
-		v, err := open(a, valueAAD(w.class.Name, m.TokenDigest), m.ValueCT)
-		if err != nil {
-			return nil, errs.Wrap(errs.Internal, err, "stored value does not authenticate")
-		}
-		r.Value = string(v)
-		r.Digest = e.auditDigest(auditKey.Material, w.class.Name, w.norm)
 	}
 	return results, nil
+}
+
+// resolve finds w's live mapping in found; a mapping whose subject was erased (its
+// key gone) is not found.
+func (w *detokWant) resolve(found map[string]Mapping, sks map[int64]*subjectKeys) {
+	for _, d := range w.digests {
+		if w.m, w.ok = found[RefKey(w.class.Name, d)]; w.ok {
+			break
+		}
+	}
+	if w.ok && w.m.Subject != 0 && sks[w.m.Subject] == nil {
+		w.ok = false
+	}
+}
+
+// reveal decrypts w's value into r.
+func (e *Engine) reveal(r *DetokenizeResult, w detokWant, sks map[int64]*subjectKeys, auditKey keys.Key) error {
+	var a cipher.AEAD
+	var err error
+	if w.m.Subject != 0 {
+		a, r.SubjectDigest = sks[w.m.Subject].aead, sks[w.m.Subject].auditDigest
+	} else if a, err = e.aeadVersion(w.m.KeyVersion); err != nil {
+		return err
+	}
+	v, err := open(a, valueAAD(w.class.Name, w.m.TokenDigest), w.m.ValueCT)
+	if err != nil {
+		return errs.Wrap(errs.Internal, err, "stored value does not authenticate")
+	}
+	r.Value = string(v)
+	r.Digest = e.auditDigest(auditKey.Material, w.class.Name, w.norm)
+	return nil
 }
 
 // DeleteItem names a mapping by token, or for static classes by value and scope.

@@ -430,3 +430,77 @@ func subjectIDs(found map[string]Mapping) []int64 {
 	}
 	return out
 }
+
+// GuardItem is an item that needs a grant: its class and its token's subject (0 when
+// the token has none, or does not exist).
+type GuardItem struct {
+	Class   string
+	Subject int64
+}
+
+// GuardResult is the guard's decision on one item: the grant that covers it, or Err
+// (PERMISSION_DENIED with the reason).
+type GuardResult struct {
+	Grant string
+	Err   error
+}
+
+// Guard decides items that need a grant; it returns one result per item.
+type Guard func(ctx context.Context, items []GuardItem) ([]GuardResult, error)
+
+// applyGuard asks guard about the items marked NeedsGrant and returns its decisions by
+// item index. Without a guard every such item is refused.
+func applyGuard(ctx context.Context, items []DetokenizeItem, wants []detokWant, guard Guard) (map[int]GuardResult, error) {
+	var asked []GuardItem
+	var idx []int
+	for _, w := range wants {
+		if !items[w.idx].NeedsGrant {
+			continue
+		}
+		gi := GuardItem{Class: w.class.Name}
+		if w.ok {
+			gi.Subject = w.m.Subject
+		}
+		asked, idx = append(asked, gi), append(idx, w.idx)
+	}
+	out := map[int]GuardResult{}
+	if len(asked) == 0 {
+		return out, nil
+	}
+	if guard == nil {
+		for k, i := range idx {
+			out[i] = GuardResult{Err: errs.New(errs.PermissionDenied, "class %s: revealable only under a grant", asked[k].Class)}
+		}
+		return out, nil
+	}
+	res, err := guard(ctx, asked)
+	if err != nil {
+		return nil, err
+	}
+	if len(res) != len(asked) {
+		return nil, errs.New(errs.Internal, "grant guard answered %d of %d items", len(res), len(asked))
+	}
+	for k, i := range idx {
+		out[i] = res[k]
+	}
+	return out, nil
+}
+
+// SubjectInfo returns the stored subject of an identifier: its ID and audit digest; an
+// unknown (or erased) subject is NOT_FOUND.
+func (e *Engine) SubjectInfo(ctx context.Context, subject string) (Subject, error) {
+	if e.subj == nil {
+		return Subject{}, errs.New(errs.FailedPrecondition, "subject: subjects are not enabled")
+	}
+	if err := checkSubject(subject); err != nil {
+		return Subject{}, err
+	}
+	s, ok, err := e.findSubject(ctx, subject)
+	if err != nil {
+		return Subject{}, err
+	}
+	if !ok {
+		return Subject{}, errs.New(errs.NotFound, "subject: unknown subject (never tokenized, or erased)")
+	}
+	return s, nil
+}

@@ -497,7 +497,9 @@ type Disclosure struct {
 	BreakGlass    bool   `protobuf:"varint,8,opt,name=break_glass,json=breakGlass,proto3" json:"break_glass,omitempty"`
 	Masked        bool   `protobuf:"varint,9,opt,name=masked,proto3" json:"masked,omitempty"`
 	// classes are the classes of the request that revealed the token.
-	Classes       []string `protobuf:"bytes,10,rep,name=classes,proto3" json:"classes,omitempty"`
+	Classes []string `protobuf:"bytes,10,rep,name=classes,proto3" json:"classes,omitempty"`
+	// grants are the grants the request revealed under, if any.
+	Grants        []string `protobuf:"bytes,11,rep,name=grants,proto3" json:"grants,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -602,6 +604,13 @@ func (x *Disclosure) GetClasses() []string {
 	return nil
 }
 
+func (x *Disclosure) GetGrants() []string {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
 var File_tokenizer_v1_audit_proto protoreflect.FileDescriptor
 
 const file_tokenizer_v1_audit_proto_rawDesc = "" +
@@ -636,7 +645,7 @@ const file_tokenizer_v1_audit_proto_rawDesc = "" +
 	"\bend_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x122\n" +
 	"\x06format\x18\x04 \x01(\x0e2\x1a.tokenizer.v1.ExportFormatR\x06format\"U\n" +
 	"\x17ListDisclosuresResponse\x12:\n" +
-	"\vdisclosures\x18\x01 \x03(\v2\x18.tokenizer.v1.DisclosureR\vdisclosures\"\xcb\x02\n" +
+	"\vdisclosures\x18\x01 \x03(\v2\x18.tokenizer.v1.DisclosureR\vdisclosures\"\xe3\x02\n" +
 	"\n" +
 	"Disclosure\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12.\n" +
@@ -651,7 +660,8 @@ const file_tokenizer_v1_audit_proto_rawDesc = "" +
 	"breakGlass\x12\x16\n" +
 	"\x06masked\x18\t \x01(\bR\x06masked\x12\x18\n" +
 	"\aclasses\x18\n" +
-	" \x03(\tR\aclasses*u\n" +
+	" \x03(\tR\aclasses\x12\x16\n" +
+	"\x06grants\x18\v \x03(\tR\x06grants*u\n" +
 	"\fExportFormat\x12\x1d\n" +
 	"\x19EXPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13EXPORT_FORMAT_JSONL\x10\x01\x12\x15\n" +
