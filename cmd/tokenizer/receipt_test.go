@@ -110,3 +110,60 @@ audit:
 	require.Equal(t, 0, code, out)
 	assert.Contains(t, out, "OK:")
 }
+
+// TestGrantsReviewCommand lists an unreviewed break-glass grant and marks it reviewed.
+func TestGrantsReviewCommand(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDatabase(t)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer.yaml"), []byte(fmt.Sprintf(`dev: true
+insecure: true
+grpc_addr: 127.0.0.1:0
+http_addr: 127.0.0.1:0
+admin_addr: 127.0.0.1:0
+log:
+  format: json
+database:
+  url: %s
+audit:
+  checkpoint_sink: none
+`, db)), 0o600))
+	run := func(args ...string) (int, string) {
+		cmd := exec.Command(binary, args...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode(), string(out)
+		}
+		require.NoError(t, err)
+		return 0, string(out)
+	}
+	p := startProcIn(t, dir, nil, "serve")
+	require.Eventually(t, func() bool { return p.field("listening", "admin") != "" }, 30*time.Second, 20*time.Millisecond)
+	waitReady(t, p.field("listening", "admin"))
+	conn, err := grpc.NewClient(p.field("listening", "grpc"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = tokenizerv1.NewTokenizerServiceClient(conn).Tokenize(t.Context(), &tokenizerv1.TokenizeRequest{Items: []*tokenizerv1.TokenizeItem{
+		{Class: "ssn", Value: "555-44-3333", Subject: "MRN-00055555"}}})
+	require.NoError(t, err)
+	g, err := tokenizerv1.NewGrantServiceClient(conn).CreateGrant(t.Context(), &tokenizerv1.CreateGrantRequest{
+		Subject: "MRN-00055555", Classes: []string{"*"}, BreakGlass: true, Justification: "cardiac arrest, ED"})
+	require.NoError(t, err)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	<-p.done
+
+	code, out := run("grants", "review")
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, `"id":"`+g.Id+`"`)
+	assert.Contains(t, out, "cardiac arrest, ED")
+	code, out = run("grants", "review", "--ack", g.Id)
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "grant "+g.Id+" reviewed by cli")
+	code, out = run("grants", "review")
+	require.Equal(t, 0, code, out)
+	assert.NotContains(t, out, g.Id)
+	code, out = run("grants", "review", "--ack", g.Id)
+	assert.Equal(t, 1, code, out)
+	assert.Contains(t, out, "no unreviewed break-glass grant")
+}

@@ -40,6 +40,7 @@ Usage:
   tokenizer audit disclosures   list every reveal of a token: --class C --token T
   tokenizer audit receipt       print a subject's erasure receipts with proofs: --subject S;
                                 verify one offline: --verify FILE [--public-key HEX]
+  tokenizer grants review       list unreviewed break-glass grants; --ack ID marks one reviewed
   tokenizer bench [flags]       load-test a running service, with a Vault Transit baseline
   tokenizer version             print the version
 
@@ -66,6 +67,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return benchCmd(ctx, rest, stdout, stderr)
 	case "audit":
 		return auditCmd(ctx, rest, getenv, stdout, stderr)
+	case "grants":
+		return grantsCmd(ctx, rest, getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "tokenizer", Version())
 		return exitOK
