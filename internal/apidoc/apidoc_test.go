@@ -26,7 +26,7 @@ func TestRPCsFromDescriptors(t *testing.T) {
 	for _, r := range rpcs {
 		byName[r.Name] = r.Routes
 	}
-	assert.Len(t, rpcs, 16) // 9, ExportDisclosures, SubjectService (2), GrantService (4)
+	assert.Len(t, rpcs, 17) // 9, ExportDisclosures, SubjectService (2), GrantService (5)
 	assert.Equal(t, []Route{{"POST", "/v1/tokenize"}}, byName["tokenizer.v1.TokenizerService/Tokenize"])
 	assert.Equal(t, []Route{{"GET", "/v1/classes"}}, byName["tokenizer.v1.TokenizerService/ListClasses"])
 	assert.Equal(t, []Route{{"GET", "/v1/audit/export"}}, byName["tokenizer.v1.AuditService/ExportAudit"])

@@ -27,12 +27,15 @@ type Grant struct {
 	Requester         string
 	Justification     string
 	BreakGlass        bool
-	CreatedAt         time.Time
-	Approvals         []Approval
-	RevokedAt         *time.Time
-	RevokedBy         string
-	ReviewedAt        *time.Time
-	ReviewedBy        string
+	// Deny makes the grant a denial: while active it refuses what it covers, whatever
+	// permits say (a FHIR Consent deny provision). Purposes may then be "*".
+	Deny       bool
+	CreatedAt  time.Time
+	Approvals  []Approval
+	RevokedAt  *time.Time
+	RevokedBy  string
+	ReviewedAt *time.Time
+	ReviewedBy string
 }
 
 // Approval is one approver's approval.
@@ -95,7 +98,7 @@ func Validate(g Grant, l Limits, known func(class string) bool) error {
 		return errs.New(errs.InvalidArgument, "not_before, not_after: required")
 	case !g.NotAfter.After(g.NotBefore):
 		return errs.New(errs.InvalidArgument, "not_after: must be after not_before")
-	case g.NotAfter.Sub(g.NotBefore) > l.MaxDuration:
+	case !g.Deny && g.NotAfter.Sub(g.NotBefore) > l.MaxDuration:
 		return errs.New(errs.InvalidArgument, "not_after: the grant is longer than the configured maximum of %s", l.MaxDuration)
 	case g.RequiredApprovals < 0 || g.RequiredApprovals > l.MaxApprovals:
 		return errs.New(errs.InvalidArgument, "required_approvals: between 0 and %d", l.MaxApprovals)
@@ -155,7 +158,8 @@ type Request struct {
 }
 
 // Check returns the id of a grant among gs that lets r through, or a
-// PERMISSION_DENIED error whose message says why the closest grant does not.
+// PERMISSION_DENIED error whose message says why the closest grant does not. An active
+// denial that covers r refuses it whatever the permits say.
 func Check(gs []Grant, r Request) (string, error) {
 	deny := func(reason string) error {
 		return errs.New(errs.PermissionDenied, "class %s: revealable only under a grant: %s", r.Class, reason)
@@ -163,17 +167,22 @@ func Check(gs []Grant, r Request) (string, error) {
 	if r.SubjectID == 0 {
 		return "", deny("no active grant for the caller on this token's subject")
 	}
+	for _, g := range gs {
+		if g.Deny && g.covers(r) && g.Active(r.Now) == "" {
+			return "", deny("denied by " + g.ID + " (a consent deny provision)")
+		}
+	}
 	var reasons []string
 	for _, g := range gs {
-		if g.SubjectID != r.SubjectID || !g.Matches(r.Caller) {
+		if g.Deny || g.SubjectID != r.SubjectID || !g.Matches(r.Caller) {
 			continue
 		}
 		why := g.Active(r.Now)
 		switch {
 		case why != "":
-		case !slices.Contains(g.Classes, "*") && !slices.Contains(g.Classes, r.Class):
+		case !has(g.Classes, r.Class):
 			why = "class " + r.Class + " not granted"
-		case !slices.Contains(g.Purposes, r.Purpose):
+		case !has(g.Purposes, r.Purpose):
 			why = "purpose " + r.Purpose + " not granted"
 		default:
 			return g.ID, nil
@@ -184,4 +193,13 @@ func Check(gs []Grant, r Request) (string, error) {
 		return "", deny("no grant for the caller on this token's subject")
 	}
 	return "", deny(strings.Join(reasons, "; "))
+}
+
+// covers reports whether g names r's subject, caller, class and purpose.
+func (g Grant) covers(r Request) bool {
+	return g.SubjectID == r.SubjectID && g.Matches(r.Caller) && has(g.Classes, r.Class) && has(g.Purposes, r.Purpose)
+}
+
+func has(list []string, v string) bool {
+	return slices.Contains(list, "*") || slices.Contains(list, v)
 }

@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"strings"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
@@ -165,7 +167,7 @@ func grantProto(g grant.Grant, now time.Time) *tokenizerv1.Grant {
 		Id: g.ID, Principal: g.Principal, Classes: g.Classes, Purposes: g.Purposes,
 		NotBefore: timestamppb.New(g.NotBefore), NotAfter: timestamppb.New(g.NotAfter),
 		RequiredApprovals: int32(g.RequiredApprovals), Requester: g.Requester, Justification: g.Justification,
-		BreakGlass: g.BreakGlass, Status: g.Active(now), CreateTime: timestamppb.New(g.CreatedAt),
+		BreakGlass: g.BreakGlass, Deny: g.Deny, Status: g.Active(now), CreateTime: timestamppb.New(g.CreatedAt),
 	}
 	if out.Status == "" {
 		out.Status = "active"
@@ -180,4 +182,63 @@ func grantProto(g grant.Grant, now time.Time) *tokenizerv1.Grant {
 		out.ReviewTime = timestamppb.New(*g.ReviewedAt)
 	}
 	return out
+}
+
+func (x *grantService) ImportConsent(ctx context.Context, req *tokenizerv1.ImportConsentRequest) (*tokenizerv1.ImportConsentResponse, error) {
+	var created []grant.Grant
+	var consentID string
+	_, err := x.runGrantOp(ctx, policy.OpGrantCreate, "", func(ctx context.Context, eng *tokenizer.Engine) (grant.Grant, error) {
+		raw, err := protojson.Marshal(req.GetConsent())
+		if err != nil || req.GetConsent() == nil {
+			return grant.Grant{}, errs.New(errs.InvalidArgument, "consent: required (a FHIR R4 Consent resource)")
+		}
+		now := time.Now()
+		c, err := grant.ParseConsent(raw, now, func(p string) bool { _, ok := policy.PurposesOfUse[p]; return ok })
+		if err != nil {
+			return grant.Grant{}, err
+		}
+		consentID = c.ID
+		subj, err := eng.SubjectInfo(ctx, c.Subject)
+		if err != nil {
+			return grant.Grant{}, err
+		}
+		rec := audit.RecordFrom(ctx)
+		rec.SubjectDigests, rec.Justification = [][]byte{subj.AuditDigest}, "Consent/"+c.ID
+		if created, err = x.consentGrants(c, subj.ID, callerID(ctx)); err != nil {
+			return grant.Grant{}, err
+		}
+		for _, g := range created {
+			if err := x.s.app.Store.InsertGrant(ctx, g); err != nil {
+				return grant.Grant{}, errs.Wrap(errs.Unavailable, err, "grants unavailable")
+			}
+		}
+		return grant.Grant{}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	rec := audit.RecordFrom(ctx)
+	rec.Grants = nil
+	resp := &tokenizerv1.ImportConsentResponse{ConsentId: consentID}
+	now := time.Now()
+	for _, g := range created {
+		rec.Grants = append(rec.Grants, g.ID)
+		resp.Grants = append(resp.Grants, grantProto(g, now))
+	}
+	return resp, nil
+}
+
+// consentGrants completes and validates every grant of c before any is stored, so that
+// a Consent with one bad provision stores nothing.
+func (x *grantService) consentGrants(c grant.Consent, subjectID int64, caller string) ([]grant.Grant, error) {
+	out := make([]grant.Grant, len(c.Grants))
+	for i, g := range c.Grants {
+		g.ID, g.SubjectID, g.Requester = grant.NewID(), subjectID, caller
+		if err := grant.Validate(g, x.s.app.GrantLimits(), x.s.app.IsClass); err != nil {
+			path := strings.TrimPrefix(g.Justification, "Consent/"+c.ID+" ")
+			return nil, errs.New(errs.InvalidArgument, "Consent.%s: %s", path, err.Error())
+		}
+		out[i] = g
+	}
+	return out, nil
 }

@@ -13,7 +13,7 @@ import (
 var _ grant.Store = (*Store)(nil)
 
 const grantColumns = `g.id, g.subject_id, g.principal, g.classes, g.purposes, g.not_before, g.not_after,
-	g.required_approvals, g.requester, g.justification, g.break_glass, g.created_at,
+	g.required_approvals, g.requester, g.justification, g.break_glass, g.deny, g.created_at,
 	g.revoked_at, coalesce(g.revoked_by, ''), g.reviewed_at, coalesce(g.reviewed_by, ''),
 	coalesce((SELECT array_agg(a.approver ORDER BY a.approved_at) FROM grant_approvals a WHERE a.grant_id = g.id), '{}'),
 	coalesce((SELECT array_agg(a.approved_at ORDER BY a.approved_at) FROM grant_approvals a WHERE a.grant_id = g.id), '{}')`
@@ -22,10 +22,10 @@ const grantColumns = `g.id, g.subject_id, g.principal, g.classes, g.purposes, g.
 func (s *Store) InsertGrant(ctx context.Context, g grant.Grant) error {
 	_, err := s.pool.Exec(ctx, `
 		INSERT INTO grants (id, subject_id, principal, classes, purposes, not_before, not_after,
-		                    required_approvals, requester, justification, break_glass)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		                    required_approvals, requester, justification, break_glass, deny)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 		g.ID, g.SubjectID, g.Principal, g.Classes, g.Purposes, g.NotBefore, g.NotAfter,
-		int32(g.RequiredApprovals), g.Requester, g.Justification, g.BreakGlass)
+		int32(g.RequiredApprovals), g.Requester, g.Justification, g.BreakGlass, g.Deny)
 	return classify("insert grant", err)
 }
 
@@ -40,7 +40,7 @@ func (s *Store) queryGrants(ctx context.Context, op, where string, args ...any) 
 	var approvers []string
 	var times []time.Time
 	_, err = pgx.ForEachRow(rows, []any{&g.ID, &g.SubjectID, &g.Principal, &g.Classes, &g.Purposes, &g.NotBefore, &g.NotAfter,
-		&req, &g.Requester, &g.Justification, &g.BreakGlass, &g.CreatedAt, &g.RevokedAt, &g.RevokedBy, &g.ReviewedAt, &g.ReviewedBy,
+		&req, &g.Requester, &g.Justification, &g.BreakGlass, &g.Deny, &g.CreatedAt, &g.RevokedAt, &g.RevokedBy, &g.ReviewedAt, &g.ReviewedBy,
 		&approvers, &times}, func() error {
 		g.RequiredApprovals = int(req)
 		for i := range approvers {

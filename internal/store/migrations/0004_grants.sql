@@ -12,6 +12,8 @@ CREATE TABLE grants (
     requester          text        NOT NULL,
     justification      text        NOT NULL DEFAULT '',
     break_glass        boolean     NOT NULL DEFAULT false,
+    -- deny: a denial (a FHIR Consent deny provision); it overrides permits.
+    deny               boolean     NOT NULL DEFAULT false,
     created_at         timestamptz NOT NULL DEFAULT now(),
     revoked_at         timestamptz,
     revoked_by         text,

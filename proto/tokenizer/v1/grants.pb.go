@@ -10,6 +10,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -231,6 +232,104 @@ func (x *RevokeGrantRequest) GetId() string {
 	return ""
 }
 
+// ImportConsentRequest carries one FHIR R4 Consent resource.
+type ImportConsentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Consent       *structpb.Struct       `protobuf:"bytes,1,opt,name=consent,proto3" json:"consent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportConsentRequest) Reset() {
+	*x = ImportConsentRequest{}
+	mi := &file_tokenizer_v1_grants_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportConsentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportConsentRequest) ProtoMessage() {}
+
+func (x *ImportConsentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenizer_v1_grants_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportConsentRequest.ProtoReflect.Descriptor instead.
+func (*ImportConsentRequest) Descriptor() ([]byte, []int) {
+	return file_tokenizer_v1_grants_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ImportConsentRequest) GetConsent() *structpb.Struct {
+	if x != nil {
+		return x.Consent
+	}
+	return nil
+}
+
+// ImportConsentResponse lists the grants and denials created, in provision order.
+type ImportConsentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ConsentId     string                 `protobuf:"bytes,1,opt,name=consent_id,json=consentId,proto3" json:"consent_id,omitempty"`
+	Grants        []*Grant               `protobuf:"bytes,2,rep,name=grants,proto3" json:"grants,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportConsentResponse) Reset() {
+	*x = ImportConsentResponse{}
+	mi := &file_tokenizer_v1_grants_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportConsentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportConsentResponse) ProtoMessage() {}
+
+func (x *ImportConsentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenizer_v1_grants_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportConsentResponse.ProtoReflect.Descriptor instead.
+func (*ImportConsentResponse) Descriptor() ([]byte, []int) {
+	return file_tokenizer_v1_grants_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ImportConsentResponse) GetConsentId() string {
+	if x != nil {
+		return x.ConsentId
+	}
+	return ""
+}
+
+func (x *ImportConsentResponse) GetGrants() []*Grant {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
 // ListGrantsRequest selects grants: a subject's, or the unreviewed break-glass ones.
 type ListGrantsRequest struct {
 	state                protoimpl.MessageState `protogen:"open.v1"`
@@ -242,7 +341,7 @@ type ListGrantsRequest struct {
 
 func (x *ListGrantsRequest) Reset() {
 	*x = ListGrantsRequest{}
-	mi := &file_tokenizer_v1_grants_proto_msgTypes[3]
+	mi := &file_tokenizer_v1_grants_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -254,7 +353,7 @@ func (x *ListGrantsRequest) String() string {
 func (*ListGrantsRequest) ProtoMessage() {}
 
 func (x *ListGrantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenizer_v1_grants_proto_msgTypes[3]
+	mi := &file_tokenizer_v1_grants_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -267,7 +366,7 @@ func (x *ListGrantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGrantsRequest.ProtoReflect.Descriptor instead.
 func (*ListGrantsRequest) Descriptor() ([]byte, []int) {
-	return file_tokenizer_v1_grants_proto_rawDescGZIP(), []int{3}
+	return file_tokenizer_v1_grants_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListGrantsRequest) GetSubject() string {
@@ -294,7 +393,7 @@ type ListGrantsResponse struct {
 
 func (x *ListGrantsResponse) Reset() {
 	*x = ListGrantsResponse{}
-	mi := &file_tokenizer_v1_grants_proto_msgTypes[4]
+	mi := &file_tokenizer_v1_grants_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -306,7 +405,7 @@ func (x *ListGrantsResponse) String() string {
 func (*ListGrantsResponse) ProtoMessage() {}
 
 func (x *ListGrantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenizer_v1_grants_proto_msgTypes[4]
+	mi := &file_tokenizer_v1_grants_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -319,7 +418,7 @@ func (x *ListGrantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGrantsResponse.ProtoReflect.Descriptor instead.
 func (*ListGrantsResponse) Descriptor() ([]byte, []int) {
-	return file_tokenizer_v1_grants_proto_rawDescGZIP(), []int{4}
+	return file_tokenizer_v1_grants_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListGrantsResponse) GetGrants() []*Grant {
@@ -345,17 +444,19 @@ type Grant struct {
 	BreakGlass        bool                   `protobuf:"varint,11,opt,name=break_glass,json=breakGlass,proto3" json:"break_glass,omitempty"`
 	// status is "active", or why the grant lets nobody reveal now (revoked, not valid
 	// before ..., expired at ..., approved by 1 of 2 required approvers).
-	Status        string                 `protobuf:"bytes,12,opt,name=status,proto3" json:"status,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	RevokeTime    *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=revoke_time,json=revokeTime,proto3" json:"revoke_time,omitempty"`
-	ReviewTime    *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=review_time,json=reviewTime,proto3" json:"review_time,omitempty"`
+	Status     string                 `protobuf:"bytes,12,opt,name=status,proto3" json:"status,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	RevokeTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=revoke_time,json=revokeTime,proto3" json:"revoke_time,omitempty"`
+	ReviewTime *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=review_time,json=reviewTime,proto3" json:"review_time,omitempty"`
+	// deny is set on a denial (a Consent deny provision): it refuses what it covers.
+	Deny          bool `protobuf:"varint,16,opt,name=deny,proto3" json:"deny,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_tokenizer_v1_grants_proto_msgTypes[5]
+	mi := &file_tokenizer_v1_grants_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -367,7 +468,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenizer_v1_grants_proto_msgTypes[5]
+	mi := &file_tokenizer_v1_grants_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -380,7 +481,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_tokenizer_v1_grants_proto_rawDescGZIP(), []int{5}
+	return file_tokenizer_v1_grants_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Grant) GetId() string {
@@ -488,11 +589,18 @@ func (x *Grant) GetReviewTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Grant) GetDeny() bool {
+	if x != nil {
+		return x.Deny
+	}
+	return false
+}
+
 var File_tokenizer_v1_grants_proto protoreflect.FileDescriptor
 
 const file_tokenizer_v1_grants_proto_rawDesc = "" +
 	"\n" +
-	"\x19tokenizer/v1/grants.proto\x12\ftokenizer.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xec\x02\n" +
+	"\x19tokenizer/v1/grants.proto\x12\ftokenizer.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xec\x02\n" +
 	"\x12CreateGrantRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1c\n" +
 	"\tprincipal\x18\x02 \x01(\tR\tprincipal\x12\x18\n" +
@@ -508,12 +616,18 @@ const file_tokenizer_v1_grants_proto_rawDesc = "" +
 	"\x13ApproveGrantRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"$\n" +
 	"\x12RevokeGrantRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"c\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"I\n" +
+	"\x14ImportConsentRequest\x121\n" +
+	"\aconsent\x18\x01 \x01(\v2\x17.google.protobuf.StructR\aconsent\"c\n" +
+	"\x15ImportConsentResponse\x12\x1d\n" +
+	"\n" +
+	"consent_id\x18\x01 \x01(\tR\tconsentId\x12+\n" +
+	"\x06grants\x18\x02 \x03(\v2\x13.tokenizer.v1.GrantR\x06grants\"c\n" +
 	"\x11ListGrantsRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x124\n" +
 	"\x16unreviewed_break_glass\x18\x02 \x01(\bR\x14unreviewedBreakGlass\"A\n" +
 	"\x12ListGrantsResponse\x12+\n" +
-	"\x06grants\x18\x01 \x03(\v2\x13.tokenizer.v1.GrantR\x06grants\"\xe0\x04\n" +
+	"\x06grants\x18\x01 \x03(\v2\x13.tokenizer.v1.GrantR\x06grants\"\xf4\x04\n" +
 	"\x05Grant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\tprincipal\x18\x02 \x01(\tR\tprincipal\x12\x18\n" +
@@ -535,12 +649,14 @@ const file_tokenizer_v1_grants_proto_rawDesc = "" +
 	"\vrevoke_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"revokeTime\x12;\n" +
 	"\vreview_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"reviewTime2\xad\x03\n" +
+	"reviewTime\x12\x12\n" +
+	"\x04deny\x18\x10 \x01(\bR\x04deny2\xb3\x04\n" +
 	"\fGrantService\x12[\n" +
 	"\vCreateGrant\x12 .tokenizer.v1.CreateGrantRequest\x1a\x13.tokenizer.v1.Grant\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
 	"/v1/grants\x12j\n" +
 	"\fApproveGrant\x12!.tokenizer.v1.ApproveGrantRequest\x1a\x13.tokenizer.v1.Grant\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/grants/{id}:approve\x12g\n" +
-	"\vRevokeGrant\x12 .tokenizer.v1.RevokeGrantRequest\x1a\x13.tokenizer.v1.Grant\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/grants/{id}:revoke\x12k\n" +
+	"\vRevokeGrant\x12 .tokenizer.v1.RevokeGrantRequest\x1a\x13.tokenizer.v1.Grant\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/grants/{id}:revoke\x12\x83\x01\n" +
+	"\rImportConsent\x12\".tokenizer.v1.ImportConsentRequest\x1a#.tokenizer.v1.ImportConsentResponse\")\x82\xd3\xe4\x93\x02#:\aconsent\"\x18/v1/grants:importConsent\x12k\n" +
 	"\n" +
 	"ListGrants\x12\x1f.tokenizer.v1.ListGrantsRequest\x1a .tokenizer.v1.ListGrantsResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/grants:listB>Z<github.com/phivault/tokenizer/proto/tokenizer/v1;tokenizerv1b\x06proto3"
 
@@ -556,38 +672,45 @@ func file_tokenizer_v1_grants_proto_rawDescGZIP() []byte {
 	return file_tokenizer_v1_grants_proto_rawDescData
 }
 
-var file_tokenizer_v1_grants_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_tokenizer_v1_grants_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_tokenizer_v1_grants_proto_goTypes = []any{
 	(*CreateGrantRequest)(nil),    // 0: tokenizer.v1.CreateGrantRequest
 	(*ApproveGrantRequest)(nil),   // 1: tokenizer.v1.ApproveGrantRequest
 	(*RevokeGrantRequest)(nil),    // 2: tokenizer.v1.RevokeGrantRequest
-	(*ListGrantsRequest)(nil),     // 3: tokenizer.v1.ListGrantsRequest
-	(*ListGrantsResponse)(nil),    // 4: tokenizer.v1.ListGrantsResponse
-	(*Grant)(nil),                 // 5: tokenizer.v1.Grant
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*ImportConsentRequest)(nil),  // 3: tokenizer.v1.ImportConsentRequest
+	(*ImportConsentResponse)(nil), // 4: tokenizer.v1.ImportConsentResponse
+	(*ListGrantsRequest)(nil),     // 5: tokenizer.v1.ListGrantsRequest
+	(*ListGrantsResponse)(nil),    // 6: tokenizer.v1.ListGrantsResponse
+	(*Grant)(nil),                 // 7: tokenizer.v1.Grant
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 9: google.protobuf.Struct
 }
 var file_tokenizer_v1_grants_proto_depIdxs = []int32{
-	6,  // 0: tokenizer.v1.CreateGrantRequest.not_before:type_name -> google.protobuf.Timestamp
-	6,  // 1: tokenizer.v1.CreateGrantRequest.not_after:type_name -> google.protobuf.Timestamp
-	5,  // 2: tokenizer.v1.ListGrantsResponse.grants:type_name -> tokenizer.v1.Grant
-	6,  // 3: tokenizer.v1.Grant.not_before:type_name -> google.protobuf.Timestamp
-	6,  // 4: tokenizer.v1.Grant.not_after:type_name -> google.protobuf.Timestamp
-	6,  // 5: tokenizer.v1.Grant.create_time:type_name -> google.protobuf.Timestamp
-	6,  // 6: tokenizer.v1.Grant.revoke_time:type_name -> google.protobuf.Timestamp
-	6,  // 7: tokenizer.v1.Grant.review_time:type_name -> google.protobuf.Timestamp
-	0,  // 8: tokenizer.v1.GrantService.CreateGrant:input_type -> tokenizer.v1.CreateGrantRequest
-	1,  // 9: tokenizer.v1.GrantService.ApproveGrant:input_type -> tokenizer.v1.ApproveGrantRequest
-	2,  // 10: tokenizer.v1.GrantService.RevokeGrant:input_type -> tokenizer.v1.RevokeGrantRequest
-	3,  // 11: tokenizer.v1.GrantService.ListGrants:input_type -> tokenizer.v1.ListGrantsRequest
-	5,  // 12: tokenizer.v1.GrantService.CreateGrant:output_type -> tokenizer.v1.Grant
-	5,  // 13: tokenizer.v1.GrantService.ApproveGrant:output_type -> tokenizer.v1.Grant
-	5,  // 14: tokenizer.v1.GrantService.RevokeGrant:output_type -> tokenizer.v1.Grant
-	4,  // 15: tokenizer.v1.GrantService.ListGrants:output_type -> tokenizer.v1.ListGrantsResponse
-	12, // [12:16] is the sub-list for method output_type
-	8,  // [8:12] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	8,  // 0: tokenizer.v1.CreateGrantRequest.not_before:type_name -> google.protobuf.Timestamp
+	8,  // 1: tokenizer.v1.CreateGrantRequest.not_after:type_name -> google.protobuf.Timestamp
+	9,  // 2: tokenizer.v1.ImportConsentRequest.consent:type_name -> google.protobuf.Struct
+	7,  // 3: tokenizer.v1.ImportConsentResponse.grants:type_name -> tokenizer.v1.Grant
+	7,  // 4: tokenizer.v1.ListGrantsResponse.grants:type_name -> tokenizer.v1.Grant
+	8,  // 5: tokenizer.v1.Grant.not_before:type_name -> google.protobuf.Timestamp
+	8,  // 6: tokenizer.v1.Grant.not_after:type_name -> google.protobuf.Timestamp
+	8,  // 7: tokenizer.v1.Grant.create_time:type_name -> google.protobuf.Timestamp
+	8,  // 8: tokenizer.v1.Grant.revoke_time:type_name -> google.protobuf.Timestamp
+	8,  // 9: tokenizer.v1.Grant.review_time:type_name -> google.protobuf.Timestamp
+	0,  // 10: tokenizer.v1.GrantService.CreateGrant:input_type -> tokenizer.v1.CreateGrantRequest
+	1,  // 11: tokenizer.v1.GrantService.ApproveGrant:input_type -> tokenizer.v1.ApproveGrantRequest
+	2,  // 12: tokenizer.v1.GrantService.RevokeGrant:input_type -> tokenizer.v1.RevokeGrantRequest
+	3,  // 13: tokenizer.v1.GrantService.ImportConsent:input_type -> tokenizer.v1.ImportConsentRequest
+	5,  // 14: tokenizer.v1.GrantService.ListGrants:input_type -> tokenizer.v1.ListGrantsRequest
+	7,  // 15: tokenizer.v1.GrantService.CreateGrant:output_type -> tokenizer.v1.Grant
+	7,  // 16: tokenizer.v1.GrantService.ApproveGrant:output_type -> tokenizer.v1.Grant
+	7,  // 17: tokenizer.v1.GrantService.RevokeGrant:output_type -> tokenizer.v1.Grant
+	4,  // 18: tokenizer.v1.GrantService.ImportConsent:output_type -> tokenizer.v1.ImportConsentResponse
+	6,  // 19: tokenizer.v1.GrantService.ListGrants:output_type -> tokenizer.v1.ListGrantsResponse
+	15, // [15:20] is the sub-list for method output_type
+	10, // [10:15] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_tokenizer_v1_grants_proto_init() }
@@ -601,7 +724,7 @@ func file_tokenizer_v1_grants_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenizer_v1_grants_proto_rawDesc), len(file_tokenizer_v1_grants_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

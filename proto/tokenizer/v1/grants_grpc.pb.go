@@ -19,10 +19,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	GrantService_CreateGrant_FullMethodName  = "/tokenizer.v1.GrantService/CreateGrant"
-	GrantService_ApproveGrant_FullMethodName = "/tokenizer.v1.GrantService/ApproveGrant"
-	GrantService_RevokeGrant_FullMethodName  = "/tokenizer.v1.GrantService/RevokeGrant"
-	GrantService_ListGrants_FullMethodName   = "/tokenizer.v1.GrantService/ListGrants"
+	GrantService_CreateGrant_FullMethodName   = "/tokenizer.v1.GrantService/CreateGrant"
+	GrantService_ApproveGrant_FullMethodName  = "/tokenizer.v1.GrantService/ApproveGrant"
+	GrantService_RevokeGrant_FullMethodName   = "/tokenizer.v1.GrantService/RevokeGrant"
+	GrantService_ImportConsent_FullMethodName = "/tokenizer.v1.GrantService/ImportConsent"
+	GrantService_ListGrants_FullMethodName    = "/tokenizer.v1.GrantService/ListGrants"
 )
 
 // GrantServiceClient is the client API for GrantService service.
@@ -43,6 +44,11 @@ type GrantServiceClient interface {
 	ApproveGrant(ctx context.Context, in *ApproveGrantRequest, opts ...grpc.CallOption) (*Grant, error)
 	// RevokeGrant ends a grant now (grant_revoke).
 	RevokeGrant(ctx context.Context, in *RevokeGrantRequest, opts ...grpc.CallOption) (*Grant, error)
+	// ImportConsent turns a FHIR R4 Consent into grants (permit provisions) and denials
+	// (deny provisions, which override grants) of its patient (grant_create). Over REST
+	// the body is the Consent resource itself. Unsupported elements are refused with
+	// their path, never ignored.
+	ImportConsent(ctx context.Context, in *ImportConsentRequest, opts ...grpc.CallOption) (*ImportConsentResponse, error)
 	// ListGrants lists the grants of a subject, or the unreviewed break-glass grants
 	// (any of grant_create, grant_approve, grant_revoke). The subject travels in the body.
 	ListGrants(ctx context.Context, in *ListGrantsRequest, opts ...grpc.CallOption) (*ListGrantsResponse, error)
@@ -86,6 +92,16 @@ func (c *grantServiceClient) RevokeGrant(ctx context.Context, in *RevokeGrantReq
 	return out, nil
 }
 
+func (c *grantServiceClient) ImportConsent(ctx context.Context, in *ImportConsentRequest, opts ...grpc.CallOption) (*ImportConsentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImportConsentResponse)
+	err := c.cc.Invoke(ctx, GrantService_ImportConsent_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *grantServiceClient) ListGrants(ctx context.Context, in *ListGrantsRequest, opts ...grpc.CallOption) (*ListGrantsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListGrantsResponse)
@@ -114,6 +130,11 @@ type GrantServiceServer interface {
 	ApproveGrant(context.Context, *ApproveGrantRequest) (*Grant, error)
 	// RevokeGrant ends a grant now (grant_revoke).
 	RevokeGrant(context.Context, *RevokeGrantRequest) (*Grant, error)
+	// ImportConsent turns a FHIR R4 Consent into grants (permit provisions) and denials
+	// (deny provisions, which override grants) of its patient (grant_create). Over REST
+	// the body is the Consent resource itself. Unsupported elements are refused with
+	// their path, never ignored.
+	ImportConsent(context.Context, *ImportConsentRequest) (*ImportConsentResponse, error)
 	// ListGrants lists the grants of a subject, or the unreviewed break-glass grants
 	// (any of grant_create, grant_approve, grant_revoke). The subject travels in the body.
 	ListGrants(context.Context, *ListGrantsRequest) (*ListGrantsResponse, error)
@@ -135,6 +156,9 @@ func (UnimplementedGrantServiceServer) ApproveGrant(context.Context, *ApproveGra
 }
 func (UnimplementedGrantServiceServer) RevokeGrant(context.Context, *RevokeGrantRequest) (*Grant, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeGrant not implemented")
+}
+func (UnimplementedGrantServiceServer) ImportConsent(context.Context, *ImportConsentRequest) (*ImportConsentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ImportConsent not implemented")
 }
 func (UnimplementedGrantServiceServer) ListGrants(context.Context, *ListGrantsRequest) (*ListGrantsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListGrants not implemented")
@@ -214,6 +238,24 @@ func _GrantService_RevokeGrant_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _GrantService_ImportConsent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportConsentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GrantServiceServer).ImportConsent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GrantService_ImportConsent_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GrantServiceServer).ImportConsent(ctx, req.(*ImportConsentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _GrantService_ListGrants_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListGrantsRequest)
 	if err := dec(in); err != nil {
@@ -250,6 +292,10 @@ var GrantService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeGrant",
 			Handler:    _GrantService_RevokeGrant_Handler,
+		},
+		{
+			MethodName: "ImportConsent",
+			Handler:    _GrantService_ImportConsent_Handler,
 		},
 		{
 			MethodName: "ListGrants",
