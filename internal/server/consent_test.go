@@ -102,7 +102,7 @@ func TestImportConsent(t *testing.T) {
 	for doc, path := range map[string]string{
 		consent("c-bad", fmt.Sprintf(`{"type":"permit","period":%s,"actor":[%s],"purpose":[%s],"data":[{"meaning":"instance","reference":{"reference":"Observation/1"}}]}`,
 			period(0, time.Hour), actor(bob), treat)): "Consent.provision.data: not supported",
-		strings.Replace(consent("c-bad", `{"type":"deny"}`), `"status":"active"`, `"status":"active","policyRule":{"text":"x"}`, 1): "Consent.policyRule: not supported",
+		strings.Replace(consent("c-bad", `{"type":"deny"}`), `"status":"active"`, `"status":"active","policyRule":{"text":"x"}`, 1):            "Consent.policyRule: not supported",
 		consent("c-bad", fmt.Sprintf(`{"type":"permit","period":%s,"actor":[%s],"purpose":[%s]}`, period(0, 48*time.Hour), actor(bob), treat)): "Consent.provision: not_after: the grant is longer than the configured maximum",
 	} {
 		_, err := importConsent(t, g, doc)
