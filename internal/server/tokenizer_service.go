@@ -68,6 +68,10 @@ func (t *tokenizerService) Tokenize(ctx context.Context, req *tokenizerv1.Tokeni
 		if r.ExpiresAt != nil && r.Err == nil {
 			out.ExpireTime = timestamppb.New(*r.ExpiresAt)
 		}
+		if r.SubjectDigest != nil && r.Err == nil {
+			rec := audit.RecordFrom(ctx)
+			rec.SubjectDigests = append(rec.SubjectDigests, r.SubjectDigest)
+		}
 		resp.Results[i], errList[i] = out, r.Err
 	}
 	t.s.countItems(ctx, "tokenize", classes, errList)

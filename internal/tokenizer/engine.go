@@ -78,6 +78,8 @@ type TokenizeResult struct {
 	Err       error
 	// SubjectToken is the subject's own token (subjects.class), for items of a subject.
 	SubjectToken string
+	// SubjectDigest is the audit digest of the item's subject, for items of a subject.
+	SubjectDigest []byte
 }
 
 // DetokenizeItem is one token to reveal.
@@ -246,8 +248,8 @@ func (e *Engine) Tokenize(ctx context.Context, items []TokenizeItem, ttl time.Du
 			continue // a subject's own token
 		}
 		r := &results[w.idx]
-		if w.sname != "" {
-			r.SubjectToken = subjectTokens(w.sname)
+		if w.sname != "" && w.subj != nil {
+			r.SubjectToken, r.SubjectDigest = subjectTokens(w.sname), w.subj.auditDigest
 		}
 		switch {
 		case w.err != nil:
