@@ -237,7 +237,7 @@ func TestCommandLine(t *testing.T) {
 	db := pgtest.NewDatabase(t)
 	code, out = run([]string{"TOKENIZER_DATABASE_URL=" + db}, "migrate")
 	assert.Equal(t, 0, code, out)
-	assert.Contains(t, out, "applied migrations [1 2 3]")
+	assert.Contains(t, out, "applied migrations [1 2 3 4]")
 	code, out = run([]string{"TOKENIZER_DATABASE_URL=" + db}, "migrate")
 	assert.Equal(t, 0, code, out)
 	assert.Contains(t, out, "up to date")

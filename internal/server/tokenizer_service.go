@@ -120,7 +120,7 @@ func (t *tokenizerService) Detokenize(ctx context.Context, req *tokenizerv1.Deto
 			}
 			rec.Masked = rec.Masked || out.Masked
 		}
-		if errs.KindOf(r.Err) == errs.PermissionDenied && items[i].Class != "" {
+		if d.Items[i].Effect == policy.Grant && errs.KindOf(r.Err) == errs.PermissionDenied {
 			rec.Denied = append(rec.Denied, "class "+t.s.app.ClassLabel(items[i].Class)+": "+policy.OpDetokenizeGranted)
 		}
 		resp.Results[i], errList[i] = out, r.Err
