@@ -203,10 +203,11 @@ func (x *grantService) ImportConsent(ctx context.Context, req *tokenizerv1.Impor
 			return grant.Grant{}, err
 		}
 		rec := audit.RecordFrom(ctx)
-		rec.SubjectDigests, rec.Justification = [][]byte{subj.AuditDigest}, "Consent/"+c.ID
+		rec.SubjectDigests = [][]byte{subj.AuditDigest}
 		if created, err = x.consentGrants(c, subj.ID, callerID(ctx)); err != nil {
 			return grant.Grant{}, err
 		}
+		rec.Justification = "Consent/" + c.ID // bounded: every grant's justification passed Validate
 		for _, g := range created {
 			if err := x.s.app.Store.InsertGrant(ctx, g); err != nil {
 				return grant.Grant{}, errs.Wrap(errs.Unavailable, err, "grants unavailable")
