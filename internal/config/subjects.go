@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -56,6 +57,9 @@ type GrantsConfig struct {
 	BreakGlassDuration    time.Duration `yaml:"break_glass_duration" usage:"length of a break-glass grant when not_after is not given"`
 	MaxBreakGlassDuration time.Duration `yaml:"max_break_glass_duration" usage:"longest break-glass grant"`
 	MaxApprovals          int           `yaml:"max_approvals" usage:"most approvers a grant may require"`
+	// SecurityLabels maps a FHIR Consent securityLabel, "system|code", to the classes
+	// it stands for (ImportConsent); the system urn:tokenizer:class needs no entry.
+	SecurityLabels map[string][]string `yaml:"security_labels" flag:"-"`
 }
 
 func (g *GrantsConfig) defaults() {
@@ -83,6 +87,11 @@ func (g *GrantsConfig) validate() []string {
 	}
 	if g.MaxApprovals < 0 {
 		problems = append(problems, "grants.max_approvals: must not be negative")
+	}
+	for label, classes := range g.SecurityLabels {
+		if !strings.Contains(label, "|") || len(classes) == 0 {
+			problems = append(problems, fmt.Sprintf("grants.security_labels.%s: want \"system|code\": [classes]", label))
+		}
 	}
 	return problems
 }

@@ -42,12 +42,22 @@ func pathError(path, format string, args ...any) error {
 	return errs.New(errs.InvalidArgument, "%s: %s", path, fmt.Sprintf(format, args...))
 }
 
+// ConsentOptions say how ParseConsent reads codes.
+type ConsentOptions struct {
+	Now time.Time
+	// ValidPurpose checks purpose codes.
+	ValidPurpose func(code string) bool
+	// Labels maps a securityLabel "system|code" to classes; a label of the system
+	// urn:tokenizer:class is the class of its code and needs no entry.
+	Labels map[string][]string
+}
+
 // ParseConsent reads a FHIR R4 Consent resource (JSON). A permit provision becomes a
-// grant for each actor (no actor: every caller, "*"), with the securityLabel codes of
-// system urn:tokenizer:class as classes (none: every class) and the purposes; a deny
-// provision becomes a denial, which overrides permits. Nested provisions are read one
-// level deep, inheriting the root's period. validPurpose checks purpose codes.
-func ParseConsent(raw []byte, now time.Time, validPurpose func(string) bool) (Consent, error) {
+// grant for each actor (no actor: every caller, "*"), with the classes its
+// securityLabels stand for (none: every class) and its purposes; a deny provision
+// becomes a denial, which overrides permits. Nested provisions are read one level
+// deep, inheriting the root's period.
+func ParseConsent(raw []byte, o ConsentOptions) (Consent, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var m map[string]any
@@ -73,7 +83,7 @@ func ParseConsent(raw []byte, now time.Time, validPurpose func(string) bool) (Co
 	if !ok {
 		return Consent{}, pathError("Consent.provision", "required (an object)")
 	}
-	p := consentParser{now: now, validPurpose: validPurpose, source: "Consent/" + c.ID}
+	p := consentParser{ConsentOptions: o, source: "Consent/" + c.ID}
 	if c.Grants, err = p.provision(root, "Consent.provision", nil); err != nil {
 		return Consent{}, err
 	}
@@ -115,9 +125,8 @@ func onlyKeys(m map[string]any, path string, allowed []string) error {
 }
 
 type consentParser struct {
-	now          time.Time
-	validPurpose func(string) bool
-	source       string
+	ConsentOptions
+	source string
 }
 
 // period is a provision's window: start and end, either possibly unset.
@@ -144,11 +153,11 @@ func (p consentParser) provision(m map[string]any, path string, parent *period) 
 	if err != nil {
 		return nil, err
 	}
-	classes, err := readCodes(m["securityLabel"], path+".securityLabel", ClassLabelSystem, nil)
+	classes, err := p.readLabels(m["securityLabel"], path+".securityLabel")
 	if err != nil {
 		return nil, err
 	}
-	purposes, err := readCodes(m["purpose"], path+".purpose", PurposeSystem, p.validPurpose)
+	purposes, err := readCodes(m["purpose"], path+".purpose", PurposeSystem, p.ValidPurpose)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +193,7 @@ func (p consentParser) grants(deny bool, path string, per period, actors, classe
 		classes = []string{"*"}
 	}
 	if per.start.IsZero() {
-		per.start = p.now
+		per.start = p.Now
 	}
 	switch {
 	case !deny && len(purposes) == 0:
@@ -301,4 +310,38 @@ func readCodes(v any, path, system string, valid func(string) bool) ([]string, e
 		out = append(out, code)
 	}
 	return out, nil
+}
+
+// readLabels reads securityLabel Codings as classes: urn:tokenizer:class codes are
+// class names; other labels go through Labels ("system|code").
+func (p consentParser) readLabels(v any, path string) ([]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return nil, pathError(path, "want a list of Codings")
+	}
+	var out []string
+	for i, c := range list {
+		cp := fmt.Sprintf("%s[%d]", path, i)
+		m, _ := c.(map[string]any)
+		if err := onlyKeys(m, cp, []string{"system", "code", "display"}); err != nil {
+			return nil, err
+		}
+		system, _ := m["system"].(string)
+		code, _ := m["code"].(string)
+		switch classes, mapped := p.Labels[system+"|"+code]; {
+		case code == "":
+			return nil, pathError(cp+".code", "required")
+		case system == ClassLabelSystem:
+			out = append(out, code)
+		case mapped:
+			out = append(out, classes...)
+		default:
+			return nil, pathError(cp, "no class mapping for this label (system %s or grants.security_labels)", ClassLabelSystem)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
 }

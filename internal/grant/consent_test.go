@@ -33,7 +33,7 @@ const consentJSON = `{
 
 func TestParseConsent(t *testing.T) {
 	now := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
-	c, err := ParseConsent([]byte(consentJSON), now, purposeOK)
+	c, err := ParseConsent([]byte(consentJSON), ConsentOptions{Now: now, ValidPurpose: purposeOK})
 	require.NoError(t, err)
 	assert.Equal(t, "c1", c.ID)
 	assert.Equal(t, "MRN-00012345", c.Subject)
@@ -65,6 +65,20 @@ func TestParseConsent(t *testing.T) {
 	assert.Equal(t, "g-permit", id)
 }
 
+var labels = map[string][]string{"http://terminology.hl7.org/CodeSystem/v3-ActCode|PSY": {"mrn", "ssn"}}
+
+func TestParseConsentLabelMapping(t *testing.T) {
+	raw := []byte(`{"resourceType":"Consent","id":"c2","status":"active","patient":{"identifier":{"value":"MRN-1"}},
+	  "provision":{"type":"deny","securityLabel":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"PSY"},
+	    {"system":"urn:tokenizer:class","code":"ssn"},{"system":"urn:tokenizer:class","code":"phone"}]}}`)
+	c, err := ParseConsent(raw, ConsentOptions{Now: time.Now(), ValidPurpose: purposeOK, Labels: labels})
+	require.NoError(t, err)
+	require.Len(t, c.Grants, 1)
+	assert.Equal(t, []string{"mrn", "phone", "ssn"}, c.Grants[0].Classes, "mapped and direct labels, once each")
+	assert.Equal(t, []string{"*"}, c.Grants[0].Purposes)
+	assert.Equal(t, "*", c.Grants[0].Principal, "no actor: every caller")
+}
+
 func TestParseConsentRefusals(t *testing.T) {
 	now := time.Now()
 	edit := func(f func(m map[string]any)) []byte {
@@ -93,9 +107,9 @@ func TestParseConsentRefusals(t *testing.T) {
 		}), "Consent.provision.actor[0].reference.reference: not supported"},
 		"purpose system":  {edit(func(m map[string]any) { prov(m)["purpose"] = []any{map[string]any{"code": "TREAT"}} }), "Consent.provision.purpose[0].system: want http://terminology.hl7.org/CodeSystem/v3-ActReason"},
 		"unknown purpose": {edit(func(m map[string]any) { prov(m)["purpose"].([]any)[0].(map[string]any)["code"] = "XYZ" }), "Consent.provision.purpose[0].code: not a supported code"},
-		"label system": {edit(func(m map[string]any) {
+		"unmapped label": {edit(func(m map[string]any) {
 			prov(m)["securityLabel"] = []any{map[string]any{"system": "http://x", "code": "R"}}
-		}), "Consent.provision.securityLabel[0].system: want urn:tokenizer:class"},
+		}), "Consent.provision.securityLabel[0]: no class mapping for this label"},
 		"permit no end":     {edit(func(m map[string]any) { delete(prov(m), "period") }), "Consent.provision.period.end: required for a permit"},
 		"permit no purpose": {edit(func(m map[string]any) { delete(prov(m), "purpose") }), "Consent.provision.purpose: required for a permit"},
 		"bad type":          {edit(func(m map[string]any) { prov(m)["type"] = "maybe" }), "Consent.provision.type: want permit or deny"},
@@ -107,7 +121,7 @@ func TestParseConsentRefusals(t *testing.T) {
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			_, err := ParseConsent(c.raw, now, purposeOK)
+			_, err := ParseConsent(c.raw, ConsentOptions{Now: now, ValidPurpose: purposeOK, Labels: labels})
 			require.Error(t, err)
 			assert.Equal(t, errs.InvalidArgument, errs.KindOf(err))
 			assert.Contains(t, err.Error(), c.want)

@@ -193,7 +193,8 @@ func (x *grantService) ImportConsent(ctx context.Context, req *tokenizerv1.Impor
 			return grant.Grant{}, errs.New(errs.InvalidArgument, "consent: required (a FHIR R4 Consent resource)")
 		}
 		now := time.Now()
-		c, err := grant.ParseConsent(raw, now, func(p string) bool { _, ok := policy.PurposesOfUse[p]; return ok })
+		c, err := grant.ParseConsent(raw, grant.ConsentOptions{Now: now, Labels: x.s.app.Config.Grants.SecurityLabels,
+			ValidPurpose: func(p string) bool { _, ok := policy.PurposesOfUse[p]; return ok }})
 		if err != nil {
 			return grant.Grant{}, err
 		}
