@@ -113,6 +113,20 @@ func TestImportConsent(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, len(before.Grants), len(after.Grants), "refused consents store nothing")
 	assert.Len(t, after.Grants, 4)
+
+	// Over REST: revoke the denial by its id in the path; bob's grant is unaffected and
+	// alice's earlier consent grant works again.
+	code, body, err = g.p.rest(t, &leaf, "/v1/grants/"+both.Grants[1].Id+":revoke", `{}`)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, code, body)
+	assert.Contains(t, body, `"status":"revoked"`)
+	v, err = g.revealAs(t, doctor, "TREAT", "ssn", tokens[0])
+	require.NoError(t, err)
+	assert.Equal(t, "123-45-6789", v)
+	code, body, err = g.p.rest(t, &leaf, "/v1/grants:list", `{"subject":"`+patientA+`"}`)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, code, body)
+	assert.Equal(t, 4, strings.Count(body, `"id":"g-`))
 }
 
 func pkitestOptions(cn, spiffe string) pkitest.Options {
