@@ -17,7 +17,9 @@ import (
 func TestSubjectKeysInKV(t *testing.T) {
 	t.Parallel()
 	v := vaulttest.Start(t)
-	p := vault.NewProvider(newClient(t, v.Addr, nil))
+	v.ServicePolicy(t)
+	token := childToken(t, v, "tokenizer") // the documented service policy is enough
+	p := vault.NewProvider(newClient(t, v.Addr, func(c *vault.Config) { c.Token = token }))
 	s := vault.NewSubjects(p, "secret", "tokenizer/subjects")
 	ctx := t.Context()
 
