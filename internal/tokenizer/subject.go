@@ -7,6 +7,7 @@ import (
 	"crypto/hkdf"
 	"crypto/sha256"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -372,24 +373,28 @@ func (e *Engine) attachSubjects(ctx context.Context, work []*pending, results []
 	if e.subj == nil {
 		return work, tokenOf, nil
 	}
-	resolved := map[string]*subjectKeys{}
+	var names []string
+	for _, w := range work {
+		if w.sname != "" && !slices.Contains(names, w.sname) {
+			names = append(names, w.sname)
+		}
+	}
+	resolved, err := e.resolveSubjects(ctx, names)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, name := range names {
+		if err := e.addSubjectToken(own, name, resolved[name]); err != nil {
+			own[name] = &pending{err: err}
+		}
+	}
 	out := work[:0:0]
 	for _, w := range work {
 		if w.sname == "" {
 			out = append(out, w)
 			continue
 		}
-		sk, ok := resolved[w.sname]
-		if !ok {
-			var err error
-			if sk, err = e.resolveSubject(ctx, w.sname); err != nil {
-				return nil, nil, err
-			}
-			resolved[w.sname] = sk
-			if err := e.addSubjectToken(own, w.sname, sk); err != nil {
-				own[w.sname] = &pending{err: err}
-			}
-		}
+		sk := resolved[w.sname]
 		if p := own[w.sname]; p != nil && p.err != nil && p.class == nil {
 			results[w.idx].Err = p.err
 			continue
@@ -503,4 +508,72 @@ func (e *Engine) SubjectInfo(ctx context.Context, subject string) (Subject, erro
 		return Subject{}, errs.New(errs.NotFound, "subject: unknown subject (never tokenized, or erased)")
 	}
 	return s, nil
+}
+
+// subjectWorkers bounds the subjects of one request resolved at once: each new subject
+// costs key-provider round trips (Vault: datakey, decrypt, KV write).
+const subjectWorkers = 8
+
+// resolveSubjects returns the keys of every subject in names, creating new ones: the
+// known ones found with one query, the rest (and keys not cached) resolved in parallel.
+func (e *Engine) resolveSubjects(ctx context.Context, names []string) (map[string]*subjectKeys, error) {
+	out := make(map[string]*subjectKeys, len(names))
+	if len(names) == 0 {
+		return out, nil
+	}
+	var all [][]byte
+	for _, n := range names {
+		ds, _, err := e.subjectDigests(n)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, ds...)
+	}
+	known, err := e.subj.store.SubjectsByDigest(ctx, all)
+	if err != nil {
+		return nil, storeErr(ctx, err)
+	}
+	var todo []string
+	for _, n := range names {
+		ds, _, _ := e.subjectDigests(n)
+		if sk := e.cachedSubject(known, ds); sk != nil {
+			out[n] = sk
+			continue
+		}
+		todo = append(todo, n)
+	}
+	got := make([]*subjectKeys, len(todo))
+	fails := make([]error, len(todo))
+	sem := make(chan struct{}, subjectWorkers)
+	var wg sync.WaitGroup
+	for i, n := range todo {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			got[i], fails[i] = e.resolveSubject(ctx, n)
+		}()
+	}
+	wg.Wait()
+	for i, n := range todo {
+		if fails[i] != nil {
+			return nil, fails[i]
+		}
+		out[n] = got[i]
+	}
+	return out, nil
+}
+
+// cachedSubject returns the cached keys of the stored subject among known that has one
+// of digests, or nil.
+func (e *Engine) cachedSubject(known map[string]Subject, digests [][]byte) *subjectKeys {
+	for _, d := range digests {
+		if s, ok := known[string(d)]; ok {
+			if sk := e.subj.get(s.KeyRef); sk != nil && sk.id == s.ID {
+				return sk
+			}
+			return nil
+		}
+	}
+	return nil
 }
