@@ -41,8 +41,8 @@ grants:
 
 	for body, want := range map[string]string{
 		"subjects:\n  class: nope\nclasses:\n  - {name: ssn, format: ssn, mode: static}\n": `subjects.class: "nope" is not a configured class`,
-		"grants:\n  break_glass_duration: 5h\n":                                           "grants.break_glass_duration: longer than grants.max_break_glass_duration",
-		"grants:\n  security_labels:\n    PSY: [ssn]\n":                                  "grants.security_labels.PSY",
+		"grants:\n  break_glass_duration: 5h\n":                                            "grants.break_glass_duration: longer than grants.max_break_glass_duration",
+		"grants:\n  security_labels:\n    PSY: [ssn]\n":                                    "grants.security_labels.PSY",
 	} {
 		require.NoError(t, os.WriteFile(path, []byte("dev: true\n"+body), 0o600))
 		_, err := Load("test", []string{"--config", path}, func(string) string { return "" }, io.Discard, nil)
