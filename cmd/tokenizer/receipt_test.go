@@ -60,22 +60,36 @@ audit:
 	conn, err := grpc.NewClient(p.field("listening", "grpc"), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	defer conn.Close()
-	_, err = tokenizerv1.NewTokenizerServiceClient(conn).Tokenize(t.Context(), &tokenizerv1.TokenizeRequest{Items: []*tokenizerv1.TokenizeItem{
+	tc := tokenizerv1.NewTokenizerServiceClient(conn)
+	res, err := tc.Tokenize(t.Context(), &tokenizerv1.TokenizeRequest{Items: []*tokenizerv1.TokenizeItem{
 		{Class: "ssn", Value: "555-44-3333", Subject: "MRN-00055555"},
 		{Class: "phone", Value: "(415) 555-0100", Subject: "MRN-00055555"},
 	}})
+	require.NoError(t, err)
+	_, err = tc.Detokenize(t.Context(), &tokenizerv1.DetokenizeRequest{PurposeOfUse: "TREAT", Items: []*tokenizerv1.DetokenizeItem{
+		{Class: "ssn", Token: res.Results[0].Token}, {Class: "phone", Token: res.Results[1].Token}}})
 	require.NoError(t, err)
 	_, err = tokenizerv1.NewSubjectServiceClient(conn).ForgetSubject(t.Context(), &tokenizerv1.ForgetSubjectRequest{Subject: "MRN-00055555", Reason: "test patient"})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		b, _ := os.ReadFile(filepath.Join(dir, "checkpoints.jsonl"))
 		cps, err := audit.ReadCheckpoints(bytes.NewReader(b))
-		return err == nil && len(cps) > 0 && cps[len(cps)-1].Seq >= 2 // tokenize, forget
+		return err == nil && len(cps) > 0 && cps[len(cps)-1].Seq >= 3 // tokenize, detokenize, forget
 	}, 10*time.Second, 50*time.Millisecond, "a checkpoint covers the erasure")
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	<-p.done
 
-	code, out := run("audit", "receipt", "--subject", "MRN-00099999")
+	// The accounting of the patient's disclosures still answers after the erasure.
+	code, out := run("audit", "disclosures", "--subject", "MRN-00055555")
+	require.Equal(t, 0, code, out)
+	assert.Equal(t, 1, strings.Count(out, `"purpose_of_use":"TREAT"`), out)
+	assert.Contains(t, out, `"classes":["phone","ssn"]`)
+	code, out = run("audit", "disclosures", "--subject", "MRN-00055555", "--format", "csv")
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "seq,time,request_id")
+	assert.Equal(t, 1, strings.Count(out, ",detokenize,"), out)
+
+	code, out = run("audit", "receipt", "--subject", "MRN-00099999")
 	assert.Equal(t, 1, code, out)
 	assert.Contains(t, out, "no erasure receipt")
 

@@ -51,6 +51,8 @@ func (a *auditArgs) flags(sub string) func(*flag.FlagSet) {
 		case "disclosures":
 			fs.StringVar(&a.class, "class", "", "token class")
 			fs.StringVar(&a.token, "token", "", "token whose disclosures to list")
+			fs.StringVar(&a.subject, "subject", "", "data subject (patient) whose disclosures to list, instead of --class and --token")
+			fs.StringVar(&a.format, "format", "", "with --subject: csv or fhir (default: JSON lines)")
 		case "receipt":
 			receiptFlags(fs, a)
 		}
@@ -151,8 +153,11 @@ func auditExport(ctx context.Context, cfg *config.Config, args *auditArgs, stdou
 }
 
 func auditDisclosures(ctx context.Context, cfg *config.Config, args *auditArgs, stdout, stderr io.Writer) (int, error) {
+	if args.subject != "" {
+		return subjectDisclosures(ctx, cfg, args, stdout, stderr)
+	}
 	if args.class == "" || args.token == "" {
-		fmt.Fprintln(stderr, "tokenizer audit disclosures: --class and --token are required")
+		fmt.Fprintln(stderr, "tokenizer audit disclosures: --class and --token, or --subject, are required")
 		return exitUsage, nil
 	}
 	a, err := openRuntime(ctx, cfg, NewLogger(cfg, stderr))

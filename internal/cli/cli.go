@@ -37,7 +37,8 @@ Usage:
   tokenizer audit verify        recompute the audit chain and check signed checkpoints
                                 [--from N] [--to M] [--checkpoint FILE]
   tokenizer audit export        write the audit log: --format jsonl|csv|fhir [--from] [--to]
-  tokenizer audit disclosures   list every reveal of a token: --class C --token T
+  tokenizer audit disclosures   list every reveal of a token: --class C --token T; or of a
+                                patient: --subject S [--format csv|fhir]
   tokenizer audit receipt       print a subject's erasure receipts with proofs: --subject S;
                                 verify one offline: --verify FILE [--public-key HEX]
   tokenizer grants review       list unreviewed break-glass grants; --ack ID marks one reviewed

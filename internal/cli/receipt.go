@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/phivault/tokenizer/internal/app"
 	"github.com/phivault/tokenizer/internal/audit"
@@ -125,4 +126,46 @@ func offlineReceipt(sub string, rest []string, stdout, stderr io.Writer) (code i
 		return exitFailure, true
 	}
 	return code, true
+}
+
+// subjectDisclosures is `audit disclosures --subject`: the accounting of disclosures of
+// one patient, as JSON lines, CSV or a FHIR AuditEvent Bundle.
+func subjectDisclosures(ctx context.Context, cfg *config.Config, args *auditArgs, stdout, stderr io.Writer) (int, error) {
+	f := audit.Format(args.format)
+	if args.format != "" && f != audit.CSV && f != audit.FHIR {
+		fmt.Fprintf(stderr, "tokenizer audit disclosures: --format %q: want csv or fhir\n", args.format)
+		return exitUsage, nil
+	}
+	a, err := openRuntime(ctx, cfg, NewLogger(cfg, stderr))
+	if err != nil {
+		return 0, err
+	}
+	defer a.Close()
+	eng, err := a.Engine()
+	if err != nil {
+		return 0, err
+	}
+	digests, err := eng.SubjectAuditDigests(args.subject)
+	if err != nil {
+		return 0, err
+	}
+	if err := auditCLI(ctx, a, "list_disclosures", nil); err != nil {
+		return 0, err
+	}
+	if args.format != "" {
+		return exitOK, audit.ExportDisclosures(ctx, a.Store, digests, time.Time{}, time.Time{}, f, stdout)
+	}
+	ds, err := audit.Disclosures(ctx, a.Store, digests, time.Time{}, time.Time{})
+	if err != nil {
+		return 0, err
+	}
+	enc := json.NewEncoder(stdout)
+	for _, d := range ds {
+		_ = enc.Encode(map[string]any{
+			"seq": d.Seq, "time": d.Decoded.Time, "caller": d.Caller, "purpose_of_use": d.PurposeOfUse,
+			"justification": d.Justification, "break_glass": d.BreakGlass, "classes": d.Classes, "grants": d.Grants,
+			"request_id": d.RequestID,
+		})
+	}
+	return exitOK, nil
 }
