@@ -2,6 +2,9 @@ package server_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -213,6 +216,14 @@ func TestGrants(t *testing.T) {
 	all, err := adm.ListGrants(ctx, &tokenizerv1.ListGrantsRequest{Subject: patientA})
 	require.NoError(t, err)
 	assert.Len(t, all.Grants, 4)
+
+	// The FHIR accounting names the grants and validates.
+	fhir := exportDisclosures(t, tokenizerv1.NewAuditServiceClient(g.conn(t, admin)), tokenizerv1.ExportFormat_EXPORT_FORMAT_FHIR)
+	assert.Equal(t, 3, strings.Count(fhir, `"resourceType":"AuditEvent"`))
+	assert.Contains(t, fhir, `{"type":"grants","valueString":"`+twoPerson+`"}`)
+	file := filepath.Join(t.TempDir(), "grants.json")
+	require.NoError(t, os.WriteFile(file, []byte(fhir), 0o600))
+	validateFHIR(t, file)
 }
 
 // TestGrantRevokeTwoReplicas: a revocation on one replica holds on the other from its
