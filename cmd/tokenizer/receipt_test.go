@@ -100,7 +100,17 @@ audit:
 	assert.NotContains(t, string(doc), "MRN-00055555", "the receipt holds the subject's digest only")
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "receipt.json"), doc, 0o600))
 
-	// Offline: no configuration, database or key provider is needed.
+	verifyReceiptOffline(t, doc)
+
+	code, out = run("audit", "verify", "--checkpoint", "checkpoints.jsonl")
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "OK:")
+}
+
+// verifyReceiptOffline verifies doc with `audit receipt --verify` in an empty
+// directory with no environment, then a tampered copy, which must fail.
+func verifyReceiptOffline(t *testing.T, doc []byte) {
+	t.Helper()
 	other := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(other, "receipt.json"), doc, 0o600))
 	verify := exec.Command(binary, "audit", "receipt", "--verify", "receipt.json")
@@ -120,9 +130,6 @@ audit:
 	require.Error(t, err)
 	assert.Contains(t, string(bout), "FAILED: proof")
 
-	code, out = run("audit", "verify", "--checkpoint", "checkpoints.jsonl")
-	require.Equal(t, 0, code, out)
-	assert.Contains(t, out, "OK:")
 }
 
 // TestGrantsReviewCommand lists an unreviewed break-glass grant and marks it reviewed.

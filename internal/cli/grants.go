@@ -57,7 +57,7 @@ func grantsReview(ctx context.Context, a *app.App, ack string, stdout io.Writer)
 	if err := auditCLI(ctx, a, "list_grants", nil); err != nil {
 		return err
 	}
-	gs, err := a.Store.ListGrants(ctx, grant.Filter{UnreviewedBreakGl: true})
+	gs, err := a.Store.ListGrants(ctx, grant.Filter{UnreviewedBreakGlass: true})
 	if err != nil {
 		return err
 	}

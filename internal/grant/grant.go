@@ -47,7 +47,7 @@ type Approval struct {
 // Filter selects grants for List.
 type Filter struct {
 	SubjectID         int64 // 0: any
-	UnreviewedBreakGl bool  // only break-glass grants not yet reviewed
+	UnreviewedBreakGlass bool  // only break-glass grants not yet reviewed
 }
 
 // Store is what grants need of the database. Grants reference their subject and are

@@ -145,7 +145,7 @@ func (x *grantService) ListGrants(ctx context.Context, req *tokenizerv1.ListGran
 		}
 		f.SubjectID, rec.SubjectDigests = subj.ID, [][]byte{subj.AuditDigest}
 	case req.GetUnreviewedBreakGlass():
-		f.UnreviewedBreakGl = true
+		f.UnreviewedBreakGlass = true
 	default:
 		return nil, errs.New(errs.InvalidArgument, "subject or unreviewed_break_glass: one is required")
 	}

@@ -120,28 +120,7 @@ func TestGrants(t *testing.T) {
 	require.NoError(t, err, "a class with plain detokenize needs no grant")
 	assert.Equal(t, "123-45-6789", v)
 
-	// Bad input: clear errors, nothing stored.
-	nb, na := window(0, time.Hour)
-	bad := []struct {
-		req  *tokenizerv1.CreateGrantRequest
-		code codes.Code
-		msg  string
-	}{
-		{&tokenizerv1.CreateGrantRequest{Subject: "MRN-99999999", Principal: doctor, Classes: []string{"ssn"}, Purposes: []string{"TREAT"}, NotBefore: nb, NotAfter: na}, codes.NotFound, "subject: unknown subject"},
-		{&tokenizerv1.CreateGrantRequest{Subject: patientA, Principal: doctor, Classes: []string{"ssn"}, Purposes: []string{"TREAT"}, NotBefore: na, NotAfter: nb}, codes.InvalidArgument, "not_after: must be after not_before"},
-		{&tokenizerv1.CreateGrantRequest{Subject: patientA, Principal: doctor, Classes: []string{"ssn"}, Purposes: []string{"TREAT"}, NotBefore: nb, NotAfter: timestamppb.New(time.Now().Add(25 * time.Hour))}, codes.InvalidArgument, "longer than the configured maximum of 24h0m0s"},
-		{&tokenizerv1.CreateGrantRequest{Subject: patientA, Principal: doctor, Classes: []string{"nope"}, Purposes: []string{"TREAT"}, NotBefore: nb, NotAfter: na}, codes.InvalidArgument, "classes[0]: not a configured class"},
-	}
-	for _, b := range bad {
-		_, err := adm.CreateGrant(ctx, b.req)
-		assert.Equal(t, b.code, status.Code(err), err)
-		assert.ErrorContains(t, err, b.msg)
-	}
-	list, err := adm.ListGrants(ctx, &tokenizerv1.ListGrantsRequest{Subject: patientA})
-	require.NoError(t, err)
-	assert.Empty(t, list.Grants, "nothing stored by refused requests")
-	_, err = g.grants(t, doctor).CreateGrant(ctx, &tokenizerv1.CreateGrantRequest{Subject: patientA, Principal: doctor, Classes: []string{"ssn"}, Purposes: []string{"TREAT"}, NotBefore: nb, NotAfter: na})
-	assert.Equal(t, codes.PermissionDenied, status.Code(err), "doctors may not grant themselves access")
+	grantBadInput(t, g)
 
 	create := func(from, to time.Duration, approvals int32) string {
 		nb, na := window(from, to)
@@ -188,15 +167,76 @@ func TestGrants(t *testing.T) {
 	_, err = g.revealAs(t, doctor, "TREAT", "ssn", tokens[0])
 	assert.ErrorContains(t, err, "grant "+twoPerson+": revoked")
 
+	breakGlassAndAccounting(t, g, tokens, twoPerson)
+}
+
+// TestGrantRevokeTwoReplicas: a revocation on one replica holds on the other from its
+// next request on. The bound is one request: grants are read from PostgreSQL at every
+// reveal that needs one, never cached.
+func TestGrantRevokeTwoReplicas(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	g1 := startGrants(t, e)
+	g2 := &grantEnv{p: &pki{ca: g1.p.ca, env: e, r: e.start(t, true)}, conns: map[string]*grpc.ClientConn{}}
+	tokens, _ := tokenizeSubjects(t, g1.p.r, subjectItems[:1])
+	nb, na := window(-time.Minute, time.Hour)
+	gr, err := g1.grants(t, admin).CreateGrant(t.Context(), &tokenizerv1.CreateGrantRequest{Subject: patientA, Principal: doctor,
+		Classes: []string{"ssn"}, Purposes: []string{"TREAT"}, NotBefore: nb, NotAfter: na})
+	require.NoError(t, err)
+	v, err := g2.revealAs(t, doctor, "TREAT", "ssn", tokens[0])
+	require.NoError(t, err, "the grant created on replica 1 works on replica 2")
+	assert.Equal(t, "123-45-6789", v)
+
+	_, err = g1.grants(t, admin).RevokeGrant(context.Background(), &tokenizerv1.RevokeGrantRequest{Id: gr.Id})
+	require.NoError(t, err)
+	_, err = g2.revealAs(t, doctor, "TREAT", "ssn", tokens[0])
+	assert.ErrorContains(t, err, "grant "+gr.Id+": revoked", "replica 2's next request after the revocation")
+}
+
+// grantBadInput: requests that must fail with a clear error and store nothing.
+func grantBadInput(t *testing.T, g *grantEnv) {
+	t.Helper()
+	ctx := t.Context()
+	adm := g.grants(t, admin)
+	nb, na := window(0, time.Hour)
+	bad := []struct {
+		req  *tokenizerv1.CreateGrantRequest
+		code codes.Code
+		msg  string
+	}{
+		{&tokenizerv1.CreateGrantRequest{Subject: "MRN-99999999", Principal: doctor, Classes: []string{"ssn"}, Purposes: []string{"TREAT"}, NotBefore: nb, NotAfter: na}, codes.NotFound, "subject: unknown subject"},
+		{&tokenizerv1.CreateGrantRequest{Subject: patientA, Principal: doctor, Classes: []string{"ssn"}, Purposes: []string{"TREAT"}, NotBefore: na, NotAfter: nb}, codes.InvalidArgument, "not_after: must be after not_before"},
+		{&tokenizerv1.CreateGrantRequest{Subject: patientA, Principal: doctor, Classes: []string{"ssn"}, Purposes: []string{"TREAT"}, NotBefore: nb, NotAfter: timestamppb.New(time.Now().Add(25 * time.Hour))}, codes.InvalidArgument, "longer than the configured maximum of 24h0m0s"},
+		{&tokenizerv1.CreateGrantRequest{Subject: patientA, Principal: doctor, Classes: []string{"nope"}, Purposes: []string{"TREAT"}, NotBefore: nb, NotAfter: na}, codes.InvalidArgument, "classes[0]: not a configured class"},
+	}
+	for _, b := range bad {
+		_, err := adm.CreateGrant(ctx, b.req)
+		assert.Equal(t, b.code, status.Code(err), err)
+		assert.ErrorContains(t, err, b.msg)
+	}
+	list, err := adm.ListGrants(ctx, &tokenizerv1.ListGrantsRequest{Subject: patientA})
+	require.NoError(t, err)
+	assert.Empty(t, list.Grants, "nothing stored by refused requests")
+	_, err = g.grants(t, doctor).CreateGrant(ctx, &tokenizerv1.CreateGrantRequest{Subject: patientA, Principal: doctor, Classes: []string{"ssn"}, Purposes: []string{"TREAT"}, NotBefore: nb, NotAfter: na})
+	assert.Equal(t, codes.PermissionDenied, status.Code(err), "doctors may not grant themselves access")
+
+}
+
+// breakGlassAndAccounting: a break-glass grant, then the accounting of disclosures of
+// patient A naming the grants (twoPerson: the approved grant revealed under earlier).
+func breakGlassAndAccounting(t *testing.T, g *grantEnv, tokens []string, twoPerson string) {
+	t.Helper()
+	ctx := t.Context()
+	adm := g.grants(t, admin)
 	// Break-glass: the doctor's own short grant, active at once, flagged for review.
-	_, err = g.grants(t, doctor).CreateGrant(ctx, &tokenizerv1.CreateGrantRequest{Subject: patientA, Classes: []string{"*"}, BreakGlass: true})
+	_, err := g.grants(t, doctor).CreateGrant(ctx, &tokenizerv1.CreateGrantRequest{Subject: patientA, Classes: []string{"*"}, BreakGlass: true})
 	assert.Equal(t, codes.InvalidArgument, status.Code(err), "a justification is required")
 	bg, err := g.grants(t, doctor).CreateGrant(ctx, &tokenizerv1.CreateGrantRequest{Subject: patientA, Classes: []string{"*"}, BreakGlass: true, Justification: "unconscious, ED bed 4"})
 	require.NoError(t, err)
 	assert.Equal(t, doctor, bg.Principal)
 	assert.Equal(t, "active", bg.Status)
 	assert.InDelta(t, time.Hour.Seconds(), bg.NotAfter.AsTime().Sub(bg.NotBefore.AsTime()).Seconds(), 1, "one hour by default")
-	v, err = g.revealAs(t, doctor, "ETREAT", "ssn_dynamic", tokens[2])
+	v, err := g.revealAs(t, doctor, "ETREAT", "ssn_dynamic", tokens[2])
 	require.NoError(t, err)
 	assert.Equal(t, "123-45-6789", v)
 	unreviewed, err := adm.ListGrants(ctx, &tokenizerv1.ListGrantsRequest{UnreviewedBreakGlass: true})
@@ -224,27 +264,4 @@ func TestGrants(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "grants.json")
 	require.NoError(t, os.WriteFile(file, []byte(fhir), 0o600))
 	validateFHIR(t, file)
-}
-
-// TestGrantRevokeTwoReplicas: a revocation on one replica holds on the other from its
-// next request on. The bound is one request: grants are read from PostgreSQL at every
-// reveal that needs one, never cached.
-func TestGrantRevokeTwoReplicas(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	g1 := startGrants(t, e)
-	g2 := &grantEnv{p: &pki{ca: g1.p.ca, env: e, r: e.start(t, true)}, conns: map[string]*grpc.ClientConn{}}
-	tokens, _ := tokenizeSubjects(t, g1.p.r, subjectItems[:1])
-	nb, na := window(-time.Minute, time.Hour)
-	gr, err := g1.grants(t, admin).CreateGrant(t.Context(), &tokenizerv1.CreateGrantRequest{Subject: patientA, Principal: doctor,
-		Classes: []string{"ssn"}, Purposes: []string{"TREAT"}, NotBefore: nb, NotAfter: na})
-	require.NoError(t, err)
-	v, err := g2.revealAs(t, doctor, "TREAT", "ssn", tokens[0])
-	require.NoError(t, err, "the grant created on replica 1 works on replica 2")
-	assert.Equal(t, "123-45-6789", v)
-
-	_, err = g1.grants(t, admin).RevokeGrant(context.Background(), &tokenizerv1.RevokeGrantRequest{Id: gr.Id})
-	require.NoError(t, err)
-	_, err = g2.revealAs(t, doctor, "TREAT", "ssn", tokens[0])
-	assert.ErrorContains(t, err, "grant "+gr.Id+": revoked", "replica 2's next request after the revocation")
 }

@@ -102,5 +102,5 @@ func (s *Store) GrantsForSubjects(ctx context.Context, ids []int64) ([]grant.Gra
 func (s *Store) ListGrants(ctx context.Context, f grant.Filter) ([]grant.Grant, error) {
 	return s.queryGrants(ctx, "list grants", `
 		WHERE ($1 = 0 OR g.subject_id = $1) AND (NOT $2 OR (g.break_glass AND g.reviewed_at IS NULL))
-		ORDER BY g.created_at DESC, g.id`, f.SubjectID, f.UnreviewedBreakGl)
+		ORDER BY g.created_at DESC, g.id`, f.SubjectID, f.UnreviewedBreakGlass)
 }

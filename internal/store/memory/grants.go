@@ -100,7 +100,7 @@ func (s *Store) GrantsForSubjects(ctx context.Context, ids []int64) ([]grant.Gra
 // ListGrants implements grant.Store.
 func (s *Store) ListGrants(ctx context.Context, f grant.Filter) ([]grant.Grant, error) {
 	return s.selectGrants(ctx, func(g *grant.Grant) bool {
-		return (f.SubjectID == 0 || g.SubjectID == f.SubjectID) && (!f.UnreviewedBreakGl || (g.BreakGlass && g.ReviewedAt == nil))
+		return (f.SubjectID == 0 || g.SubjectID == f.SubjectID) && (!f.UnreviewedBreakGlass || (g.BreakGlass && g.ReviewedAt == nil))
 	})
 }
 

@@ -39,7 +39,7 @@ func testGrants(t *testing.T, s Store) {
 	assert.True(t, got.NotAfter.Equal(g.NotAfter))
 	assert.Nil(t, got.RevokedAt)
 
-	unreviewed, err := s.ListGrants(ctx, grant.Filter{UnreviewedBreakGl: true})
+	unreviewed, err := s.ListGrants(ctx, grant.Filter{UnreviewedBreakGlass: true})
 	require.NoError(t, err)
 	require.Len(t, unreviewed, 1)
 	assert.Equal(t, bg.ID, unreviewed[0].ID)
@@ -49,7 +49,7 @@ func testGrants(t *testing.T, s Store) {
 	ok, err = s.ReviewGrant(ctx, g.ID, "privacy-officer", now)
 	require.NoError(t, err)
 	assert.False(t, ok, "only break-glass grants are reviewed")
-	unreviewed, err = s.ListGrants(ctx, grant.Filter{UnreviewedBreakGl: true})
+	unreviewed, err = s.ListGrants(ctx, grant.Filter{UnreviewedBreakGlass: true})
 	require.NoError(t, err)
 	assert.Empty(t, unreviewed)
 
