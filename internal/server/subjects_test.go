@@ -24,6 +24,7 @@ import (
 	"github.com/phivault/tokenizer/internal/audit"
 	"github.com/phivault/tokenizer/internal/config"
 	"github.com/phivault/tokenizer/internal/keys"
+	"github.com/phivault/tokenizer/internal/store"
 	"github.com/phivault/tokenizer/internal/testutil/pgtest"
 	"github.com/phivault/tokenizer/internal/testutil/vaulttest"
 )
@@ -301,4 +302,35 @@ func TestForgetSubjectTwoReplicas(t *testing.T) {
 		assert.NotEqual(t, tokens[i], again[i], classes[i])
 	}
 	assert.Equal(t, []string{"123-45-6789", "123-45-6789", "123-45-6789"}, revealCodes(t, r1, classes, again), "the new subject works on both replicas")
+}
+
+// TestSubjectsAsTheServiceRole runs subjects, grants and erasure as a login role in
+// tokenizer_service: the migrations grant what they need, no more.
+func TestSubjectsAsTheServiceRole(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	st, err := store.Open(t.Context(), e.dbURL, store.Options{MaxConns: 2})
+	require.NoError(t, err)
+	_, err = st.Migrate(t.Context())
+	require.NoError(t, err)
+	st.Close()
+	login := fmt.Sprintf("tokenizer_subjects_%d", time.Now().UnixNano())
+	pgtest.Exec(t, e.dbURL, fmt.Sprintf("CREATE ROLE %s LOGIN IN ROLE tokenizer_service", login))
+	t.Cleanup(func() { pgtest.Exec(t, pgtest.ServerURL(), "DROP ROLE IF EXISTS "+login) })
+	e.dbURL = strings.Replace(e.dbURL, "postgres://postgres@", "postgres://"+login+"@", 1)
+	r := e.start(t, true)
+	ctx := t.Context()
+
+	tokens, _ := tokenizeSubjects(t, r, subjectItems)
+	gs := tokenizerv1.NewGrantServiceClient(r.conn)
+	nb, na := window(-time.Minute, time.Hour)
+	g, err := gs.CreateGrant(ctx, &tokenizerv1.CreateGrantRequest{Subject: patientA, Principal: "someone", Classes: []string{"ssn"},
+		Purposes: []string{"TREAT"}, NotBefore: nb, NotAfter: na, RequiredApprovals: 1})
+	require.NoError(t, err)
+	_, err = gs.RevokeGrant(ctx, &tokenizerv1.RevokeGrantRequest{Id: g.Id})
+	require.NoError(t, err)
+	_, err = r.subjects().ForgetSubject(ctx, &tokenizerv1.ForgetSubjectRequest{Subject: patientA, Reason: "test"})
+	require.NoError(t, err)
+	nf := codes.NotFound.String()
+	assert.Equal(t, []string{nf, "234-56-7890"}, revealCodes(t, r, []string{"ssn", "ssn"}, []string{tokens[0], tokens[3]}))
 }

@@ -15,5 +15,5 @@ CREATE TABLE subjects (
 ALTER TABLE tokens ADD COLUMN subject_id bigint REFERENCES subjects (id) ON DELETE CASCADE;
 CREATE INDEX tokens_subject ON tokens (subject_id) WHERE subject_id IS NOT NULL;
 
-GRANT SELECT, INSERT, DELETE ON subjects TO tokenizer_service;
+GRANT SELECT, INSERT, UPDATE, DELETE ON subjects TO tokenizer_service; -- UPDATE: ForgetSubject locks the row (FOR UPDATE)
 GRANT USAGE ON SEQUENCE subjects_id_seq TO tokenizer_service;
