@@ -46,7 +46,7 @@ type Approval struct {
 
 // Filter selects grants for List.
 type Filter struct {
-	SubjectID         int64 // 0: any
+	SubjectID            int64 // 0: any
 	UnreviewedBreakGlass bool  // only break-glass grants not yet reviewed
 }
 
