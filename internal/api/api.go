@@ -45,10 +45,15 @@ func (h *Handlers) Register(g *grpc.Server) {
 	tokenizerv1.RegisterTokenizerServiceServer(g, &tokenizerService{h: h})
 	tokenizerv1.RegisterAuditServiceServer(g, &auditService{h: h})
 	tokenizerv1.RegisterFhirServiceServer(g, &fhirService{h: h})
+	tokenizerv1.RegisterSubjectServiceServer(g, &subjectService{h: h})
+	tokenizerv1.RegisterGrantServiceServer(g, &grantService{h: h})
 }
 
 // Services are the service descriptors Register serves.
-var Services = []grpc.ServiceDesc{tokenizerv1.TokenizerService_ServiceDesc, tokenizerv1.AuditService_ServiceDesc, tokenizerv1.FhirService_ServiceDesc}
+var Services = []grpc.ServiceDesc{
+	tokenizerv1.TokenizerService_ServiceDesc, tokenizerv1.AuditService_ServiceDesc, tokenizerv1.FhirService_ServiceDesc,
+	tokenizerv1.SubjectService_ServiceDesc, tokenizerv1.GrantService_ServiceDesc,
+}
 
 // itemStatus is the per-item status of an item error (nil for none).
 func (h *Handlers) itemStatus(ctx context.Context, err error) *spb.Status {

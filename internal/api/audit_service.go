@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"encoding/hex"
-	"time"
 
 	"google.golang.org/genproto/googleapis/api/httpbody"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -124,16 +123,13 @@ func (a *auditService) ListDisclosures(ctx context.Context, req *tokenizerv1.Lis
 	if err != nil {
 		return nil, err
 	}
-	digests, err := eng.AuditDigests(req.GetClass(), req.GetToken())
+	digests, err := disclosureDigests(eng, req.GetClass(), req.GetToken(), req.GetSubject())
 	if err != nil {
 		return nil, err
 	}
-	var start, end time.Time
-	if req.GetStartTime() != nil {
-		start = req.GetStartTime().AsTime()
-	}
-	if req.GetEndTime() != nil {
-		end = req.GetEndTime().AsTime()
+	start, end, err := accountingRange(req.GetStartTime(), req.GetEndTime())
+	if err != nil {
+		return nil, err
 	}
 	ds, err := audit.Disclosures(ctx, a.h.App.Store, digests, start, end)
 	if err != nil {
@@ -144,7 +140,7 @@ func (a *auditService) ListDisclosures(ctx context.Context, req *tokenizerv1.Lis
 		resp.Disclosures = append(resp.Disclosures, &tokenizerv1.Disclosure{
 			Seq: d.Seq, Time: timestamppb.New(d.Time), RequestId: d.RequestID, Caller: d.Caller,
 			PurposeOfUse: d.PurposeOfUse, Justification: d.Justification, ClientAddress: d.ClientAddress,
-			BreakGlass: d.BreakGlass, Masked: d.Masked,
+			BreakGlass: d.BreakGlass, Masked: d.Masked, Classes: d.Classes, Grants: d.Grants,
 		})
 	}
 	return resp, nil

@@ -31,7 +31,7 @@ func (t *tokenizerService) Tokenize(ctx context.Context, req *tokenizerv1.Tokeni
 	items := make([]tokenizer.TokenizeItem, len(in))
 	classes := make([]string, len(in))
 	for i, it := range in {
-		items[i] = tokenizer.TokenizeItem{Class: it.GetClass(), Value: it.GetValue(), Scope: it.GetScope()}
+		items[i] = tokenizer.TokenizeItem{Class: it.GetClass(), Value: it.GetValue(), Scope: it.GetScope(), Subject: it.GetSubject()}
 		classes[i] = it.GetClass()
 	}
 	ttl := req.GetTtl()
@@ -58,9 +58,13 @@ func (t *tokenizerService) Tokenize(ctx context.Context, req *tokenizerv1.Tokeni
 		if r.Created {
 			created++
 		}
-		out := &tokenizerv1.TokenizeResult{Reference: in[i].GetReference(), Token: r.Token, Error: t.h.itemStatus(ctx, r.Err)}
+		out := &tokenizerv1.TokenizeResult{Reference: in[i].GetReference(), Token: r.Token, Error: t.h.itemStatus(ctx, r.Err), SubjectToken: r.SubjectToken}
 		if r.ExpiresAt != nil && r.Err == nil {
 			out.ExpireTime = timestamppb.New(*r.ExpiresAt)
+		}
+		if r.SubjectDigest != nil && r.Err == nil {
+			rec := audit.RecordFrom(ctx)
+			rec.SubjectDigests = append(rec.SubjectDigests, r.SubjectDigest)
 		}
 		resp.Results[i], statuses[i] = out, out.Error
 	}
@@ -81,8 +85,9 @@ func (t *tokenizerService) Detokenize(ctx context.Context, req *tokenizerv1.Deto
 	}
 	results, d, err := app.RunBatch(ctx, t.h.App, items, app.Batch[tokenizer.DetokenizeItem, tokenizer.DetokenizeResult]{
 		Op: policy.OpDetokenize, Classes: classes, Purpose: req.GetPurposeOfUse(), Justification: req.GetJustification(),
+		Mark: func(it *tokenizer.DetokenizeItem, e policy.Effect) { it.NeedsGrant = e == policy.Grant },
 		Run: func(ctx context.Context, eng *tokenizer.Engine, sub []tokenizer.DetokenizeItem) ([]tokenizer.DetokenizeResult, error) {
-			return eng.Detokenize(ctx, sub)
+			return eng.DetokenizeWith(ctx, sub, t.h.App.GrantGuard(callerID(ctx), req.GetPurposeOfUse()))
 		},
 		Fail: func(err error) tokenizer.DetokenizeResult { return tokenizer.DetokenizeResult{Err: err} },
 	})
@@ -108,7 +113,16 @@ func (t *tokenizerService) Detokenize(ctx context.Context, req *tokenizerv1.Deto
 				out.Value = eng.Mask(items[i].Class, r.Value)
 			}
 			rec.TokenDigests = append(rec.TokenDigests, r.Digest)
+			if r.SubjectDigest != nil {
+				rec.SubjectDigests = append(rec.SubjectDigests, r.SubjectDigest)
+			}
+			if r.Grant != "" {
+				rec.Grants = append(rec.Grants, r.Grant)
+			}
 			rec.Masked = rec.Masked || out.Masked
+		}
+		if d.Items[i].Effect == policy.Grant && errs.KindOf(r.Err) == errs.PermissionDenied {
+			rec.Denied = append(rec.Denied, "class "+t.h.App.ClassLabel(items[i].Class)+": "+policy.OpDetokenizeGranted)
 		}
 		resp.Results[i], statuses[i] = out, out.Error
 	}

@@ -26,7 +26,7 @@ func TestRPCsFromDescriptors(t *testing.T) {
 	for _, r := range rpcs {
 		byName[r.Name] = r.Routes
 	}
-	assert.GreaterOrEqual(t, len(rpcs), 14, "TokenizerService, AuditService and FhirService")
+	assert.GreaterOrEqual(t, len(rpcs), 22, "TokenizerService, AuditService, FhirService, SubjectService and GrantService")
 	assert.Equal(t, []Route{{"POST", "/v1/tokenize"}}, byName["tokenizer.v1.TokenizerService/Tokenize"])
 	assert.Equal(t, []Route{{"GET", "/v1/classes"}}, byName["tokenizer.v1.TokenizerService/ListClasses"])
 	assert.Equal(t, []Route{{"GET", "/v1/audit/export"}}, byName["tokenizer.v1.AuditService/ExportAudit"])

@@ -27,6 +27,9 @@ type Batch[Item, Result any] struct {
 	Run func(ctx context.Context, eng *tokenizer.Engine, items []Item) ([]Result, error)
 	// Fail is the result of an item refused by policy.
 	Fail func(err error) Result
+	// Mark, when set, tells an item that proceeds what policy decided for it (Allow,
+	// Mask, or Grant: only under a grant), before Run.
+	Mark func(item *Item, e policy.Effect)
 }
 
 // RunBatch records the request for its audit event, authorizes it once with
@@ -70,6 +73,13 @@ func RunBatch[Item, Result any](ctx context.Context, a *App, items []Item, b Bat
 func runAllowed[Item, Result any](ctx context.Context, eng *tokenizer.Engine, items []Item, d policy.Decision, b Batch[Item, Result]) ([]Result, error) {
 	results := make([]Result, len(items))
 	allowed := d.Allowed()
+	if d.Items == nil {
+		// A request operation (subject_forget, ...): Decide allowed the whole request.
+		allowed = make([]int, len(items))
+		for i := range allowed {
+			allowed[i] = i
+		}
+	}
 	for i, it := range d.Items {
 		if it.Effect == policy.Deny {
 			results[i] = b.Fail(it.Err)
@@ -81,6 +91,9 @@ func runAllowed[Item, Result any](ctx context.Context, eng *tokenizer.Engine, it
 	sub := make([]Item, len(allowed))
 	for k, i := range allowed {
 		sub[k] = items[i]
+		if b.Mark != nil && d.Items != nil {
+			b.Mark(&sub[k], d.Items[i].Effect)
+		}
 	}
 	got, err := b.Run(ctx, eng, sub)
 	if err != nil {

@@ -45,6 +45,9 @@ func (a *App) Load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := a.enableSubjects(eng); err != nil {
+		return err
+	}
 	a.keyring.Store(kr)
 	a.engine.Store(eng)
 	return nil

@@ -6,6 +6,7 @@ package audit
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,6 +39,16 @@ type Event struct {
 	BreakGlass    bool
 	Masked        bool
 	TokenDigests  [][]byte
+	// SubjectDigests are the audit digests of the data subjects (patients) the request
+	// touched: reveals of a subject's tokens, an erasure. Omitted from the canonical
+	// form when empty, so events without subjects encode as before.
+	SubjectDigests [][]byte
+	// Erased counts the mappings an erasure deleted, per class (the erasure receipt).
+	// Omitted from the canonical form when empty.
+	Erased map[string]int64
+	// Grants are the ids of the grants a request revealed under, or created, approved or
+	// revoked. Omitted from the canonical form when empty.
+	Grants []string
 }
 
 // Canonical is the event's canonical encoding, the bytes the chain hashes: a JSON
@@ -59,6 +70,14 @@ func (e *Event) Canonical() []byte {
 	b = appendString(b, ",", "caller", e.Caller)
 	b = appendStrings(b, "classes", classes)
 	b = appendString(b, ",", "client_address", e.ClientAddress)
+	if len(e.Erased) > 0 {
+		b = appendCounts(b, "erased", e.Erased)
+	}
+	if len(e.Grants) > 0 {
+		grants := slices.Clone(e.Grants)
+		slices.Sort(grants)
+		b = appendStrings(b, "grants", slices.Compact(grants))
+	}
 	b = appendInt(b, "items", int64(e.Items))
 	b = appendInt(b, "items_failed", int64(e.ItemsFailed))
 	b = appendString(b, ",", "justification", e.Justification)
@@ -70,6 +89,14 @@ func (e *Event) Canonical() []byte {
 	b = appendString(b, ",", "reason", e.Reason)
 	b = appendString(b, ",", "request_id", e.RequestID)
 	b = appendInt(b, "seq", e.Seq)
+	if len(e.SubjectDigests) > 0 {
+		subjects := make([]string, len(e.SubjectDigests))
+		for i, d := range e.SubjectDigests {
+			subjects[i] = hex.EncodeToString(d)
+		}
+		slices.Sort(subjects)
+		b = appendStrings(b, "subject_digests", slices.Compact(subjects))
+	}
 	b = appendString(b, ",", "time", e.Time.UTC().Format(TimeLayout))
 	b = appendStrings(b, "token_digests", digests)
 	b = appendInt(b, "version", FormatVersion)
@@ -125,6 +152,22 @@ func appendStrings(b []byte, key string, vs []string) []byte {
 }
 
 const hexDigits = "0123456789abcdef"
+
+// appendCounts appends an object of counts, its keys in byte order.
+func appendCounts(b []byte, key string, counts map[string]int64) []byte {
+	b = append(b, ',')
+	b = appendKey(b, key)
+	b = append(b, '{')
+	for i, k := range slices.Sorted(maps.Keys(counts)) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendQuoted(b, k)
+		b = append(b, ':')
+		b = strconv.AppendInt(b, counts[k], 10)
+	}
+	return append(b, '}')
+}
 
 func appendQuoted(b []byte, s string) []byte {
 	if !utf8.ValidString(s) {

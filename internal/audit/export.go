@@ -31,6 +31,10 @@ type Decoded struct {
 	Time          string   `json:"time"`
 	TokenDigests  []string `json:"token_digests"`
 	Version       int      `json:"version"`
+	// SubjectDigests and Erased are present only in events that carry them.
+	SubjectDigests []string         `json:"subject_digests,omitempty"`
+	Erased         map[string]int64 `json:"erased,omitempty"`
+	Grants         []string         `json:"grants,omitempty"`
 }
 
 // Decode parses a canonical body.
@@ -178,6 +182,7 @@ type entityDetail struct {
 type entity struct {
 	What      reference      `json:"what"`
 	Type      *coding        `json:"type,omitempty"`
+	Role      *coding        `json:"role,omitempty"`
 	Lifecycle *coding        `json:"lifecycle,omitempty"`
 	Detail    []entityDetail `json:"detail,omitempty"`
 }
@@ -275,6 +280,12 @@ func ToFHIR(r Row) (any, error) {
 			{Type: "prev_hash", ValueString: hex.EncodeToString(r.PrevHash)},
 		},
 	})
+	if len(d.Grants) > 0 {
+		ev.Entity[0].Detail = append(ev.Entity[0].Detail, entityDetail{Type: "grants", ValueString: strings.Join(d.Grants, " ")})
+	}
+	for _, dg := range d.SubjectDigests {
+		ev.Entity = append(ev.Entity, subjectEntity(dg))
+	}
 	for _, dg := range d.TokenDigests {
 		ev.Entity = append(ev.Entity, entity{
 			What:      reference{Identifier: &identifier{System: "urn:tokenizer:token-digest", Value: dg}},

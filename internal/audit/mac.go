@@ -69,15 +69,16 @@ func checkMAC(keys MACKeys, row Row) error {
 	return nil
 }
 
-// checkColumns compares the query columns of a row (time, operation, caller, token
-// digests) with its hashed body: ListDisclosures and exports filter on them, so an
+// checkColumns compares the query columns of a row (time, operation, caller, token and
+// subject digests) with its hashed body: ListDisclosures and exports filter on them, so an
 // edited column must fail verification like an edited body.
 func checkColumns(row Row) error {
 	var b struct {
-		Time         string   `json:"time"`
-		Operation    string   `json:"operation"`
-		Caller       string   `json:"caller"`
-		TokenDigests []string `json:"token_digests"`
+		Time           string   `json:"time"`
+		Operation      string   `json:"operation"`
+		Caller         string   `json:"caller"`
+		TokenDigests   []string `json:"token_digests"`
+		SubjectDigests []string `json:"subject_digests"`
 	}
 	if err := json.Unmarshal([]byte(row.Body), &b); err != nil {
 		return errors.New("body is not JSON")
@@ -92,7 +93,9 @@ func checkColumns(row Row) error {
 	for i, d := range row.TokenDigests {
 		col[i] = hex.EncodeToString(d)
 	}
-	if !slices.Equal(col, b.TokenDigests) && !(len(col) == 0 && len(b.TokenDigests) == 0) {
+	// The column indexes the token digests and then the subject digests (queryDigests).
+	want := append(slices.Clone(b.TokenDigests), b.SubjectDigests...)
+	if !slices.Equal(col, want) && !(len(col) == 0 && len(want) == 0) {
 		return errors.New("token_digests column differs from the hashed body (disclosures hidden or invented)")
 	}
 	return nil

@@ -1,9 +1,11 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -153,10 +155,24 @@ func (w *Writer) write(batch []*pending) error {
 			h := Hash(prev, body)
 			rows[i] = Row{
 				Seq: p.ev.Seq, PrevHash: prev, Hash: h, Body: string(body), Time: p.ev.Time,
-				Operation: p.ev.Operation, Caller: p.ev.Caller, TokenDigests: p.ev.TokenDigests,
+				Operation: p.ev.Operation, Caller: p.ev.Caller, TokenDigests: queryDigests(p.ev),
 			}
 			prev = h
 		}
 		return rows, w.authenticate(rows)
 	})
+}
+
+// queryDigests are the digests the store indexes for an event: its token digests and
+// its subject digests, so that disclosures and receipts are found by either.
+// The subject digests go in as the body holds them: sorted, without duplicates, so that
+// verification can hold the column to the body.
+func queryDigests(e *Event) [][]byte {
+	if len(e.SubjectDigests) == 0 {
+		return e.TokenDigests
+	}
+	subjects := slices.Clone(e.SubjectDigests)
+	slices.SortFunc(subjects, bytes.Compare)
+	subjects = slices.CompactFunc(subjects, bytes.Equal)
+	return append(slices.Clone(e.TokenDigests), subjects...)
 }

@@ -35,6 +35,7 @@ func auditCLI(ctx context.Context, a *app.App, op string, classes []string) erro
 type auditArgs struct {
 	from, to                                     int64
 	checkpointFile, format, output, class, token string
+	subject, verifyFile, publicKey               string
 }
 
 func (a *auditArgs) flags(sub string) func(*flag.FlagSet) {
@@ -50,6 +51,10 @@ func (a *auditArgs) flags(sub string) func(*flag.FlagSet) {
 		case "disclosures":
 			fs.StringVar(&a.class, "class", "", "token class")
 			fs.StringVar(&a.token, "token", "", "token whose disclosures to list")
+			fs.StringVar(&a.subject, "subject", "", "data subject (patient) whose disclosures to list, instead of --class and --token")
+			fs.StringVar(&a.format, "format", "", "with --subject: csv or fhir (default: JSON lines)")
+		case "receipt":
+			receiptFlags(fs, a)
 		}
 	}
 }
@@ -57,7 +62,7 @@ func (a *auditArgs) flags(sub string) func(*flag.FlagSet) {
 // auditCommand is one audit subcommand: it returns an exit code, or an error (exit 1).
 type auditCommand func(ctx context.Context, cfg *config.Config, a *auditArgs, stdout, stderr io.Writer) (int, error)
 
-var auditCommands = map[string]auditCommand{"verify": auditVerify, "export": auditExport, "disclosures": auditDisclosures}
+var auditCommands = map[string]auditCommand{"verify": auditVerify, "export": auditExport, "disclosures": auditDisclosures, "receipt": auditReceipt}
 
 func auditCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -69,6 +74,9 @@ func auditCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if !ok {
 		fmt.Fprintf(stderr, "tokenizer audit: unknown command %q\n\n%s", sub, usage)
 		return exitUsage
+	}
+	if code, offline := offlineReceipt(sub, rest, stdout, stderr); offline {
+		return code
 	}
 	var a auditArgs
 	cfg, code := load("audit "+sub, rest, getenv, stderr, a.flags(sub))
@@ -160,8 +168,11 @@ func auditExport(ctx context.Context, cfg *config.Config, args *auditArgs, stdou
 }
 
 func auditDisclosures(ctx context.Context, cfg *config.Config, args *auditArgs, stdout, stderr io.Writer) (int, error) {
+	if args.subject != "" {
+		return subjectDisclosures(ctx, cfg, args, stdout, stderr)
+	}
 	if args.class == "" || args.token == "" {
-		fmt.Fprintln(stderr, "tokenizer audit disclosures: --class and --token are required")
+		fmt.Fprintln(stderr, "tokenizer audit disclosures: --class and --token, or --subject, are required")
 		return exitUsage, nil
 	}
 	a, err := openRuntime(ctx, cfg, NewLogger(cfg, stderr))

@@ -39,7 +39,11 @@ Usage:
   tokenizer audit verify        recompute the audit chain and check signed checkpoints
                                 [--from N] [--to M] [--checkpoint FILE]
   tokenizer audit export        write the audit log: --format jsonl|csv|fhir [--from] [--to]
-  tokenizer audit disclosures   list every reveal of a token: --class C --token T
+  tokenizer audit disclosures   list every reveal of a token: --class C --token T; or of a
+                                patient: --subject S [--format csv|fhir]
+  tokenizer audit receipt       print a subject's erasure receipts with proofs: --subject S;
+                                verify one offline: --verify FILE [--public-key HEX]
+  tokenizer grants review       list unreviewed break-glass grants; --ack ID marks one reviewed
   tokenizer bench [flags]       load-test a running service, with a Vault Transit baseline
   tokenizer bench file [flags]  time a tokenize-file job, beside the batch-1000 Tokenize ceiling
   tokenizer tokenize-file       tokenize columns of a CSV/TSV/NDJSON/Parquet file (-h for flags)
@@ -76,6 +80,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fileCmd(ctx, bulk.Operation(strings.TrimSuffix(cmd, "-file")), rest, stderr)
 	case "dev":
 		return devCmd(ctx, rest, getenv, stdout, stderr)
+	case "grants":
+		return grantsCmd(ctx, rest, getenv, stdout, stderr)
 	case "version":
 		return printVersion(stdout)
 	case "help", "-h", "--help":

@@ -160,7 +160,7 @@ func TestMigrateAndKeys(t *testing.T) {
 		{"audit export unknown format", []string{"audit", "export", "--format", "xml"}, exitUsage, "",
 			`tokenizer audit export: --format "xml": want jsonl, csv or fhir`},
 		{"audit disclosures needs class and token", []string{"audit", "disclosures"}, exitUsage, "",
-			"tokenizer audit disclosures: --class and --token are required"},
+			"tokenizer audit disclosures: --class and --token, or --subject, are required"},
 		{"audit disclosures of an unknown class", []string{"audit", "disclosures", "--class", "nope", "--token", "tok-planted-77"}, exitFailure, "",
 			"tokenizer audit disclosures: "},
 		{"audit disclosures of a malformed token", []string{"audit", "disclosures", "--class", "ssn", "--token", "123-45-6789"}, exitFailure, "",

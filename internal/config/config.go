@@ -52,6 +52,8 @@ type Config struct {
 	Audit    AuditConfig    `yaml:"audit"`
 	FHIR     FHIRConfig     `yaml:"fhir"`
 	Cache    CacheConfig    `yaml:"cache"`
+	Subjects SubjectsConfig `yaml:"subjects"`
+	Grants   GrantsConfig   `yaml:"grants"`
 
 	RequestTimeout  time.Duration `yaml:"request_timeout" usage:"deadline for one request's work"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" usage:"how long in-flight requests may take to finish on SIGTERM"`
@@ -462,7 +464,20 @@ func (c *Config) Validate() error {
 		bad("shutdown_timeout", "must be positive")
 	}
 	c.validateFeatures(bad)
+	c.Subjects.defaults()
+	problems = append(problems, c.Subjects.validate(c.Classes)...)
+	c.Grants.defaults()
+	problems = append(problems, c.Grants.validate()...)
 	c.validateSecurity(bad)
+	c.validateClassNames(bad)
+	if len(problems) > 0 {
+		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(problems, "\n  "))
+	}
+	return nil
+}
+
+// validateClassNames refuses a class name defined twice.
+func (c *Config) validateClassNames(bad func(key, format string, args ...any)) {
 	seen := map[string]bool{}
 	for i, cc := range c.Classes {
 		if seen[cc.Name] {
@@ -470,10 +485,6 @@ func (c *Config) Validate() error {
 		}
 		seen[cc.Name] = true
 	}
-	if len(problems) > 0 {
-		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(problems, "\n  "))
-	}
-	return nil
 }
 
 // validateFeatures checks the settings of the cache and of FHIR de-identification.

@@ -24,7 +24,7 @@ func TestRoutesMatchTheServices(t *testing.T) {
 	rts, err := routes()
 	require.NoError(t, err)
 	methods := map[string]bool{}
-	for _, sd := range []grpc.ServiceDesc{tokenizerv1.TokenizerService_ServiceDesc, tokenizerv1.AuditService_ServiceDesc, tokenizerv1.FhirService_ServiceDesc} {
+	for _, sd := range []grpc.ServiceDesc{tokenizerv1.TokenizerService_ServiceDesc, tokenizerv1.AuditService_ServiceDesc, tokenizerv1.FhirService_ServiceDesc, tokenizerv1.SubjectService_ServiceDesc, tokenizerv1.GrantService_ServiceDesc} {
 		for _, m := range sd.Methods {
 			methods["/"+sd.ServiceName+"/"+m.MethodName] = false
 		}

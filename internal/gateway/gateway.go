@@ -167,6 +167,12 @@ func New(ctx context.Context, conn *grpc.ClientConn, maxBytes int, opts ...Optio
 	if err := tokenizerv1.RegisterFhirServiceHandler(ctx, gw, conn); err != nil {
 		return nil, err
 	}
+	if err := tokenizerv1.RegisterSubjectServiceHandler(ctx, gw, conn); err != nil {
+		return nil, err
+	}
+	if err := tokenizerv1.RegisterGrantServiceHandler(ctx, gw, conn); err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

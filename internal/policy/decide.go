@@ -43,6 +43,9 @@ const (
 	Mask
 	// Allow performs the operation in full.
 	Allow
+	// Grant reveals the item only if an active grant covers its subject, class and
+	// purpose (detokenize_granted); the engine asks grant.Check after the lookup.
+	Grant
 )
 
 // Item is the decision on one item.
@@ -94,6 +97,9 @@ func Decide(req Request) Decision {
 		d.BreakGlass = d.Err == nil && req.Purpose == BreakGlass
 		return d
 	}
+	if req.Operation == OpGrantBreakGlass {
+		return decideBreakGlassGrant(req)
+	}
 	if !req.Principal.Allowed(req.Operation) {
 		return Decision{Err: errs.New(errs.PermissionDenied, "caller %s may not %s", req.Caller, req.Operation)}
 	}
@@ -107,13 +113,18 @@ var verbs = map[string]string{OpTokenize: "tokenize", OpDetokenize: "detokenize"
 // operation that still lets an item through, masked.
 func decideItems(req Request, op, fallback string) Decision {
 	pr := req.Principal
-	if !pr.CanAny(op) && (fallback == "" || !pr.CanAny(fallback)) {
+	granted := op == OpDetokenize && pr.CanAny(OpDetokenizeGranted)
+	if !pr.CanAny(op) && (fallback == "" || !pr.CanAny(fallback)) && !granted {
 		return Decision{Err: errs.New(errs.PermissionDenied, "caller %s may not %s in any class", req.Caller, verbs[op])}
 	}
 	d := Decision{Items: make([]Item, len(req.Classes))}
 	for i, c := range req.Classes {
 		switch {
-		case req.Known != nil && !req.Known(c), pr.Can(c, op):
+		case req.Known != nil && !req.Known(c):
+			d.Items[i].Effect = Allow
+		case granted && pr.Can(c, OpDetokenizeGranted):
+			d.Items[i].Effect = Grant
+		case pr.Can(c, op):
 			d.Items[i].Effect = Allow
 		case fallback != "" && pr.Can(c, fallback):
 			d.Items[i].Effect = Mask
@@ -149,4 +160,21 @@ func checkPurpose(req Request) error {
 		return errs.New(errs.PermissionDenied, "caller %s may not invoke purpose of use %s", req.Caller, p)
 	}
 	return nil
+}
+
+// OpGrantBreakGlass creates a break-glass grant: not granted in the policy file, but
+// by break_glass: true (with a justification), like ETREAT.
+const OpGrantBreakGlass = "grant_break_glass"
+
+func decideBreakGlassGrant(req Request) Decision {
+	if len(req.Justification) > MaxJustificationBytes || !utf8.ValidString(req.Justification) {
+		return Decision{Err: errs.New(errs.InvalidArgument, "justification: at most %d bytes of UTF-8", MaxJustificationBytes)}
+	}
+	if strings.TrimSpace(req.Justification) == "" {
+		return Decision{Err: errs.New(errs.InvalidArgument, "justification: required for a break-glass grant")}
+	}
+	if !req.Principal.MayPurpose(BreakGlass) {
+		return Decision{Err: errs.New(errs.PermissionDenied, "caller %s may not break the glass", req.Caller)}
+	}
+	return Decision{}
 }

@@ -21,6 +21,9 @@ const (
 	OpDetokenize       = "detokenize"
 	OpDetokenizeMasked = "detokenize_masked"
 	OpDelete           = "delete"
+	// OpDetokenizeGranted reveals tokens of the class only under an active grant for
+	// the token's subject (internal/grant).
+	OpDetokenizeGranted = "detokenize_granted"
 )
 
 // Request operations, granted per principal.
@@ -29,11 +32,18 @@ const (
 	OpAuditVerify = "audit_verify"
 	OpDisclosures = "disclosures"
 	OpKeysRotate  = "keys_rotate"
+	// OpSubjectForget erases a data subject (SubjectService.ForgetSubject).
+	OpSubjectForget = "subject_forget"
+	// Grant operations (GrantService). Break-glass grants need break_glass instead.
+	OpGrantCreate  = "grant_create"
+	OpGrantApprove = "grant_approve"
+	OpGrantRevoke  = "grant_revoke"
 )
 
 var (
-	classOps   = []string{OpTokenize, OpDetokenize, OpDetokenizeMasked, OpDelete}
-	requestOps = []string{OpAuditExport, OpAuditVerify, OpDisclosures, OpKeysRotate}
+	classOps   = []string{OpTokenize, OpDetokenize, OpDetokenizeMasked, OpDelete, OpDetokenizeGranted}
+	requestOps = []string{OpAuditExport, OpAuditVerify, OpDisclosures, OpKeysRotate, OpSubjectForget,
+		OpGrantCreate, OpGrantApprove, OpGrantRevoke}
 )
 
 // File is the policy file's shape.

@@ -32,7 +32,7 @@ func (r *running) metric(t *testing.T, name string) float64 {
 	return v
 }
 
-func reveal(t *testing.T, r *running, class, token string) (string, codes.Code) {
+func revealOne(t *testing.T, r *running, class, token string) (string, codes.Code) {
 	t.Helper()
 	resp, err := r.tokenizer().Detokenize(t.Context(), &tokenizerv1.DetokenizeRequest{PurposeOfUse: "TREAT",
 		Items: []*tokenizerv1.DetokenizeItem{{Class: class, Token: token}}})
@@ -56,10 +56,10 @@ func TestCacheInvalidationAcrossReplicas(t *testing.T) {
 	require.NoError(t, err)
 	static, dynamic := tok.Results[0].Token, tok.Results[1].Token
 	for range 2 {
-		v, code := reveal(t, b, "ssn", static)
+		v, code := revealOne(t, b, "ssn", static)
 		require.Equal(t, codes.OK, code)
 		require.Equal(t, "123-45-6789", v)
-		_, code = reveal(t, b, "ssn_dynamic", dynamic)
+		_, code = revealOne(t, b, "ssn_dynamic", dynamic)
 		require.Equal(t, codes.OK, code)
 	}
 	require.Positive(t, b.metric(t, "tokenizer_cache_hits_total"), "B answers from its cache")
@@ -68,16 +68,16 @@ func TestCacheInvalidationAcrossReplicas(t *testing.T) {
 	del, err := a.tokenizer().DeleteTokens(t.Context(), &tokenizerv1.DeleteTokensRequest{Items: []*tokenizerv1.DeleteItem{{Class: "ssn", Token: static}}})
 	require.NoError(t, err)
 	require.True(t, del.Results[0].Deleted)
-	require.Eventually(t, func() bool { _, code := reveal(t, b, "ssn", static); return code == codes.NotFound }, 2*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { _, code := revealOne(t, b, "ssn", static); return code == codes.NotFound }, 2*time.Second, 10*time.Millisecond)
 	t.Logf("delete on A reached B's cache within %v", time.Since(deleted).Round(time.Millisecond))
 
 	short, err := a.tokenizer().Tokenize(t.Context(), &tokenizerv1.TokenizeRequest{Ttl: durationpb.New(time.Second),
 		Items: []*tokenizerv1.TokenizeItem{{Class: "mrn", Value: "MRN-00000077"}}})
 	require.NoError(t, err)
-	_, code := reveal(t, b, "mrn", short.Results[0].Token)
+	_, code := revealOne(t, b, "mrn", short.Results[0].Token)
 	require.Equal(t, codes.OK, code)
 	time.Sleep(1100 * time.Millisecond)
-	_, code = reveal(t, b, "mrn", short.Results[0].Token)
+	_, code = revealOne(t, b, "mrn", short.Results[0].Token)
 	assert.Equal(t, codes.NotFound, code, "an expired token is not answered from the cache")
 
 	st, err := store.Open(t.Context(), e.dbURL, store.Options{MaxConns: 1})

@@ -55,6 +55,8 @@ func classify(op string, err error) error {
 		switch pgErr.Code {
 		case "40001", "40P01": // serialization_failure, deadlock_detected
 			e.kind = errs.ErrConflict
+		case "23503": // foreign_key_violation: a subject erased while a mapping or grant of it was written
+			e.kind = errs.ErrConflict
 		case "57014", "57P01", "57P02", "57P03", "53300", "08000", "08003", "08006": // canceled, shutdown, too many connections, connection failures
 			e.kind = errs.ErrUnavailable
 		}

@@ -34,24 +34,24 @@ func (s *Store) insertStatic(ctx context.Context, ms []tokenizer.Mapping) (inser
 	rows, err := s.pool.Query(ctx, `
 		WITH q AS (
 			SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::int4[], $5::bytea[], $6::int4[],
-			                     $7::bytea[], $8::bytea[], $9::int4[], $10::timestamptz[])
+			                     $7::bytea[], $8::bytea[], $9::int4[], $10::timestamptz[], $11::int8[])
 			         AS q(class, scope, token_digest, digest_version, fingerprint, fingerprint_version,
-			              value_ct, token_ct, key_version, expires_at)
+			              value_ct, token_ct, key_version, expires_at, subject_id)
 		), ins AS (
 			INSERT INTO tokens (class, scope, token_digest, digest_version, fingerprint, fingerprint_version,
-			                    value_ct, token_ct, key_version, expires_at)
+			                    value_ct, token_ct, key_version, expires_at, subject_id)
 			SELECT * FROM q
 			ON CONFLICT DO NOTHING
 			RETURNING class, token_digest
 		)
-		SELECT true, class, '', token_digest, NULL::bytea, NULL::bytea, 0, NULL::timestamptz FROM ins
+		SELECT true, class, '', token_digest, NULL::bytea, NULL::bytea, 0, NULL::timestamptz, NULL::int8 FROM ins
 		UNION ALL
-		SELECT false, t.class, t.scope, t.token_digest, t.fingerprint, t.token_ct, t.key_version, t.expires_at
+		SELECT false, t.class, t.scope, t.token_digest, t.fingerprint, t.token_ct, t.key_version, t.expires_at, t.subject_id
 		FROM (SELECT * FROM q WHERE NOT EXISTS (
 		        SELECT 1 FROM ins WHERE ins.class = q.class AND ins.token_digest = q.token_digest)) AS lost
 		JOIN tokens t ON t.class = lost.class AND t.scope = lost.scope AND t.fingerprint = lost.fingerprint
 		WHERE t.expires_at IS NULL OR t.expires_at > now()`,
-		a.classes, a.scopes, a.digests, a.dvers, a.fps, a.fpvers, a.vals, a.toks, a.kvers, a.exps)
+		a.classes, a.scopes, a.digests, a.dvers, a.fps, a.fpvers, a.vals, a.toks, a.kvers, a.exps, a.subjects)
 	if err != nil {
 		return nil, nil, classify("insert static mappings", err)
 	}
@@ -60,7 +60,9 @@ func (s *Store) insertStatic(ctx context.Context, ms []tokenizer.Mapping) (inser
 	var isNew bool
 	var m tokenizer.Mapping
 	var kv int32
-	_, err = pgx.ForEachRow(rows, []any{&isNew, &m.Class, &m.Scope, &m.TokenDigest, &m.Fingerprint, &m.TokenCT, &kv, &m.ExpiresAt}, func() error {
+	var subject *int64
+	_, err = pgx.ForEachRow(rows, []any{&isNew, &m.Class, &m.Scope, &m.TokenDigest, &m.Fingerprint, &m.TokenCT, &kv, &m.ExpiresAt, &subject}, func() error {
+		m.Subject = subjectID(subject)
 		if isNew {
 			got[tokenizer.RefKey(m.Class, m.TokenDigest)] = true
 		} else {
@@ -82,6 +84,7 @@ type arrays struct {
 	dvers, kvers             []int32
 	fpvers                   []*int32
 	exps                     []*time.Time
+	subjects                 []*int64
 }
 
 // firstByDigest reports, per mapping, whether its token digest is the first of its
@@ -118,7 +121,7 @@ func mappingArrays(all []tokenizer.Mapping, keep []bool) arrays {
 	a := arrays{
 		classes: make([]string, n), scopes: make([]string, n), digests: make([][]byte, n), dvers: make([]int32, n),
 		fps: make([][]byte, n), fpvers: make([]*int32, n), vals: make([][]byte, n), toks: make([][]byte, n),
-		kvers: make([]int32, n), exps: make([]*time.Time, n),
+		kvers: make([]int32, n), exps: make([]*time.Time, n), subjects: make([]*int64, n),
 	}
 	for i, m := range ms {
 		a.classes[i], a.scopes[i], a.digests[i], a.dvers[i] = m.Class, m.Scope, m.TokenDigest, int32(m.DigestVersion)
@@ -126,6 +129,10 @@ func mappingArrays(all []tokenizer.Mapping, keep []bool) arrays {
 		if m.Fingerprint != nil {
 			v := int32(m.FingerprintVersion)
 			a.fpvers[i] = &v
+		}
+		if m.Subject != 0 {
+			id := m.Subject
+			a.subjects[i] = &id
 		}
 	}
 	return a
@@ -152,12 +159,12 @@ func (s *Store) insertMappings(ctx context.Context, ms []tokenizer.Mapping) (ins
 	a := mappingArrays(ms, first)
 	rows, err := s.pool.Query(ctx, `
 		INSERT INTO tokens (class, scope, token_digest, digest_version, fingerprint, fingerprint_version,
-		                    value_ct, token_ct, key_version, expires_at)
+		                    value_ct, token_ct, key_version, expires_at, subject_id)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::int4[], $5::bytea[], $6::int4[],
-		                     $7::bytea[], $8::bytea[], $9::int4[], $10::timestamptz[])
+		                     $7::bytea[], $8::bytea[], $9::int4[], $10::timestamptz[], $11::int8[])
 		ON CONFLICT DO NOTHING
 		RETURNING class, token_digest`,
-		a.classes, a.scopes, a.digests, a.dvers, a.fps, a.fpvers, a.vals, a.toks, a.kvers, a.exps)
+		a.classes, a.scopes, a.digests, a.dvers, a.fps, a.fpvers, a.vals, a.toks, a.kvers, a.exps, a.subjects)
 	if err != nil {
 		return nil, classify("insert mappings", err)
 	}
@@ -182,7 +189,7 @@ func (s *Store) LookupTokens(ctx context.Context, refs []tokenizer.Ref) (map[str
 		classes[i], digests[i] = r.Class, r.Digest
 	}
 	rows, err := s.pool.Query(ctx, `
-		SELECT t.class, t.scope, t.token_digest, t.digest_version, t.value_ct, t.key_version, t.created_at, t.expires_at
+		SELECT t.class, t.scope, t.token_digest, t.digest_version, t.value_ct, t.key_version, t.created_at, t.expires_at, t.subject_id
 		FROM tokens t
 		JOIN unnest($1::text[], $2::bytea[]) AS q(class, digest)
 		  ON t.class = q.class AND t.token_digest = q.digest
@@ -193,8 +200,9 @@ func (s *Store) LookupTokens(ctx context.Context, refs []tokenizer.Ref) (map[str
 	out := map[string]tokenizer.Mapping{}
 	var m tokenizer.Mapping
 	var dv, kv int32
-	_, err = pgx.ForEachRow(rows, []any{&m.Class, &m.Scope, &m.TokenDigest, &dv, &m.ValueCT, &kv, &m.CreatedAt, &m.ExpiresAt}, func() error {
-		m.DigestVersion, m.KeyVersion = int(dv), int(kv)
+	var subject *int64
+	_, err = pgx.ForEachRow(rows, []any{&m.Class, &m.Scope, &m.TokenDigest, &dv, &m.ValueCT, &kv, &m.CreatedAt, &m.ExpiresAt, &subject}, func() error {
+		m.DigestVersion, m.KeyVersion, m.Subject = int(dv), int(kv), subjectID(subject)
 		out[tokenizer.RefKey(m.Class, m.TokenDigest)] = m
 		m = tokenizer.Mapping{}
 		return nil
@@ -244,7 +252,7 @@ func (s *Store) LookupFingerprints(ctx context.Context, refs []tokenizer.Fingerp
 		classes[i], scopes[i], fps[i] = r.Class, r.Scope, r.Fingerprint
 	}
 	rows, err := s.pool.Query(ctx, `
-		SELECT t.class, t.scope, t.fingerprint, t.token_digest, t.token_ct, t.key_version, t.expires_at
+		SELECT t.class, t.scope, t.fingerprint, t.token_digest, t.token_ct, t.key_version, t.expires_at, t.subject_id
 		FROM tokens t
 		JOIN unnest($1::text[], $2::text[], $3::bytea[]) AS q(class, scope, fp)
 		  ON t.class = q.class AND t.scope = q.scope AND t.fingerprint = q.fp
@@ -255,8 +263,9 @@ func (s *Store) LookupFingerprints(ctx context.Context, refs []tokenizer.Fingerp
 	out := map[string]tokenizer.Mapping{}
 	var m tokenizer.Mapping
 	var kv int32
-	_, err = pgx.ForEachRow(rows, []any{&m.Class, &m.Scope, &m.Fingerprint, &m.TokenDigest, &m.TokenCT, &kv, &m.ExpiresAt}, func() error {
-		m.KeyVersion = int(kv)
+	var subject *int64
+	_, err = pgx.ForEachRow(rows, []any{&m.Class, &m.Scope, &m.Fingerprint, &m.TokenDigest, &m.TokenCT, &kv, &m.ExpiresAt, &subject}, func() error {
+		m.KeyVersion, m.Subject = int(kv), subjectID(subject)
 		out[tokenizer.FingerprintRef{Class: m.Class, Scope: m.Scope, Fingerprint: m.Fingerprint}.Key()] = m
 		m = tokenizer.Mapping{}
 		return nil
@@ -298,7 +307,7 @@ func (s *Store) Reencrypt(ctx context.Context, current, limit int, fn func(m *to
 	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it is a no-op
 	rows, err := tx.Query(ctx, `
 		SELECT class, token_digest, fingerprint, value_ct, token_ct, key_version
-		FROM tokens WHERE key_version < $1
+		FROM tokens WHERE key_version < $1 AND subject_id IS NULL
 		ORDER BY class, token_digest LIMIT $2 FOR UPDATE SKIP LOCKED`, current, limit)
 	if err != nil {
 		return 0, classify("select rows to re-encrypt", err)
@@ -338,7 +347,7 @@ func (s *Store) Reencrypt(ctx context.Context, current, limit int, fn func(m *to
 
 // CountByKeyVersion returns how many rows each value key version encrypts.
 func (s *Store) CountByKeyVersion(ctx context.Context) (map[int]int64, error) {
-	rows, err := s.pool.Query(ctx, `SELECT key_version, count(*) FROM tokens GROUP BY key_version`)
+	rows, err := s.pool.Query(ctx, `SELECT key_version, count(*) FROM tokens WHERE subject_id IS NULL GROUP BY key_version`)
 	if err != nil {
 		return nil, classify("count rows by key version", err)
 	}

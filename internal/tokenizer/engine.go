@@ -34,6 +34,8 @@ type Engine struct {
 	aeads sync.Map // value-encryption key version → cipher.AEAD
 	ff1s  sync.Map // class ‖ alphabet → *fpe.FF1
 	macs  sync.Map // key material → *sync.Pool of HMAC states
+
+	subj *subjects // nil: subjects are not enabled
 }
 
 // maxAttempts bounds the redraws of a random token that collides with an existing one.
@@ -67,6 +69,8 @@ func KeyPurposes(classes []*Class) []keys.Purpose {
 // TokenizeItem is one value to tokenize.
 type TokenizeItem struct {
 	Class, Value, Scope string
+	// Subject is the data subject (patient) the value belongs to; "" for none.
+	Subject string
 }
 
 // TokenizeResult is one item's outcome: Token, or Err (an *errs.Error).
@@ -77,11 +81,17 @@ type TokenizeResult struct {
 	// Created is set when the item made a new static mapping (the value was not in the
 	// vault), for the tokenize quota and the enumeration anomaly.
 	Created bool
+	// SubjectToken is the subject's own token (subjects.class), for items of a subject.
+	SubjectToken string
+	// SubjectDigest is the audit digest of the item's subject, for items of a subject.
+	SubjectDigest []byte
 }
 
 // DetokenizeItem is one token to reveal.
 type DetokenizeItem struct {
 	Class, Token string
+	// NeedsGrant is set when policy lets the item through only under a grant.
+	NeedsGrant bool
 }
 
 // DetokenizeResult is one item's outcome: Value, or Err (an *errs.Error).
@@ -91,6 +101,10 @@ type DetokenizeResult struct {
 	// Digest is the keyed audit digest of the token, set when a value is revealed, so
 	// that the audit log can record what was disclosed without recording the token.
 	Digest []byte
+	// SubjectDigest is the audit digest of the token's subject, when it has one.
+	SubjectDigest []byte
+	// Grant is the id of the grant the value was revealed under, if any.
+	Grant string
 }
 
 func (e *Engine) checkBatch(n int) error {
@@ -196,6 +210,8 @@ type pending struct {
 	err    error
 	// created: a new static mapping went in for this item.
 	created bool
+	subj    *subjectKeys // the item's subject, if any
+	sname   string       // the subject identifier, if any
 }
 
 // Tokenize tokenizes items. ttl, when positive, overrides the classes' default lifetime.
@@ -223,9 +239,15 @@ func (e *Engine) Tokenize(ctx context.Context, items []TokenizeItem, ttl time.Du
 			results[i].Err = errs.New(errs.InvalidArgument, "class %s: value is too short for the class's preserved characters", c.Name)
 			continue
 		}
-		w := &pending{idx: i, class: c, parsed: p, value: it.Value, scope: it.Scope}
+		if err := e.checkItemSubject(it.Subject); err != nil {
+			results[i].Err = err
+			continue
+		}
+		w := &pending{idx: i, class: c, parsed: p, value: it.Value, scope: it.Scope, sname: it.Subject}
 		if !c.stores() {
-			if err := e.vaultlessToken(w, ttl > 0); err != nil {
+			if it.Subject != "" {
+				results[i].Err = errs.New(errs.InvalidArgument, "class %s: storage none: subjects are not supported (a token must decrypt without its subject's key)", c.Name)
+			} else if err := e.vaultlessToken(w, ttl > 0); err != nil {
 				results[i].Err = err
 			} else {
 				results[i].Token = p.Template.Render(w.core)
@@ -242,13 +264,23 @@ func (e *Engine) Tokenize(ctx context.Context, items []TokenizeItem, ttl time.Du
 		}
 		work = append(work, w)
 	}
+	work, subjectTokens, err := e.attachSubjects(ctx, work, results)
+	if err != nil {
+		return nil, err
+	}
 	if len(work) > 0 {
 		if err := e.insert(ctx, work); err != nil {
 			return nil, err
 		}
 	}
 	for _, w := range work {
+		if w.idx < 0 {
+			continue // a subject's own token
+		}
 		r := &results[w.idx]
+		if w.sname != "" && w.subj != nil {
+			r.SubjectToken, r.SubjectDigest = subjectTokens(w.sname), w.subj.auditDigest
+		}
 		switch {
 		case w.err != nil:
 			r.Err = w.err
@@ -293,7 +325,10 @@ func (e *Engine) insert(ctx context.Context, work []*pending) error {
 		return err
 	}
 	for _, w := range work {
-		if w.class.Mode == Static {
+		switch {
+		case w.class.Mode == Static && w.subj != nil:
+			w.fp = keyedHash(w.subj.fp, "value", w.class.Name, w.scope, w.parsed.Normalized)[:lookupKeySize]
+		case w.class.Mode == Static:
 			w.fp = e.fingerprint(k.fp.Material, w.class.Name, w.scope, w.parsed.Normalized)
 		}
 	}
@@ -408,9 +443,12 @@ func (e *Engine) insertDynamic(ctx context.Context, dynamic []*pending, ms []Map
 func (e *Engine) newMapping(w *pending, rng *mrand.Rand, k writeKeys) (Mapping, error) {
 	var core []rune
 	var err error
-	if w.class.Generator == FPE {
+	switch {
+	case w.class.Generator == FPE && w.subj != nil:
+		core, err = fpeCoreWith(w.class, w.parsed, w.scope, w.subj.ff1For(w.class))
+	case w.class.Generator == FPE:
 		core, err = e.fpeCore(w.class, w.parsed, w.scope)
-	} else {
+	default:
 		core, err = randomCore(w.class, w.parsed, rng)
 	}
 	if err != nil {
@@ -421,14 +459,19 @@ func (e *Engine) newMapping(w *pending, rng *mrand.Rand, k writeKeys) (Mapping, 
 		return Mapping{}, err
 	}
 	w.core = core
+	a, kv := k.aead, k.enc.Version
+	var subject int64
+	if w.subj != nil {
+		a, kv, subject = w.subj.aead, 0, w.subj.id
+	}
 	m := Mapping{
 		Class: w.class.Name, Scope: w.scope, TokenDigest: d, DigestVersion: k.dig.Version,
-		ValueCT: seal(k.aead, valueAAD(w.class.Name, d), []byte(w.value)), KeyVersion: k.enc.Version,
-		ExpiresAt: w.exp,
+		ValueCT: seal(a, valueAAD(w.class.Name, d), []byte(w.value)), KeyVersion: kv,
+		ExpiresAt: w.exp, Subject: subject,
 	}
 	if w.class.Mode == Static {
 		m.Fingerprint, m.FingerprintVersion = w.fp, k.fp.Version
-		m.TokenCT = seal(k.aead, tokenAAD(w.class.Name, w.fp), []byte(string(core)))
+		m.TokenCT = seal(a, tokenAAD(w.class.Name, w.fp), []byte(string(core)))
 	}
 	return m, nil
 }
@@ -481,8 +524,11 @@ func (e *Engine) adoptExisting(ctx context.Context, ws []*pending) error {
 
 // adopt gives w the token stored in m for the same value.
 func (e *Engine) adopt(w *pending, m Mapping) error {
-	a, err := e.aeadVersion(m.KeyVersion)
-	if err != nil {
+	var a cipher.AEAD
+	var err error
+	if w.subj != nil {
+		a = w.subj.aead
+	} else if a, err = e.aeadVersion(m.KeyVersion); err != nil {
 		return err
 	}
 	core, err := open(a, tokenAAD(w.class.Name, w.fp), m.TokenCT)
@@ -503,7 +549,25 @@ func (e *Engine) adopt(w *pending, m Mapping) error {
 }
 
 // Detokenize reveals the values of items. The purpose of use is checked by the caller.
+// An item that needs a grant is refused (use DetokenizeWith).
 func (e *Engine) Detokenize(ctx context.Context, items []DetokenizeItem) ([]DetokenizeResult, error) {
+	return e.DetokenizeWith(ctx, items, nil)
+}
+
+// detokWant is a parsed detokenize item and, once looked up, its mapping.
+type detokWant struct {
+	idx     int
+	class   *Class
+	digests [][]byte
+	norm    string
+	m       Mapping
+	ok      bool
+}
+
+// DetokenizeWith is Detokenize where guard decides the items marked NeedsGrant, from
+// their tokens' subjects, before anything is decrypted. Such an item is refused by the
+// guard whether or not its token exists, so a refusal says nothing of the token.
+func (e *Engine) DetokenizeWith(ctx context.Context, items []DetokenizeItem, guard Guard) ([]DetokenizeResult, error) {
 	if err := e.checkBatch(len(items)); err != nil {
 		return nil, err
 	}
@@ -513,13 +577,7 @@ func (e *Engine) Detokenize(ctx context.Context, items []DetokenizeItem) ([]Deto
 	if err != nil || len(digKeys) == 0 {
 		return nil, errs.New(errs.Unavailable, "data keys not loaded")
 	}
-	type want struct {
-		idx     int
-		class   *Class
-		digests [][]byte
-		norm    string
-	}
-	var wants []want
+	var wants []detokWant
 	var refs []Ref
 	for i, it := range items {
 		c, p, err := e.parseToken(it.Class, it.Token)
@@ -533,7 +591,7 @@ func (e *Engine) Detokenize(ctx context.Context, items []DetokenizeItem) ([]Deto
 			}
 			continue
 		}
-		w := want{idx: i, class: c, norm: p.Normalized}
+		w := detokWant{idx: i, class: c, norm: p.Normalized}
 		for _, k := range digKeys {
 			d := e.digest(k.Material, c.Name, p.Normalized)
 			w.digests = append(w.digests, d)
@@ -548,31 +606,64 @@ func (e *Engine) Detokenize(ctx context.Context, items []DetokenizeItem) ([]Deto
 	if err != nil {
 		return nil, storeErr(ctx, err)
 	}
+	sks, err := e.keysByID(ctx, subjectIDs(found))
+	if err != nil {
+		return nil, err
+	}
+	for i := range wants {
+		wants[i].resolve(found, sks)
+	}
+	decided, err := applyGuard(ctx, items, wants, guard)
+	if err != nil {
+		return nil, err
+	}
 	for _, w := range wants {
 		r := &results[w.idx]
-		var m Mapping
-		ok := false
-		for _, d := range w.digests {
-			if m, ok = found[RefKey(w.class.Name, d)]; ok {
-				break
+		if items[w.idx].NeedsGrant {
+			if r.Err, r.Grant = decided[w.idx].Err, decided[w.idx].Grant; r.Err != nil {
+				continue
 			}
 		}
-		if !ok {
+		if !w.ok {
 			r.Err = errs.New(errs.NotFound, "class %s: token not found (unknown, deleted or expired)", w.class.Name)
 			continue
 		}
-		a, err := e.aeadVersion(m.KeyVersion)
-		if err != nil {
+		if err := e.reveal(r, w, sks, auditKey); err != nil {
 			return nil, err
 		}
-		v, err := open(a, valueAAD(w.class.Name, m.TokenDigest), m.ValueCT)
-		if err != nil {
-			return nil, errs.Wrap(errs.Internal, err, "stored value does not authenticate")
-		}
-		r.Value = string(v)
-		r.Digest = e.auditDigest(auditKey.Material, w.class.Name, w.norm)
 	}
 	return results, nil
+}
+
+// resolve finds w's live mapping in found; a mapping whose subject was erased (its
+// key gone) is not found.
+func (w *detokWant) resolve(found map[string]Mapping, sks map[int64]*subjectKeys) {
+	for _, d := range w.digests {
+		if w.m, w.ok = found[RefKey(w.class.Name, d)]; w.ok {
+			break
+		}
+	}
+	if w.ok && w.m.Subject != 0 && sks[w.m.Subject] == nil {
+		w.ok = false
+	}
+}
+
+// reveal decrypts w's value into r.
+func (e *Engine) reveal(r *DetokenizeResult, w detokWant, sks map[int64]*subjectKeys, auditKey keys.Key) error {
+	var a cipher.AEAD
+	var err error
+	if w.m.Subject != 0 {
+		a, r.SubjectDigest = sks[w.m.Subject].aead, sks[w.m.Subject].auditDigest
+	} else if a, err = e.aeadVersion(w.m.KeyVersion); err != nil {
+		return err
+	}
+	v, err := open(a, valueAAD(w.class.Name, w.m.TokenDigest), w.m.ValueCT)
+	if err != nil {
+		return errs.Wrap(errs.Internal, err, "stored value does not authenticate")
+	}
+	r.Value = string(v)
+	r.Digest = e.auditDigest(auditKey.Material, w.class.Name, w.norm)
+	return nil
 }
 
 // DeleteItem names a mapping by token, or for static classes by value and scope.

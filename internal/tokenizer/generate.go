@@ -89,6 +89,12 @@ func randomCore(c *Class, p *format.Parsed, rng *mrand.Rand) ([]rune, error) {
 // class, so the walk is a permutation of the valid cores with these preserved
 // characters, and no two values share a token.
 func (e *Engine) fpeCore(c *Class, p *format.Parsed, scope string) ([]rune, error) {
+	return fpeCoreWith(c, p, scope, func(alphabet string) (*fpe.FF1, error) { return e.ff1(c, alphabet) })
+}
+
+// fpeCoreWith is fpeCore with the FF1 cipher of an alphabet given by ff1For (a
+// subject's own FF1 key, for items of a subject).
+func fpeCoreWith(c *Class, p *format.Parsed, scope string, ff1For func(alphabet string) (*fpe.FF1, error)) ([]rune, error) {
 	l := c.layoutFor(len(p.Core))
 	sets := p.Template.Sets()
 	if len(l.free) == 0 {
@@ -109,7 +115,7 @@ func (e *Engine) fpeCore(c *Class, p *format.Parsed, scope string) ([]rune, erro
 		}
 		x[j] = r
 	}
-	ff1, err := e.ff1(c, alphabet)
+	ff1, err := ff1For(alphabet)
 	if err != nil {
 		return nil, err
 	}

@@ -17,7 +17,8 @@ type Mapping struct {
 	FingerprintVersion int
 	ValueCT            []byte
 	TokenCT            []byte // static classes only
-	KeyVersion         int
+	KeyVersion         int    // 0 for a subject's row: ValueCT and TokenCT are under the subject's key
+	Subject            int64  // the subject's ID; 0: none
 	CreatedAt          time.Time
 	ExpiresAt          *time.Time
 }

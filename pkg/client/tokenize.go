@@ -23,6 +23,9 @@ type Value struct {
 	Scope string
 	// Reference is the caller's own name for the item, echoed in its result.
 	Reference string
+	// Subject is the data subject (patient) the value belongs to, e.g. an MRN; empty for
+	// none. A subject's values can be erased together (docs/subjects.md).
+	Subject string
 }
 
 // Token is one token to reveal.
@@ -40,6 +43,9 @@ type TokenizeResult struct {
 	ExpireTime time.Time
 	// Err is the item's own error (an *ItemError); the other items are unaffected.
 	Err error
+	// SubjectToken is the subject's own token, when the value has a subject and the
+	// service configures a subject class.
+	SubjectToken string
 }
 
 // DetokenizeResult is the outcome of one Token: the value, or Err.
@@ -146,7 +152,7 @@ func batched[In, Out any](ctx context.Context, c *Client, items []In, send func(
 func tokenizeRequest(values []Value, opts []TokenizeOption) *tokenizerv1.TokenizeRequest {
 	req := &tokenizerv1.TokenizeRequest{Items: make([]*tokenizerv1.TokenizeItem, len(values))}
 	for i, v := range values {
-		req.Items[i] = &tokenizerv1.TokenizeItem{Class: v.Class, Value: v.Value, Scope: v.Scope, Reference: v.Reference}
+		req.Items[i] = &tokenizerv1.TokenizeItem{Class: v.Class, Value: v.Value, Scope: v.Scope, Reference: v.Reference, Subject: v.Subject}
 	}
 	for _, o := range opts {
 		o(req)
@@ -185,7 +191,7 @@ func tokenizeResults(resp *tokenizerv1.TokenizeResponse, want int) ([]TokenizeRe
 	}
 	out := make([]TokenizeResult, want)
 	for i, r := range resp.GetResults() {
-		out[i] = TokenizeResult{Reference: r.GetReference(), Token: r.GetToken(), Err: itemError(r.GetError())}
+		out[i] = TokenizeResult{Reference: r.GetReference(), Token: r.GetToken(), Err: itemError(r.GetError()), SubjectToken: r.GetSubjectToken()}
 		if r.GetExpireTime() != nil {
 			out[i].ExpireTime = r.GetExpireTime().AsTime()
 		}

@@ -260,3 +260,17 @@ func (s *Store) Reencrypt(ctx context.Context, current, limit int, fn func(m *to
 	defer s.Flush()
 	return r.Reencrypt(ctx, current, limit, fn)
 }
+
+// ForgetSubject erases a subject through the inner store (when it keeps subjects) and
+// forgets everything: entries of the subject's mappings must not outlive it here, and
+// the inner store tells the other replicas.
+func (s *Store) ForgetSubject(ctx context.Context, id int64) (map[string]int64, error) {
+	f, ok := s.Store.(interface {
+		ForgetSubject(ctx context.Context, id int64) (map[string]int64, error)
+	})
+	if !ok {
+		return nil, errors.New("cache: the inner store keeps no subjects")
+	}
+	defer s.Flush()
+	return f.ForgetSubject(ctx, id)
+}

@@ -41,6 +41,9 @@ func (x cached) PurgeExpiredFingerprints(ctx context.Context, refs []tokenizer.F
 func (x cached) Reencrypt(ctx context.Context, current, limit int, fn func(m *tokenizer.Mapping) error) (int, error) {
 	return x.c.Reencrypt(ctx, current, limit, fn)
 }
+func (x cached) ForgetSubject(ctx context.Context, id int64) (map[string]int64, error) {
+	return x.c.ForgetSubject(ctx, id)
+}
 func (x cached) DeleteTokens(ctx context.Context, refs []tokenizer.Ref) (map[string]bool, error) {
 	return x.c.DeleteTokens(ctx, refs)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/phivault/tokenizer/internal/audit"
 	"github.com/phivault/tokenizer/internal/errs"
+	"github.com/phivault/tokenizer/internal/grant"
 	"github.com/phivault/tokenizer/internal/keys"
 	"github.com/phivault/tokenizer/internal/tokenizer"
 )
@@ -27,6 +28,9 @@ type Store struct {
 	events      []audit.Row
 	checkpoints []audit.Checkpoint
 	offsets     map[string]tokenizer.Offset
+	subjects    map[int64]tokenizer.Subject
+	lastSubject int64
+	grants      map[string]*grant.Grant
 }
 
 var (
@@ -166,7 +170,7 @@ func (s *Store) Reencrypt(ctx context.Context, current, limit int, fn func(m *to
 	defer s.mu.Unlock()
 	var digests []string
 	for d, m := range s.tokens {
-		if m.KeyVersion < current {
+		if m.KeyVersion < current && m.Subject == 0 {
 			digests = append(digests, d)
 		}
 	}
@@ -191,7 +195,9 @@ func (s *Store) CountByKeyVersion(ctx context.Context) (map[int]int64, error) {
 	defer s.mu.Unlock()
 	out := map[int]int64{}
 	for _, m := range s.tokens {
-		out[m.KeyVersion]++
+		if m.Subject == 0 {
+			out[m.KeyVersion]++
+		}
 	}
 	return out, ctx.Err()
 }

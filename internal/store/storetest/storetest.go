@@ -17,6 +17,7 @@ import (
 
 	"github.com/phivault/tokenizer/internal/audit"
 	"github.com/phivault/tokenizer/internal/errs"
+	"github.com/phivault/tokenizer/internal/grant"
 	"github.com/phivault/tokenizer/internal/keys"
 	"github.com/phivault/tokenizer/internal/tokenizer"
 )
@@ -26,6 +27,8 @@ type Store interface {
 	tokenizer.Store
 	tokenizer.Reencrypter
 	tokenizer.OffsetStore
+	tokenizer.SubjectStore
+	grant.Store
 	audit.ChainStore
 	keys.Store
 }
@@ -46,6 +49,9 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		"DisclosuresByDigestAndTime":        testDisclosures,
 		"FailedAuditBuildAppendsNothing":    testAuditBuildError,
 		"CanceledContextIsReportedAsSuch":   testCanceled,
+		"SubjectsInsertLookupForget":        testSubjects,
+		"SubjectRowsAreNotReencrypted":      testSubjectReencrypt,
+		"GrantsApproveRevokeReviewErase":    testGrants,
 	}
 	for name, f := range tests {
 		t.Run(name, func(t *testing.T) {

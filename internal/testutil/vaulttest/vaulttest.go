@@ -175,7 +175,8 @@ func (s *Server) RotateKEK(tb testing.TB) {
 	s.mustWrite(tb, "transit/keys/"+KEK+"/rotate", nil)
 }
 
-// ServicePolicy writes the Vault policy "tokenizer": what the service needs of Transit.
+// ServicePolicy writes the Vault policy "tokenizer": what the service needs of Transit,
+// and of KV for subject keys (docs/subjects.md).
 func (s *Server) ServicePolicy(tb testing.TB) {
 	tb.Helper()
 	policy := fmt.Sprintf(`
@@ -184,6 +185,9 @@ path "transit/decrypt/%[1]s" { capabilities = ["update"] }
 path "transit/rewrap/%[1]s" { capabilities = ["update"] }
 path "transit/sign/%[2]s" { capabilities = ["update"] }
 path "transit/verify/%[2]s" { capabilities = ["update"] }
+path "transit/keys/%[2]s" { capabilities = ["read"] }
+path "secret/data/tokenizer/subjects/*" { capabilities = ["create", "read"] }
+path "secret/metadata/tokenizer/subjects/*" { capabilities = ["delete"] }
 `, KEK, SigningKey)
 	if err := s.Client.Sys().PutPolicy("tokenizer", policy); err != nil {
 		tb.Fatalf("vaulttest: policy: %v", err)

@@ -289,13 +289,17 @@ func (x *ExportAuditRequest) GetToSeq() int64 {
 	return 0
 }
 
-// ListDisclosuresRequest names the token whose disclosures are wanted.
+// ListDisclosuresRequest names the token (class and token) or the data subject whose
+// disclosures are wanted, and optionally a time range of at most six years.
 type ListDisclosuresRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Class         string                 `protobuf:"bytes,1,opt,name=class,proto3" json:"class,omitempty"`
-	Token         string                 `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
-	StartTime     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
-	EndTime       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Class     string                 `protobuf:"bytes,1,opt,name=class,proto3" json:"class,omitempty"`
+	Token     string                 `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	EndTime   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// subject is a data subject's identifier (TokenizeItem.subject): every reveal of any
+	// token of the subject, in any class. Give either subject or class and token.
+	Subject       string `protobuf:"bytes,5,opt,name=subject,proto3" json:"subject,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -358,6 +362,82 @@ func (x *ListDisclosuresRequest) GetEndTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ListDisclosuresRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+// ExportDisclosuresRequest names the subject, the range and the format (CSV or FHIR).
+type ExportDisclosuresRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Subject       string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	StartTime     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	EndTime       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	Format        ExportFormat           `protobuf:"varint,4,opt,name=format,proto3,enum=tokenizer.v1.ExportFormat" json:"format,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportDisclosuresRequest) Reset() {
+	*x = ExportDisclosuresRequest{}
+	mi := &file_tokenizer_v1_audit_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportDisclosuresRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportDisclosuresRequest) ProtoMessage() {}
+
+func (x *ExportDisclosuresRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenizer_v1_audit_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportDisclosuresRequest.ProtoReflect.Descriptor instead.
+func (*ExportDisclosuresRequest) Descriptor() ([]byte, []int) {
+	return file_tokenizer_v1_audit_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ExportDisclosuresRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *ExportDisclosuresRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *ExportDisclosuresRequest) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *ExportDisclosuresRequest) GetFormat() ExportFormat {
+	if x != nil {
+		return x.Format
+	}
+	return ExportFormat_EXPORT_FORMAT_UNSPECIFIED
+}
+
 // ListDisclosuresResponse lists the disclosures, oldest first.
 type ListDisclosuresResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -368,7 +448,7 @@ type ListDisclosuresResponse struct {
 
 func (x *ListDisclosuresResponse) Reset() {
 	*x = ListDisclosuresResponse{}
-	mi := &file_tokenizer_v1_audit_proto_msgTypes[4]
+	mi := &file_tokenizer_v1_audit_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -380,7 +460,7 @@ func (x *ListDisclosuresResponse) String() string {
 func (*ListDisclosuresResponse) ProtoMessage() {}
 
 func (x *ListDisclosuresResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenizer_v1_audit_proto_msgTypes[4]
+	mi := &file_tokenizer_v1_audit_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -393,7 +473,7 @@ func (x *ListDisclosuresResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDisclosuresResponse.ProtoReflect.Descriptor instead.
 func (*ListDisclosuresResponse) Descriptor() ([]byte, []int) {
-	return file_tokenizer_v1_audit_proto_rawDescGZIP(), []int{4}
+	return file_tokenizer_v1_audit_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListDisclosuresResponse) GetDisclosures() []*Disclosure {
@@ -416,13 +496,17 @@ type Disclosure struct {
 	ClientAddress string `protobuf:"bytes,7,opt,name=client_address,json=clientAddress,proto3" json:"client_address,omitempty"`
 	BreakGlass    bool   `protobuf:"varint,8,opt,name=break_glass,json=breakGlass,proto3" json:"break_glass,omitempty"`
 	Masked        bool   `protobuf:"varint,9,opt,name=masked,proto3" json:"masked,omitempty"`
+	// classes are the classes of the request that revealed the token.
+	Classes []string `protobuf:"bytes,10,rep,name=classes,proto3" json:"classes,omitempty"`
+	// grants are the grants the request revealed under, if any.
+	Grants        []string `protobuf:"bytes,11,rep,name=grants,proto3" json:"grants,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Disclosure) Reset() {
 	*x = Disclosure{}
-	mi := &file_tokenizer_v1_audit_proto_msgTypes[5]
+	mi := &file_tokenizer_v1_audit_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -434,7 +518,7 @@ func (x *Disclosure) String() string {
 func (*Disclosure) ProtoMessage() {}
 
 func (x *Disclosure) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenizer_v1_audit_proto_msgTypes[5]
+	mi := &file_tokenizer_v1_audit_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -447,7 +531,7 @@ func (x *Disclosure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disclosure.ProtoReflect.Descriptor instead.
 func (*Disclosure) Descriptor() ([]byte, []int) {
-	return file_tokenizer_v1_audit_proto_rawDescGZIP(), []int{5}
+	return file_tokenizer_v1_audit_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Disclosure) GetSeq() int64 {
@@ -513,6 +597,20 @@ func (x *Disclosure) GetMasked() bool {
 	return false
 }
 
+func (x *Disclosure) GetClasses() []string {
+	if x != nil {
+		return x.Classes
+	}
+	return nil
+}
+
+func (x *Disclosure) GetGrants() []string {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
 var File_tokenizer_v1_audit_proto protoreflect.FileDescriptor
 
 const file_tokenizer_v1_audit_proto_rawDesc = "" +
@@ -532,15 +630,22 @@ const file_tokenizer_v1_audit_proto_rawDesc = "" +
 	"\x12ExportAuditRequest\x122\n" +
 	"\x06format\x18\x01 \x01(\x0e2\x1a.tokenizer.v1.ExportFormatR\x06format\x12\x19\n" +
 	"\bfrom_seq\x18\x02 \x01(\x03R\afromSeq\x12\x15\n" +
-	"\x06to_seq\x18\x03 \x01(\x03R\x05toSeq\"\xb6\x01\n" +
+	"\x06to_seq\x18\x03 \x01(\x03R\x05toSeq\"\xd0\x01\n" +
 	"\x16ListDisclosuresRequest\x12\x14\n" +
 	"\x05class\x18\x01 \x01(\tR\x05class\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\x129\n" +
 	"\n" +
 	"start_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
-	"\bend_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"U\n" +
+	"\bend_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x18\n" +
+	"\asubject\x18\x05 \x01(\tR\asubject\"\xda\x01\n" +
+	"\x18ExportDisclosuresRequest\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x129\n" +
+	"\n" +
+	"start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x122\n" +
+	"\x06format\x18\x04 \x01(\x0e2\x1a.tokenizer.v1.ExportFormatR\x06format\"U\n" +
 	"\x17ListDisclosuresResponse\x12:\n" +
-	"\vdisclosures\x18\x01 \x03(\v2\x18.tokenizer.v1.DisclosureR\vdisclosures\"\xb1\x02\n" +
+	"\vdisclosures\x18\x01 \x03(\v2\x18.tokenizer.v1.DisclosureR\vdisclosures\"\xe3\x02\n" +
 	"\n" +
 	"Disclosure\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12.\n" +
@@ -553,16 +658,20 @@ const file_tokenizer_v1_audit_proto_rawDesc = "" +
 	"\x0eclient_address\x18\a \x01(\tR\rclientAddress\x12\x1f\n" +
 	"\vbreak_glass\x18\b \x01(\bR\n" +
 	"breakGlass\x12\x16\n" +
-	"\x06masked\x18\t \x01(\bR\x06masked*u\n" +
+	"\x06masked\x18\t \x01(\bR\x06masked\x12\x18\n" +
+	"\aclasses\x18\n" +
+	" \x03(\tR\aclasses\x12\x16\n" +
+	"\x06grants\x18\v \x03(\tR\x06grants*u\n" +
 	"\fExportFormat\x12\x1d\n" +
 	"\x19EXPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13EXPORT_FORMAT_JSONL\x10\x01\x12\x15\n" +
 	"\x11EXPORT_FORMAT_CSV\x10\x02\x12\x16\n" +
-	"\x12EXPORT_FORMAT_FHIR\x10\x032\xea\x02\n" +
+	"\x12EXPORT_FORMAT_FHIR\x10\x032\xe8\x03\n" +
 	"\fAuditService\x12o\n" +
 	"\vVerifyAudit\x12 .tokenizer.v1.VerifyAuditRequest\x1a!.tokenizer.v1.VerifyAuditResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/audit:verify\x12a\n" +
 	"\vExportAudit\x12 .tokenizer.v1.ExportAuditRequest\x1a\x14.google.api.HttpBody\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/audit/export0\x01\x12\x85\x01\n" +
-	"\x0fListDisclosures\x12$.tokenizer.v1.ListDisclosuresRequest\x1a%.tokenizer.v1.ListDisclosuresResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/audit/disclosures:listB>Z<github.com/phivault/tokenizer/proto/tokenizer/v1;tokenizerv1b\x06proto3"
+	"\x0fListDisclosures\x12$.tokenizer.v1.ListDisclosuresRequest\x1a%.tokenizer.v1.ListDisclosuresResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/audit/disclosures:list\x12|\n" +
+	"\x11ExportDisclosures\x12&.tokenizer.v1.ExportDisclosuresRequest\x1a\x14.google.api.HttpBody\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/audit/disclosures:export0\x01B>Z<github.com/phivault/tokenizer/proto/tokenizer/v1;tokenizerv1b\x06proto3"
 
 var (
 	file_tokenizer_v1_audit_proto_rawDescOnce sync.Once
@@ -577,35 +686,41 @@ func file_tokenizer_v1_audit_proto_rawDescGZIP() []byte {
 }
 
 var file_tokenizer_v1_audit_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tokenizer_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_tokenizer_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_tokenizer_v1_audit_proto_goTypes = []any{
-	(ExportFormat)(0),               // 0: tokenizer.v1.ExportFormat
-	(*VerifyAuditRequest)(nil),      // 1: tokenizer.v1.VerifyAuditRequest
-	(*VerifyAuditResponse)(nil),     // 2: tokenizer.v1.VerifyAuditResponse
-	(*ExportAuditRequest)(nil),      // 3: tokenizer.v1.ExportAuditRequest
-	(*ListDisclosuresRequest)(nil),  // 4: tokenizer.v1.ListDisclosuresRequest
-	(*ListDisclosuresResponse)(nil), // 5: tokenizer.v1.ListDisclosuresResponse
-	(*Disclosure)(nil),              // 6: tokenizer.v1.Disclosure
-	(*timestamppb.Timestamp)(nil),   // 7: google.protobuf.Timestamp
-	(*httpbody.HttpBody)(nil),       // 8: google.api.HttpBody
+	(ExportFormat)(0),                // 0: tokenizer.v1.ExportFormat
+	(*VerifyAuditRequest)(nil),       // 1: tokenizer.v1.VerifyAuditRequest
+	(*VerifyAuditResponse)(nil),      // 2: tokenizer.v1.VerifyAuditResponse
+	(*ExportAuditRequest)(nil),       // 3: tokenizer.v1.ExportAuditRequest
+	(*ListDisclosuresRequest)(nil),   // 4: tokenizer.v1.ListDisclosuresRequest
+	(*ExportDisclosuresRequest)(nil), // 5: tokenizer.v1.ExportDisclosuresRequest
+	(*ListDisclosuresResponse)(nil),  // 6: tokenizer.v1.ListDisclosuresResponse
+	(*Disclosure)(nil),               // 7: tokenizer.v1.Disclosure
+	(*timestamppb.Timestamp)(nil),    // 8: google.protobuf.Timestamp
+	(*httpbody.HttpBody)(nil),        // 9: google.api.HttpBody
 }
 var file_tokenizer_v1_audit_proto_depIdxs = []int32{
-	0, // 0: tokenizer.v1.ExportAuditRequest.format:type_name -> tokenizer.v1.ExportFormat
-	7, // 1: tokenizer.v1.ListDisclosuresRequest.start_time:type_name -> google.protobuf.Timestamp
-	7, // 2: tokenizer.v1.ListDisclosuresRequest.end_time:type_name -> google.protobuf.Timestamp
-	6, // 3: tokenizer.v1.ListDisclosuresResponse.disclosures:type_name -> tokenizer.v1.Disclosure
-	7, // 4: tokenizer.v1.Disclosure.time:type_name -> google.protobuf.Timestamp
-	1, // 5: tokenizer.v1.AuditService.VerifyAudit:input_type -> tokenizer.v1.VerifyAuditRequest
-	3, // 6: tokenizer.v1.AuditService.ExportAudit:input_type -> tokenizer.v1.ExportAuditRequest
-	4, // 7: tokenizer.v1.AuditService.ListDisclosures:input_type -> tokenizer.v1.ListDisclosuresRequest
-	2, // 8: tokenizer.v1.AuditService.VerifyAudit:output_type -> tokenizer.v1.VerifyAuditResponse
-	8, // 9: tokenizer.v1.AuditService.ExportAudit:output_type -> google.api.HttpBody
-	5, // 10: tokenizer.v1.AuditService.ListDisclosures:output_type -> tokenizer.v1.ListDisclosuresResponse
-	8, // [8:11] is the sub-list for method output_type
-	5, // [5:8] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	0,  // 0: tokenizer.v1.ExportAuditRequest.format:type_name -> tokenizer.v1.ExportFormat
+	8,  // 1: tokenizer.v1.ListDisclosuresRequest.start_time:type_name -> google.protobuf.Timestamp
+	8,  // 2: tokenizer.v1.ListDisclosuresRequest.end_time:type_name -> google.protobuf.Timestamp
+	8,  // 3: tokenizer.v1.ExportDisclosuresRequest.start_time:type_name -> google.protobuf.Timestamp
+	8,  // 4: tokenizer.v1.ExportDisclosuresRequest.end_time:type_name -> google.protobuf.Timestamp
+	0,  // 5: tokenizer.v1.ExportDisclosuresRequest.format:type_name -> tokenizer.v1.ExportFormat
+	7,  // 6: tokenizer.v1.ListDisclosuresResponse.disclosures:type_name -> tokenizer.v1.Disclosure
+	8,  // 7: tokenizer.v1.Disclosure.time:type_name -> google.protobuf.Timestamp
+	1,  // 8: tokenizer.v1.AuditService.VerifyAudit:input_type -> tokenizer.v1.VerifyAuditRequest
+	3,  // 9: tokenizer.v1.AuditService.ExportAudit:input_type -> tokenizer.v1.ExportAuditRequest
+	4,  // 10: tokenizer.v1.AuditService.ListDisclosures:input_type -> tokenizer.v1.ListDisclosuresRequest
+	5,  // 11: tokenizer.v1.AuditService.ExportDisclosures:input_type -> tokenizer.v1.ExportDisclosuresRequest
+	2,  // 12: tokenizer.v1.AuditService.VerifyAudit:output_type -> tokenizer.v1.VerifyAuditResponse
+	9,  // 13: tokenizer.v1.AuditService.ExportAudit:output_type -> google.api.HttpBody
+	6,  // 14: tokenizer.v1.AuditService.ListDisclosures:output_type -> tokenizer.v1.ListDisclosuresResponse
+	9,  // 15: tokenizer.v1.AuditService.ExportDisclosures:output_type -> google.api.HttpBody
+	12, // [12:16] is the sub-list for method output_type
+	8,  // [8:12] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_tokenizer_v1_audit_proto_init() }
@@ -619,7 +734,7 @@ func file_tokenizer_v1_audit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenizer_v1_audit_proto_rawDesc), len(file_tokenizer_v1_audit_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

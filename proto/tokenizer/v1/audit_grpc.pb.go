@@ -20,9 +20,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AuditService_VerifyAudit_FullMethodName     = "/tokenizer.v1.AuditService/VerifyAudit"
-	AuditService_ExportAudit_FullMethodName     = "/tokenizer.v1.AuditService/ExportAudit"
-	AuditService_ListDisclosures_FullMethodName = "/tokenizer.v1.AuditService/ListDisclosures"
+	AuditService_VerifyAudit_FullMethodName       = "/tokenizer.v1.AuditService/VerifyAudit"
+	AuditService_ExportAudit_FullMethodName       = "/tokenizer.v1.AuditService/ExportAudit"
+	AuditService_ListDisclosures_FullMethodName   = "/tokenizer.v1.AuditService/ListDisclosures"
+	AuditService_ExportDisclosures_FullMethodName = "/tokenizer.v1.AuditService/ExportDisclosures"
 )
 
 // AuditServiceClient is the client API for AuditService service.
@@ -37,9 +38,14 @@ type AuditServiceClient interface {
 	// ExportAudit streams the audit log in the requested format. Over REST the body is
 	// the export itself (JSON Lines, CSV or a FHIR Bundle), not a JSON envelope.
 	ExportAudit(ctx context.Context, in *ExportAuditRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[httpbody.HttpBody], error)
-	// ListDisclosures lists every reveal of one token: when, to whom, why.
-	// The token travels in the body, never in a URL.
+	// ListDisclosures lists every reveal of one token, or of every token of one data
+	// subject (patient): when, to whom, why. The token or subject travels in the body,
+	// never in a URL.
 	ListDisclosures(ctx context.Context, in *ListDisclosuresRequest, opts ...grpc.CallOption) (*ListDisclosuresResponse, error)
+	// ExportDisclosures streams the accounting of disclosures of one data subject as CSV
+	// or as a FHIR R4 Bundle of AuditEvents (45 CFR 164.528). Over REST the body is the
+	// export itself.
+	ExportDisclosures(ctx context.Context, in *ExportDisclosuresRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[httpbody.HttpBody], error)
 }
 
 type auditServiceClient struct {
@@ -89,6 +95,25 @@ func (c *auditServiceClient) ListDisclosures(ctx context.Context, in *ListDisclo
 	return out, nil
 }
 
+func (c *auditServiceClient) ExportDisclosures(ctx context.Context, in *ExportDisclosuresRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[httpbody.HttpBody], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AuditService_ServiceDesc.Streams[1], AuditService_ExportDisclosures_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExportDisclosuresRequest, httpbody.HttpBody]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AuditService_ExportDisclosuresClient = grpc.ServerStreamingClient[httpbody.HttpBody]
+
 // AuditServiceServer is the server API for AuditService service.
 // All implementations must embed UnimplementedAuditServiceServer
 // for forward compatibility.
@@ -101,9 +126,14 @@ type AuditServiceServer interface {
 	// ExportAudit streams the audit log in the requested format. Over REST the body is
 	// the export itself (JSON Lines, CSV or a FHIR Bundle), not a JSON envelope.
 	ExportAudit(*ExportAuditRequest, grpc.ServerStreamingServer[httpbody.HttpBody]) error
-	// ListDisclosures lists every reveal of one token: when, to whom, why.
-	// The token travels in the body, never in a URL.
+	// ListDisclosures lists every reveal of one token, or of every token of one data
+	// subject (patient): when, to whom, why. The token or subject travels in the body,
+	// never in a URL.
 	ListDisclosures(context.Context, *ListDisclosuresRequest) (*ListDisclosuresResponse, error)
+	// ExportDisclosures streams the accounting of disclosures of one data subject as CSV
+	// or as a FHIR R4 Bundle of AuditEvents (45 CFR 164.528). Over REST the body is the
+	// export itself.
+	ExportDisclosures(*ExportDisclosuresRequest, grpc.ServerStreamingServer[httpbody.HttpBody]) error
 	mustEmbedUnimplementedAuditServiceServer()
 }
 
@@ -122,6 +152,9 @@ func (UnimplementedAuditServiceServer) ExportAudit(*ExportAuditRequest, grpc.Ser
 }
 func (UnimplementedAuditServiceServer) ListDisclosures(context.Context, *ListDisclosuresRequest) (*ListDisclosuresResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListDisclosures not implemented")
+}
+func (UnimplementedAuditServiceServer) ExportDisclosures(*ExportDisclosuresRequest, grpc.ServerStreamingServer[httpbody.HttpBody]) error {
+	return status.Error(codes.Unimplemented, "method ExportDisclosures not implemented")
 }
 func (UnimplementedAuditServiceServer) mustEmbedUnimplementedAuditServiceServer() {}
 func (UnimplementedAuditServiceServer) testEmbeddedByValue()                      {}
@@ -191,6 +224,17 @@ func _AuditService_ListDisclosures_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuditService_ExportDisclosures_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ExportDisclosuresRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AuditServiceServer).ExportDisclosures(m, &grpc.GenericServerStream[ExportDisclosuresRequest, httpbody.HttpBody]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AuditService_ExportDisclosuresServer = grpc.ServerStreamingServer[httpbody.HttpBody]
+
 // AuditService_ServiceDesc is the grpc.ServiceDesc for AuditService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -211,6 +255,11 @@ var AuditService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ExportAudit",
 			Handler:       _AuditService_ExportAudit_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "ExportDisclosures",
+			Handler:       _AuditService_ExportDisclosures_Handler,
 			ServerStreams: true,
 		},
 	},

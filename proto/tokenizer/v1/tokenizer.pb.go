@@ -91,7 +91,13 @@ type TokenizeItem struct {
 	Reference string `protobuf:"bytes,3,opt,name=reference,proto3" json:"reference,omitempty"`
 	// scope separates determinism for static classes: the same value in two scopes gets
 	// unrelated tokens. Empty is the class's default scope.
-	Scope         string `protobuf:"bytes,4,opt,name=scope,proto3" json:"scope,omitempty"`
+	Scope string `protobuf:"bytes,4,opt,name=scope,proto3" json:"scope,omitempty"`
+	// subject is the data subject (patient) the value belongs to: the patient's
+	// identifier in the caller's system, e.g. an MRN. The service keeps only a keyed
+	// digest of it; the value is encrypted under the subject's own key, and
+	// SubjectService.ForgetSubject erases every value of the subject at once. Empty: no
+	// subject (docs/subjects.md).
+	Subject       string `protobuf:"bytes,5,opt,name=subject,proto3" json:"subject,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -154,6 +160,13 @@ func (x *TokenizeItem) GetScope() string {
 	return ""
 }
 
+func (x *TokenizeItem) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
 // TokenizeResponse holds one result per request item, in request order.
 type TokenizeResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -207,7 +220,10 @@ type TokenizeResult struct {
 	// error is set when this item failed; the token is then empty.
 	Error *status.Status `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
 	// expire_time is when the token stops detokenizing, if it expires.
-	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// subject_token is the subject's own token (in the class subjects.class of the
+	// configuration), when the item has a subject and such a class is configured.
+	SubjectToken  string `protobuf:"bytes,5,opt,name=subject_token,json=subjectToken,proto3" json:"subject_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -268,6 +284,13 @@ func (x *TokenizeResult) GetExpireTime() *timestamppb.Timestamp {
 		return x.ExpireTime
 	}
 	return nil
+}
+
+func (x *TokenizeResult) GetSubjectToken() string {
+	if x != nil {
+		return x.SubjectToken
+	}
+	return ""
 }
 
 // DetokenizeRequest is a batch of tokens to reveal, with the purpose of the disclosure.
@@ -936,20 +959,22 @@ const file_tokenizer_v1_tokenizer_proto_rawDesc = "" +
 	"\x1ctokenizer/v1/tokenizer.proto\x12\ftokenizer.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"p\n" +
 	"\x0fTokenizeRequest\x120\n" +
 	"\x05items\x18\x01 \x03(\v2\x1a.tokenizer.v1.TokenizeItemR\x05items\x12+\n" +
-	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"n\n" +
+	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"\x88\x01\n" +
 	"\fTokenizeItem\x12\x14\n" +
 	"\x05class\x18\x01 \x01(\tR\x05class\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\x12\x1c\n" +
 	"\treference\x18\x03 \x01(\tR\treference\x12\x14\n" +
-	"\x05scope\x18\x04 \x01(\tR\x05scope\"J\n" +
+	"\x05scope\x18\x04 \x01(\tR\x05scope\x12\x18\n" +
+	"\asubject\x18\x05 \x01(\tR\asubject\"J\n" +
 	"\x10TokenizeResponse\x126\n" +
-	"\aresults\x18\x01 \x03(\v2\x1c.tokenizer.v1.TokenizeResultR\aresults\"\xab\x01\n" +
+	"\aresults\x18\x01 \x03(\v2\x1c.tokenizer.v1.TokenizeResultR\aresults\"\xd0\x01\n" +
 	"\x0eTokenizeResult\x12\x1c\n" +
 	"\treference\x18\x01 \x01(\tR\treference\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\x12(\n" +
 	"\x05error\x18\x03 \x01(\v2\x12.google.rpc.StatusR\x05error\x12;\n" +
 	"\vexpire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"expireTime\"\x93\x01\n" +
+	"expireTime\x12#\n" +
+	"\rsubject_token\x18\x05 \x01(\tR\fsubjectToken\"\x93\x01\n" +
 	"\x11DetokenizeRequest\x12$\n" +
 	"\x0epurpose_of_use\x18\x01 \x01(\tR\fpurposeOfUse\x12$\n" +
 	"\rjustification\x18\x02 \x01(\tR\rjustification\x122\n" +
