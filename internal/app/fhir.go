@@ -163,11 +163,18 @@ func (t *fhirTokens) Tokenize(ctx context.Context, items []fhir.Item) ([]fhir.To
 		sub := make([]tokenizer.TokenizeItem, len(part))
 		for k, i := range part {
 			sub[k] = tokenizer.TokenizeItem{Class: items[i].Class, Value: items[i].Value}
+			if t.eng.SubjectBound(items[i].Class) {
+				sub[k].Subject = items[i].Subject // the patient's tokens go when the patient is erased
+			}
 		}
 		res, err := t.eng.Tokenize(ctx, sub, 0)
+		rec := audit.RecordFrom(ctx)
 		for k, i := range part {
 			if err == nil {
 				out[i] = fhir.Tokenized{Token: res[k].Token, Err: res[k].Err}
+				if res[k].SubjectDigest != nil && res[k].Err == nil {
+					rec.SubjectDigests = append(rec.SubjectDigests, res[k].SubjectDigest)
+				}
 			}
 		}
 		return err
@@ -202,6 +209,9 @@ func (t *fhirTokens) revealed(rec *audit.Record, class string, r tokenizer.Detok
 		return fhir.Revealed{Err: r.Err}
 	}
 	rec.TokenDigests = append(rec.TokenDigests, r.Digest)
+	if r.SubjectDigest != nil {
+		rec.SubjectDigests = append(rec.SubjectDigests, r.SubjectDigest)
+	}
 	if masked {
 		rec.Masked = true
 		return fhir.Revealed{Value: t.eng.Mask(class, r.Value), Outcome: fhir.RevealMasked}

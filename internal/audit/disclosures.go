@@ -28,7 +28,7 @@ func Disclosures(ctx context.Context, st DisclosureReader, digests [][]byte, sta
 	}
 	var out []Disclosure
 	for _, r := range rows {
-		if r.Operation != "detokenize" && r.Operation != "detokenize_stream" {
+		if !IsReveal(r.Operation) {
 			continue
 		}
 		d, err := Decode(r.Body)
@@ -38,4 +38,15 @@ func Disclosures(ctx context.Context, st DisclosureReader, digests [][]byte, sta
 		out = append(out, Disclosure{Seq: r.Seq, Time: r.Time, Decoded: d})
 	}
 	return out, nil
+}
+
+// IsReveal reports whether events of operation op disclose values when they succeed:
+// detokenization, unary or streamed, and FHIR re-identification, unary or streamed
+// (bulk jobs and warehouse functions reveal through these).
+func IsReveal(op string) bool {
+	switch op {
+	case "detokenize", "detokenize_stream", "detokenize_resources", "detokenize_resources_stream":
+		return true
+	}
+	return false
 }

@@ -240,12 +240,12 @@ func ToFHIR(r Row) (any, error) {
 	}
 	var lifecycle *coding
 	switch d.Operation {
-	case "detokenize", "detokenize_stream":
+	case "detokenize", "detokenize_stream", "detokenize_resources", "detokenize_resources_stream":
 		ev.Type = coding{System: dcmSystem, Code: "110106", Display: "Export"}
 		ev.Subtype = []coding{{System: interactionSys, Code: "read", Display: "read"}}
 		ev.Action = "R"
 		lifecycle = &coding{System: lifecycleSystem, Code: "reidentify", Display: "Re-identify"}
-	case "tokenize", "tokenize_stream":
+	case "tokenize", "tokenize_stream", "tokenize_resources", "tokenize_resources_stream":
 		ev.Subtype = []coding{{System: interactionSys, Code: "create", Display: "create"}}
 		ev.Action = "C"
 		lifecycle = &coding{System: lifecycleSystem, Code: "pseudonymize", Display: "Pseudonymize"}

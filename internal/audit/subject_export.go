@@ -61,7 +61,7 @@ func ExportDisclosures(ctx context.Context, st DisclosureReader, digests [][]byt
 
 // isDisclosure reports whether r is a successful reveal, as Disclosures counts them.
 func isDisclosure(r Row) bool {
-	if r.Operation != "detokenize" && r.Operation != "detokenize_stream" {
+	if !IsReveal(r.Operation) {
 		return false
 	}
 	d, err := Decode(r.Body)

@@ -292,3 +292,82 @@ func TestFHIROffsetsAgreeAcrossReplicas(t *testing.T) {
 	assert.Greater(t, len(births), 1, "patients born the same day are shifted by different offsets")
 	assert.False(t, births["2000-01-01"], "never shifted by 0")
 }
+
+// TestFHIRErasureTakesThePatientsTokensAndDateShift: a patient's FHIR tokens and date
+// shift are the patient's: after ForgetSubject("Patient/<id>") the old de-identified
+// resources cannot be re-identified, and the patient de-identified again gets new tokens.
+func TestFHIRErasureTakesThePatientsTokensAndDateShift(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.start(t, true)
+	ctx := t.Context()
+	fc := tokenizerv1.NewFhirServiceClient(r.conn)
+	resources := []string{
+		`{"resourceType":"Patient","id":"erase-1","identifier":[{"system":"http://hospital.example.org/mrn","value":"MRN-77001"}],"birthDate":"1970-05-05"}`,
+		`{"resourceType":"Observation","id":"obs-1","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/erase-1"},"effectiveDateTime":"2020-02-02"}`,
+		`{"resourceType":"Patient","id":"keep-1","birthDate":"1971-06-06"}`,
+	}
+	deid, err := fc.TokenizeResources(ctx, &tokenizerv1.TokenizeResourcesRequest{Profile: "limited_data_set", Resources: resources})
+	require.NoError(t, err)
+	require.Empty(t, deid.Errors)
+	reid := func() *tokenizerv1.ResourcesResponse {
+		res, err := fc.DetokenizeResources(ctx, &tokenizerv1.DetokenizeResourcesRequest{Profile: "limited_data_set", PurposeOfUse: "TREAT", Resources: deid.Resources})
+		require.NoError(t, err)
+		return res
+	}
+	before := reid()
+	require.Empty(t, before.Unrestored)
+	for i := range resources {
+		require.Equal(t, semantic(t, resources[i]), semantic(t, before.Resources[i]), "resource %d", i)
+	}
+
+	// The FHIR reveal is accounted to the patient, and only to that patient.
+	ds, err := tokenizerv1.NewAuditServiceClient(r.conn).ListDisclosures(ctx, &tokenizerv1.ListDisclosuresRequest{Subject: "Patient/erase-1"})
+	require.NoError(t, err)
+	require.Len(t, ds.Disclosures, 1, "one FHIR re-identification disclosed the patient")
+	assert.Equal(t, "TREAT", ds.Disclosures[0].PurposeOfUse)
+	ds, err = tokenizerv1.NewAuditServiceClient(r.conn).ListDisclosures(ctx, &tokenizerv1.ListDisclosuresRequest{Subject: "Patient/nobody"})
+	if status.Code(err) != codes.NotFound {
+		require.NoError(t, err)
+		assert.Empty(t, ds.Disclosures)
+	}
+
+	conn, err := pgx.Connect(ctx, e.dbURL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	offsets := func() (bound, all int) {
+		require.NoError(t, conn.QueryRow(ctx, `SELECT count(subject_id), count(*) FROM subject_offsets`).Scan(&bound, &all))
+		return bound, all
+	}
+	bound, all := offsets()
+	require.Equal(t, 2, bound, "both patients' date shifts are sealed under their subject keys")
+	require.Equal(t, 2, all)
+
+	_, err = r.subjects().ForgetSubject(ctx, &tokenizerv1.ForgetSubjectRequest{Subject: "Patient/erase-1", Reason: "patient request"})
+	require.NoError(t, err)
+	bound, all = offsets()
+	assert.Equal(t, 1, bound, "the erased patient's date shift went with the subject")
+	assert.Equal(t, 1, all)
+
+	after := reid()
+	for _, planted := range []string{"MRN-77001", "1970-05-05", "2020-02-02", "erase-1"} {
+		for i, out := range after.Resources {
+			assert.NotContains(t, out, planted, "resource %d: the erased patient's data does not come back", i)
+		}
+	}
+	failed := map[int32]string{}
+	for _, f := range after.Errors {
+		failed[f.Index] = f.Reason
+	}
+	assert.Contains(t, failed[0], "token not found", "the erased patient's resources fail by index and path: %v", after.Errors)
+	assert.Contains(t, failed[1], "token not found", "%v", after.Errors)
+	require.Len(t, after.Resources, 3)
+	assert.Empty(t, after.Resources[0])
+	assert.Equal(t, semantic(t, resources[2]), semantic(t, after.Resources[2]), "another patient is untouched")
+
+	again, err := fc.TokenizeResources(ctx, &tokenizerv1.TokenizeResourcesRequest{Profile: "limited_data_set", Resources: resources[:1]})
+	require.NoError(t, err)
+	require.Empty(t, again.Errors)
+	assert.NotEqual(t, semantic(t, deid.Resources[0]).(map[string]any)["id"], semantic(t, again.Resources[0]).(map[string]any)["id"],
+		"the patient de-identified again is a new subject with new tokens")
+}

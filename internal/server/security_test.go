@@ -418,6 +418,8 @@ func reflectionServices(ctx context.Context, conn *grpc.ClientConn) ([]string, e
 		return nil, err
 	}
 	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		// io.EOF: the server ended the stream first; its status comes with Recv.
+		_, err = stream.Recv()
 		return nil, err
 	}
 	resp, err := stream.Recv()

@@ -2,7 +2,9 @@ package tokenizer
 
 import (
 	"context"
+	"crypto/cipher"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/phivault/tokenizer/internal/errs"
@@ -14,7 +16,10 @@ import (
 type Offset struct {
 	SubjectDigest []byte
 	CT            []byte
-	KeyVersion    int
+	// KeyVersion is the value-encryption key version that sealed CT, or 0 when the
+	// subject's own key did (SubjectID set): the row then goes when the subject is erased.
+	KeyVersion int
+	SubjectID  int64
 }
 
 // OffsetStore keeps the offsets. internal/store implements it on PostgreSQL and in
@@ -32,8 +37,10 @@ type OffsetStore interface {
 const subjectNamespace = "subject:date-shift"
 
 // SubjectOffsets returns the date-shift offsets (days) of subjects: drawn once with
-// draw and stored sealed; with create false unknown subjects are left out. It is the
-// storage behind fhir.Offsets; the offsets never leave the service.
+// draw and stored sealed; with create false unknown subjects are left out. With
+// subjects enabled, an offset is sealed under the subject's own key and its row goes
+// when the subject is erased (an erased patient's old offset cannot be opened from a
+// backup either). It is the storage behind fhir.Offsets; offsets never leave the service.
 func (e *Engine) SubjectOffsets(ctx context.Context, st OffsetStore, subjects []string, create bool, draw func() (int, error)) (map[string]int, error) {
 	fpKey, err := e.keys.Current(keys.Fingerprint)
 	if err != nil {
@@ -43,12 +50,16 @@ func (e *Engine) SubjectOffsets(ctx context.Context, st OffsetStore, subjects []
 	for i, s := range subjects {
 		digests[i] = e.fingerprint(fpKey.Material, subjectNamespace, "", s)
 	}
+	sks, err := e.offsetSubjects(ctx, subjects, create)
+	if err != nil {
+		return nil, err
+	}
 	rows, err := st.LoadOffsets(ctx, digests)
 	if err != nil {
 		return nil, storeErr(ctx, err)
 	}
 	if create {
-		if rows, err = e.createOffsets(ctx, st, digests, rows, draw); err != nil {
+		if rows, err = e.createOffsets(ctx, st, subjects, digests, rows, sks, draw); err != nil {
 			return nil, err
 		}
 	}
@@ -58,9 +69,12 @@ func (e *Engine) SubjectOffsets(ctx context.Context, st OffsetStore, subjects []
 		if !ok {
 			continue
 		}
-		a, err := e.aeadVersion(row.KeyVersion)
+		a, err := e.offsetAEAD(row, sks[s])
 		if err != nil {
 			return nil, err
+		}
+		if a == nil {
+			continue // sealed for a subject erased since: no offset any more
 		}
 		pt, err := open(a, row.SubjectDigest, row.CT)
 		if err != nil || len(pt) != 4 {
@@ -71,21 +85,64 @@ func (e *Engine) SubjectOffsets(ctx context.Context, st OffsetStore, subjects []
 	return out, nil
 }
 
+// offsetSubjects returns the keys of the subjects (creating new ones when create), or
+// nil when subjects are not enabled. With create false, unknown and erased subjects are
+// left out.
+func (e *Engine) offsetSubjects(ctx context.Context, subjects []string, create bool) (map[string]*subjectKeys, error) {
+	if e.subj == nil {
+		return nil, nil
+	}
+	if create {
+		return e.resolveSubjects(ctx, subjects)
+	}
+	out := map[string]*subjectKeys{}
+	for _, name := range subjects {
+		s, ok, err := e.findSubject(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		sk, err := e.subjectKeys(ctx, s)
+		if errors.Is(err, keys.ErrSubjectKeyGone) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[name] = sk
+	}
+	return out, nil
+}
+
+// offsetAEAD is the cipher that sealed row: the subject's (nil when the subject is not
+// the one that sealed it any more) or the value key's version.
+func (e *Engine) offsetAEAD(row Offset, sk *subjectKeys) (cipher.AEAD, error) {
+	if row.KeyVersion == 0 {
+		if sk == nil || sk.id != row.SubjectID {
+			return nil, nil
+		}
+		return sk.aead, nil
+	}
+	return e.aeadVersion(row.KeyVersion)
+}
+
 // createOffsets draws and stores offsets for the digests without one, then reads back
 // what is stored (another request or replica may have been first).
-func (e *Engine) createOffsets(ctx context.Context, st OffsetStore, digests [][]byte, have map[string]Offset, draw func() (int, error)) (map[string]Offset, error) {
+func (e *Engine) createOffsets(ctx context.Context, st OffsetStore, subjects []string, digests [][]byte, have map[string]Offset, sks map[string]*subjectKeys, draw func() (int, error)) (map[string]Offset, error) {
 	encKey, err := e.keys.Current(keys.ValueEncryption)
 	if err != nil {
 		return nil, errs.Wrap(errs.Unavailable, err, "data keys not loaded")
 	}
-	a, err := e.aead(encKey)
+	valueAEAD, err := e.aead(encKey)
 	if err != nil {
 		return nil, err
 	}
 	var missing [][]byte
 	var rows []Offset
 	seen := map[string]bool{}
-	for _, d := range digests {
+	for i, d := range digests {
 		if _, ok := have[string(d)]; ok || seen[string(d)] {
 			continue
 		}
@@ -96,7 +153,11 @@ func (e *Engine) createOffsets(ctx context.Context, st OffsetStore, digests [][]
 		}
 		var pt [4]byte
 		binary.BigEndian.PutUint32(pt[:], uint32(int32(days)))
-		rows = append(rows, Offset{SubjectDigest: d, CT: seal(a, d, pt[:]), KeyVersion: encKey.Version})
+		row := Offset{SubjectDigest: d, CT: seal(valueAEAD, d, pt[:]), KeyVersion: encKey.Version}
+		if sk := sks[subjects[i]]; sk != nil {
+			row = Offset{SubjectDigest: d, CT: seal(sk.aead, d, pt[:]), SubjectID: sk.id}
+		}
+		rows = append(rows, row)
 		missing = append(missing, d)
 	}
 	if len(rows) == 0 {

@@ -85,6 +85,14 @@ func (e *Engine) EnableSubjects(st SubjectStore, v keys.SubjectVault, class stri
 // SubjectsEnabled reports whether EnableSubjects was called.
 func (e *Engine) SubjectsEnabled() bool { return e.subj != nil }
 
+// SubjectBound reports whether tokens of class are bound to their subject when one is
+// given: subjects are enabled and the class stores its mappings (a storage-none token
+// must decrypt without a subject key).
+func (e *Engine) SubjectBound(class string) bool {
+	c, ok := e.classes[class]
+	return e.subj != nil && ok && c.stores()
+}
+
 // checkSubject validates a subject identifier; errors name the field, not the value.
 func checkSubject(s string) error {
 	switch {
@@ -158,7 +166,13 @@ func (e *Engine) resolveSubject(ctx context.Context, name string) (*subjectKeys,
 			return nil, err
 		}
 		if !ok {
-			if s, err = e.createSubject(ctx, name); err != nil {
+			s, err = e.createSubject(ctx, name)
+			if errors.Is(err, errs.ErrConflict) && ctx.Err() == nil {
+				// A concurrent first use committed the subject after our statement's
+				// snapshot (or an erasure removed it): read it again.
+				continue
+			}
+			if err != nil {
 				return nil, err
 			}
 		}
@@ -171,7 +185,7 @@ func (e *Engine) resolveSubject(ctx context.Context, name string) (*subjectKeys,
 		}
 		return sk, err
 	}
-	return nil, errs.New(errs.Aborted, "subject: concurrent erasure; retry")
+	return nil, errs.New(errs.Aborted, "subject: concurrent creation or erasure; retry")
 }
 
 // createSubject creates a key in the key provider, then the subject row; a concurrent

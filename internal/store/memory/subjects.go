@@ -70,6 +70,11 @@ func (s *Store) ForgetSubject(ctx context.Context, id int64) (map[string]int64, 
 		}
 	}
 	delete(s.subjects, id)
+	for d, o := range s.offsets {
+		if o.SubjectID == id {
+			delete(s.offsets, d)
+		}
+	}
 	for gid, g := range s.grants {
 		if g.SubjectID == id {
 			delete(s.grants, gid)

@@ -52,6 +52,8 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		"SubjectsInsertLookupForget":        testSubjects,
 		"SubjectRowsAreNotReencrypted":      testSubjectReencrypt,
 		"GrantsApproveRevokeReviewErase":    testGrants,
+		"OffsetsFirstWriterWins":            testOffsets,
+		"OffsetsGoWithTheirSubject":         testSubjectOffsets,
 	}
 	for name, f := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -431,4 +433,29 @@ func testOffsets(t *testing.T, s Store) {
 	assert.Equal(t, []byte("first"), got[string(a)].CT, "the first writer wins")
 	assert.Equal(t, 1, got[string(a)].KeyVersion)
 	assert.Equal(t, []byte("b"), got[string(b)].CT)
+}
+
+func testSubjectOffsets(t *testing.T, s Store) {
+	ctx := t.Context()
+	a, b := insertSubject(t, s), insertSubject(t, s)
+	da, db, dn := random(16), random(16), random(16)
+	require.NoError(t, s.InsertOffsets(ctx, []tokenizer.Offset{
+		{SubjectDigest: da, CT: []byte("a"), SubjectID: a.ID},
+		{SubjectDigest: db, CT: []byte("b"), SubjectID: b.ID},
+		{SubjectDigest: dn, CT: []byte("n"), KeyVersion: 1},
+	}))
+	got, err := s.LoadOffsets(ctx, [][]byte{da, db, dn})
+	require.NoError(t, err)
+	require.Len(t, got, 3)
+	assert.Equal(t, a.ID, got[string(da)].SubjectID)
+	assert.Zero(t, got[string(da)].KeyVersion)
+	assert.Zero(t, got[string(dn)].SubjectID)
+
+	_, err = s.ForgetSubject(ctx, a.ID)
+	require.NoError(t, err)
+	got, err = s.LoadOffsets(ctx, [][]byte{da, db, dn})
+	require.NoError(t, err)
+	assert.NotContains(t, got, string(da), "an erased subject's offset goes with it")
+	assert.Contains(t, got, string(db), "another subject's offset stays")
+	assert.Contains(t, got, string(dn), "an offset of no subject stays")
 }
