@@ -163,8 +163,12 @@ func (t *fhirTokens) Tokenize(ctx context.Context, items []fhir.Item) ([]fhir.To
 		sub := make([]tokenizer.TokenizeItem, len(part))
 		for k, i := range part {
 			sub[k] = tokenizer.TokenizeItem{Class: items[i].Class, Value: items[i].Value}
-			if t.eng.SubjectBound(items[i].Class) {
-				sub[k].Subject = items[i].Subject // the patient's tokens go when the patient is erased
+			if items[i].ID && t.eng.SubjectBound(items[i].Class) {
+				// The Patient's id and references to it are the patient's: erasing the
+				// patient makes them unrevealable. Values are not bound: a bound static
+				// token is per patient, and short values many patients share ("Mr.",
+				// a state) would exhaust their token space.
+				sub[k].Subject = items[i].Subject
 			}
 		}
 		res, err := t.eng.Tokenize(ctx, sub, 0)

@@ -120,7 +120,10 @@ func (d *doc) idSubject(r ref, rs resolver, reverse bool) string {
 	return ""
 }
 
-type itemKey struct{ class, value, subject string }
+type itemKey struct {
+	class, value, subject string
+	id                    bool
+}
 
 // opValue is the string a token op sends: the leaf, or the id part of a reference.
 func opValue(o *op) string {
@@ -142,12 +145,12 @@ func (p *Processor) runTokens(ctx context.Context, docs []*doc, reverse bool, re
 			if d.err != nil || o.kind != opToken && o.kind != opID && o.kind != opRef {
 				continue
 			}
-			k := itemKey{o.class, opValue(o), o.subject}
+			k := itemKey{o.class, opValue(o), o.subject, o.kind != opToken}
 			at, ok := index[k]
 			if !ok {
 				at = len(items)
 				index[k] = at
-				items = append(items, Item{Class: k.class, Value: k.value, Subject: k.subject})
+				items = append(items, Item{Class: k.class, Value: k.value, Subject: k.subject, ID: k.id})
 			}
 			o.item = at
 			rep.Classes[o.class] = true

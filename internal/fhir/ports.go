@@ -12,6 +12,8 @@ import (
 // belongs to ("" when the resource is in no patient compartment).
 type Item struct {
 	Class, Value, Subject string
+	// ID marks a resource id or the id part of a reference (else a value of a rule).
+	ID bool
 }
 
 // Tokenized is the per-item outcome of Tokenizer.Tokenize.
