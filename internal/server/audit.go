@@ -39,6 +39,12 @@ func (s *Server) audit(ctx context.Context, op string, rec *audit.Record, err er
 		defer cancel()
 	}
 	if aerr := s.app.Audit.Append(actx, ev); aerr != nil {
+		if cerr := callerGone(ctx); cerr != nil {
+			// The caller's own deadline or cancellation cut the wait, not an audit
+			// outage: the request fails as the caller ended it (CANCELED or
+			// DEADLINE_EXCEEDED), reveals nothing, and the event may still commit.
+			return toStatus(ctx, s.log, cerr).Err()
+		}
 		s.log.ErrorContext(ctx, "audit append failed", slog.String("operation", op), slog.String("request_id", requestID(ctx)))
 		s.metrics.AuditFailures.Inc()
 		return toStatus(ctx, s.log, errs.New(errs.Unavailable, msgAuditUnavailable)).Err()
@@ -71,6 +77,19 @@ func (s *Server) Status(ctx context.Context, err error) *spb.Status {
 
 // IdleTimeout implements api.Transport.
 func (s *Server) IdleTimeout() time.Duration { return s.cfg.Limits.StreamIdleTimeout }
+
+// callerGone returns the caller's cancellation or deadline once either has happened:
+// ctx.Err(), or DeadlineExceeded from the deadline's instant on (the append's timer and
+// the request's may fire in either order).
+func callerGone(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
 
 // appendDeadlineKey carries the time by which a unary call's audit append must end.
 type appendDeadlineKey struct{}

@@ -235,3 +235,43 @@ func TestOutageLogsAreRateLimited(t *testing.T) {
 	assert.Less(t, warnings, 60+int(secs)*10, "not one line per failed request")
 	assert.Contains(t, e.logs.String(), `"suppressed":`, "the next line says how many were suppressed")
 }
+
+// A caller whose own deadline passes while its request waits for the audit log gets
+// DEADLINE_EXCEEDED, never "audit log unavailable": it is not an audit outage (no
+// failure counted, nothing for the audit alert), and nothing is revealed either way.
+// tokenizer bench ended runs on exactly this.
+func TestCallerDeadlineDuringAuditAppendIsNotAnOutage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	u, err := url.Parse(e.dbURL)
+	require.NoError(t, err)
+	proxy := netproxy.New(t, u.Host)
+	u.Host = proxy.Addr()
+	e.dbURL = u.String()
+	e.mutate = func(c *config.Config) { c.RequestTimeout, c.Audit.WriteTimeout = 10*time.Second, 5*time.Second }
+	r := e.start(t, true)
+	_, err = r.tokenizer().Tokenize(t.Context(), tokenizeOne("ssn", "111-22-3333"))
+	require.NoError(t, err)
+	before := r.metric(t, "tokenizer_audit_append_failures_total")
+
+	proxy.Freeze()
+	const n = 6
+	var wg sync.WaitGroup
+	got := make([]codes.Code, n)
+	for i := range n {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+			defer cancel()
+			// A seen value: answered from the mapping cache, then held by the audit append.
+			_, err := r.tokenizer().Tokenize(ctx, tokenizeOne("ssn", "111-22-3333"))
+			got[i] = status.Code(err)
+		})
+	}
+	wg.Wait()
+	time.Sleep(200 * time.Millisecond) // the server side has ended too
+	for i := range n {
+		assert.Equal(t, codes.DeadlineExceeded, got[i])
+	}
+	assert.Equal(t, before, r.metric(t, "tokenizer_audit_append_failures_total"), "a caller's deadline is not an audit failure")
+	proxy.Thaw()
+}
