@@ -36,15 +36,38 @@ func (n *node) slot() slot {
 	return slot{obj: reflect.ValueOf(n.parent.val).UnsafePointer(), key: n.key, index: n.index}
 }
 
-// set replaces the node's value in its parent.
+// set replaces the node's value in its parent, and drops the primitive's id and
+// extensions (the "_key" sibling of FHIR JSON): they describe the original value and can
+// carry it (a patient-birthTime extension beside a birthDate holds the exact date).
 func (n *node) set(v any) {
 	obj := n.parent.val.(map[string]any)
 	if n.index >= 0 {
 		obj[n.key].([]any)[n.index] = v
+		dropPrimitiveExt(obj, "_"+n.key, n.index)
 	} else {
 		obj[n.key] = v
+		delete(obj, "_"+n.key)
 	}
 	n.val = v
+}
+
+// dropPrimitiveExt clears entry i of a repeated primitive's "_key" array (null keeps the
+// others aligned) and removes the array when nothing is left in it.
+func dropPrimitiveExt(obj map[string]any, key string, i int) {
+	ext, ok := obj[key].([]any)
+	if !ok {
+		delete(obj, key) // not the FHIR JSON shape: drop it rather than keep it unexamined
+		return
+	}
+	if i < len(ext) {
+		ext[i] = nil
+	}
+	for _, e := range ext {
+		if e != nil {
+			return
+		}
+	}
+	delete(obj, key)
 }
 
 // location is the node's FHIRPath location as fhirpath.js prints it (Observation.value,

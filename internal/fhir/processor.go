@@ -85,9 +85,34 @@ func newDoc(index int, entry map[string]any, v any) *doc {
 		d.err = &ResourceError{Index: index, Reason: "not a FHIR resource: no resourceType"}
 	case !isResourceType(t):
 		d.err = &ResourceError{Index: index, Reason: "unsupported resource type (supported: " + strings.Join(SupportedTypes(), ", ") + ")"}
+	default:
+		d.err = checkContained(index, t, res)
 	}
 	d.typ = t
 	return d
+}
+
+// checkContained refuses a resource whose contained resources this package cannot
+// process: an unknown type would pass through unmodelled, names, telecom and references
+// to the patient included (fail closed, like an unsupported resource).
+func checkContained(index int, typ string, res map[string]any) *ResourceError {
+	v, ok := res["contained"]
+	if !ok {
+		return nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return &ResourceError{Index: index, ResourceType: typ, Path: typ + ".contained", Reason: "not a JSON array"}
+	}
+	for i, c := range list {
+		m, _ := c.(map[string]any)
+		ct, _ := m["resourceType"].(string)
+		if m == nil || !isResourceType(ct) {
+			return &ResourceError{Index: index, ResourceType: typ, Path: fmt.Sprintf("%s.contained[%d]", typ, i),
+				Reason: "unsupported contained resource type (supported: " + strings.Join(SupportedTypes(), ", ") + ")"}
+		}
+	}
+	return nil
 }
 
 // SupportedTypes lists the resource types the model knows, sorted; others are refused

@@ -284,6 +284,11 @@ func (g *restGateway) refuse(w http.ResponseWriter, r *http.Request, st *request
 const msgAuditUnavailable = "audit log unavailable: the request was not completed"
 
 func (g *restGateway) rejection(r *http.Request, st *requestState, httpStatus int, code codes.Code, reason string) Rejection {
+	return rejectionOf(r, st.method, httpStatus, code, reason)
+}
+
+// rejectionOf describes request r, refused before gRPC, for method.
+func rejectionOf(r *http.Request, method string, httpStatus int, code codes.Code, reason string) Rejection {
 	caller := ""
 	if r.TLS != nil {
 		if id, err := authn.IdentityOf(r.TLS); err == nil {
@@ -295,7 +300,7 @@ func (g *restGateway) rejection(r *http.Request, st *requestState, httpStatus in
 		addr = r.RemoteAddr
 	}
 	return Rejection{
-		Method: st.method, Caller: caller, ClientAddress: addr, RequestID: grpcx.ParseRequestID(r.Header.Get("X-Request-Id")),
+		Method: method, Caller: caller, ClientAddress: addr, RequestID: grpcx.ParseRequestID(r.Header.Get("X-Request-Id")),
 		Code: code, HTTPStatus: httpStatus, Reason: reason,
 	}
 }

@@ -9,8 +9,10 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
@@ -48,6 +50,18 @@ type fhirHandler struct {
 	mux      *runtime.ServeMux
 	maxBytes int64
 	reverse  bool
+	reject   RejectFunc
+}
+
+// refuse answers a request refused before gRPC with an OperationOutcome, after
+// reporting it for the audit log like the other routes' refusals (503 when it cannot be).
+func (h *fhirHandler) refuse(w http.ResponseWriter, r *http.Request, stream bool, httpStatus int, code codes.Code, msg string) {
+	rej := rejectionOf(r, h.method(stream), httpStatus, code, msg)
+	w.Header().Set("X-Request-Id", rej.RequestID)
+	if h.reject != nil && h.reject(r.Context(), rej) != nil {
+		httpStatus, msg = http.StatusServiceUnavailable, msgAuditUnavailable
+	}
+	outcome(w, httpStatus, msg)
 }
 
 func (h *fhirHandler) method(stream bool) string {
@@ -59,20 +73,20 @@ func (h *fhirHandler) method(stream bool) string {
 }
 
 func (h *fhirHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		outcome(w, http.StatusMethodNotAllowed, "method not allowed: use POST")
-		return
-	}
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	ndjson := ct == fhirNDJSON || ct == "application/x-ndjson"
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		h.refuse(w, r, ndjson, http.StatusMethodNotAllowed, codes.Unimplemented, "method not allowed: use POST")
+		return
+	}
 	if !ndjson && ct != fhirJSON && ct != "application/json" {
-		outcome(w, http.StatusUnsupportedMediaType, "Content-Type: want application/fhir+json or application/fhir+ndjson")
+		h.refuse(w, r, false, http.StatusUnsupportedMediaType, codes.InvalidArgument, "Content-Type: want application/fhir+json or application/fhir+ndjson")
 		return
 	}
 	ctx, err := runtime.AnnotateContext(r.Context(), h.mux, r, h.method(ndjson))
 	if err != nil {
-		outcome(w, http.StatusBadRequest, "request metadata not accepted")
+		h.refuse(w, r, ndjson, http.StatusBadRequest, codes.InvalidArgument, "request metadata not accepted")
 		return
 	}
 	q := r.URL.Query()
@@ -82,7 +96,11 @@ func (h *fhirHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBytes))
 	if err != nil {
-		outcome(w, http.StatusRequestEntityTooLarge, "request body exceeds the limit; send large sets as application/fhir+ndjson")
+		h.refuse(w, r, false, http.StatusRequestEntityTooLarge, codes.InvalidArgument, "request body exceeds the limit; send large sets as application/fhir+ndjson")
+		return
+	}
+	if !utf8.Valid(body) {
+		h.refuse(w, r, false, http.StatusBadRequest, codes.InvalidArgument, "request body: not valid UTF-8")
 		return
 	}
 	resp, err := h.call(ctx, q, []string{string(body)})
@@ -120,6 +138,7 @@ func (h *fhirHandler) serveNDJSON(ctx context.Context, w http.ResponseWriter, bo
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 0, 64<<10), int(h.maxBytes))
 	var errList []*tokenizerv1.ResourceError
+	badUTF8 := map[int]bool{}
 	started, base := false, 0
 	batch := make([]string, 0, ndjsonBatch)
 	flush := func() error {
@@ -141,6 +160,9 @@ func (h *fhirHandler) serveNDJSON(ctx context.Context, w http.ResponseWriter, bo
 		}
 		for _, e := range resp.GetErrors() {
 			e.Index += int32(base)
+			if badUTF8[int(e.Index)] {
+				e.Reason = "not valid UTF-8"
+			}
 			errList = append(errList, e)
 		}
 		base += len(batch)
@@ -150,6 +172,12 @@ func (h *fhirHandler) serveNDJSON(ctx context.Context, w http.ResponseWriter, bo
 	var err error
 	for err == nil && sc.Scan() {
 		if line := strings.TrimSpace(sc.Text()); line != "" {
+			if !utf8.ValidString(line) {
+				// A gRPC string must be UTF-8: the line fails alone, as a non-resource
+				// would, and the report says why.
+				badUTF8[base+len(batch)] = true
+				line = "null"
+			}
 			if batch = append(batch, line); len(batch) == ndjsonBatch {
 				err = flush()
 			}

@@ -179,8 +179,8 @@ func New(ctx context.Context, conn *grpc.ClientConn, maxBytes int, opts ...Optio
 		_, _ = w.Write(tokenizerv1.OpenAPI)
 	})
 	fc := tokenizerv1.NewFhirServiceClient(conn)
-	mux.Handle(FHIRDeidentify, &fhirHandler{client: fc, mux: gw, maxBytes: int64(maxBytes)})
-	mux.Handle(FHIRReidentify, &fhirHandler{client: fc, mux: gw, maxBytes: int64(maxBytes), reverse: true})
+	mux.Handle(FHIRDeidentify, &fhirHandler{client: fc, mux: gw, maxBytes: int64(maxBytes), reject: o.reject})
+	mux.Handle(FHIRReidentify, &fhirHandler{client: fc, mux: gw, maxBytes: int64(maxBytes), reverse: true, reject: o.reject})
 	// Warehouse remote functions use the same in-memory client: authorized and audited alike.
 	mux.Handle(warehouse.Prefix, warehouse.New(tokenizerv1.NewTokenizerServiceClient(conn), warehouse.Options{
 		Metadata: forwardIdentity, MaxBodyBytes: int64(maxBytes), MaxItems: o.maxItems}))

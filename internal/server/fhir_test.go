@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
@@ -370,4 +371,70 @@ func TestFHIRErasureTakesThePatientsTokensAndDateShift(t *testing.T) {
 	require.Empty(t, again.Errors)
 	assert.NotEqual(t, semantic(t, deid.Resources[0]).(map[string]any)["id"], semantic(t, again.Resources[0]).(map[string]any)["id"],
 		"the patient de-identified again is a new subject with new tokens")
+}
+
+// TestFHIRRefusalsAreAudited: requests the FHIR routes refuse before gRPC (method,
+// media type, invalid UTF-8) get an OperationOutcome and an audit event under the FHIR
+// operation, like the other routes' refusals; an NDJSON line that is not UTF-8 fails
+// alone.
+func TestFHIRRefusalsAreAudited(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.start(t, true)
+	send := func(method, path, ct, id, body string) (int, string) {
+		req, err := http.NewRequest(method, "http://"+r.addrs.HTTP+path, strings.NewReader(body))
+		require.NoError(t, err)
+		if ct != "" {
+			req.Header.Set("Content-Type", ct)
+		}
+		req.Header.Set("X-Request-Id", id)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		raw, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		for k, v := range resp.Trailer {
+			resp.Header[k] = v
+		}
+		return resp.StatusCode, string(raw) + resp.Header.Get("X-Tokenizer-Errors")
+	}
+	const deid = "/v1/fhir/$de-identify?profile=limited_data_set"
+	cases := []struct {
+		method, ct, id, body string
+		code                 int
+		outcome, reason      string
+	}{
+		{"GET", "", "fhir-refused-method", "", http.StatusMethodNotAllowed, "UNIMPLEMENTED", "method not allowed"},
+		{"POST", "application/fhir+xml", "fhir-refused-type", "<Patient/>", http.StatusUnsupportedMediaType, "INVALID_ARGUMENT", "Content-Type"},
+		{"POST", "application/fhir+json", "fhir-refused-utf8", "{\"resourceType\":\"Patient\",\"id\":\"p1\",\"name\":[{\"family\":\"Riv\xffera\"}]}",
+			http.StatusBadRequest, "INVALID_ARGUMENT", "not valid UTF-8"},
+	}
+	for _, c := range cases {
+		code, out := send(c.method, deid, c.ct, c.id, c.body)
+		assert.Equal(t, c.code, code, out)
+		assert.Contains(t, out, "OperationOutcome")
+		assert.Contains(t, out, c.reason)
+		assert.NotContains(t, out, "Riv")
+	}
+	require.Eventually(t, func() bool {
+		seen := 0
+		for _, d := range events(t, e.dbURL) {
+			for _, c := range cases {
+				if d.RequestID == c.id && d.Operation == "tokenize_resources" && d.Outcome == c.outcome && strings.Contains(d.Reason, c.reason) {
+					seen++
+				}
+			}
+		}
+		return seen == len(cases)
+	}, 5*time.Second, 50*time.Millisecond, "every refusal is audited")
+
+	ndjson := `{"resourceType":"Patient","id":"ok-1","birthDate":"1990-01-01"}` + "\n" +
+		"{\"resourceType\":\"Patient\",\"id\":\"bad\",\"name\":[{\"family\":\"Zq\xffx\"}]}\n" +
+		`{"resourceType":"Patient","id":"ok-2","birthDate":"1991-01-01"}` + "\n"
+	code, out := send("POST", deid, "application/fhir+ndjson", "fhir-ndjson-utf8", ndjson)
+	require.Equal(t, http.StatusOK, code, out)
+	assert.Equal(t, 2, strings.Count(out, `"resourceType":"Patient"`), "the other lines are answered: %s", out)
+	assert.Contains(t, out, `"index":1`)
+	assert.Contains(t, out, "not valid UTF-8")
+	assert.NotContains(t, out, "Zq")
 }
