@@ -18,6 +18,7 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -183,8 +184,23 @@ func New(ctx context.Context, conn *grpc.ClientConn, maxBytes int, opts ...Optio
 	mux.Handle(FHIRReidentify, &fhirHandler{client: fc, mux: gw, maxBytes: int64(maxBytes), reverse: true, reject: o.reject})
 	// Warehouse remote functions use the same in-memory client: authorized and audited alike.
 	mux.Handle(warehouse.Prefix, warehouse.New(tokenizerv1.NewTokenizerServiceClient(conn), warehouse.Options{
-		Metadata: forwardIdentity, MaxBodyBytes: int64(maxBytes), MaxItems: o.maxItems}))
+		Metadata: forwardIdentity, MaxBodyBytes: int64(maxBytes), MaxItems: o.maxItems, Refused: warehouseRefused(o.reject)}))
 	g.mux = gw
 	mux.HandleFunc("/", g.handler)
 	return mux, nil
+}
+
+// warehouseRefused reports the calls the warehouse handler refuses before the service
+// as rejections of the Tokenize or Detokenize method, like the other routes' refusals.
+func warehouseRefused(reject RejectFunc) func(*http.Request, string, int, string) error {
+	if reject == nil {
+		return nil
+	}
+	return func(r *http.Request, op string, httpStatus int, reason string) error {
+		method := "/tokenizer.v1.TokenizerService/Tokenize"
+		if op == "detokenize" {
+			method = "/tokenizer.v1.TokenizerService/Detokenize"
+		}
+		return reject(r.Context(), rejectionOf(r, method, httpStatus, codes.InvalidArgument, reason))
+	}
 }

@@ -438,3 +438,35 @@ func TestFHIRRefusalsAreAudited(t *testing.T) {
 	assert.Contains(t, out, "not valid UTF-8")
 	assert.NotContains(t, out, "Zq")
 }
+
+// TestWarehouseRefusalsAreAudited: a warehouse call refused before the service (no
+// purpose for a reveal, a body that is not the vendor's JSON) is audited as a refusal
+// of Detokenize or Tokenize, like the other routes' refusals.
+func TestWarehouseRefusalsAreAudited(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.start(t, true)
+	post := func(path, id, body string) int {
+		req, err := http.NewRequest("POST", "http://"+r.addrs.HTTP+path, strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Request-Id", id)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	assert.Equal(t, http.StatusBadRequest, post("/v1/warehouse/snowflake/detokenize/ssn", "wh-no-purpose", `{"data":[[0,"950-00-0000"]]}`))
+	assert.Equal(t, http.StatusBadRequest, post("/v1/warehouse/snowflake/tokenize/ssn", "wh-bad-json", `{"data":[[0,"123-45-6789"]`))
+	want := map[string]string{"wh-no-purpose": "detokenize", "wh-bad-json": "tokenize"}
+	require.Eventually(t, func() bool {
+		seen := 0
+		for _, d := range events(t, e.dbURL) {
+			if op, ok := want[d.RequestID]; ok && d.Operation == op && d.Outcome == "INVALID_ARGUMENT" {
+				assert.NotContains(t, d.Reason, "123-45-6789")
+				seen++
+			}
+		}
+		return seen == len(want)
+	}, 5*time.Second, 50*time.Millisecond, "both refusals are audited")
+}

@@ -30,6 +30,10 @@ type Options struct {
 	MaxBodyBytes int64
 	// MaxItems is the service's items-per-request limit; larger batches are split.
 	MaxItems int
+	// Refused records a call refused here, before it reached the service (bad body,
+	// missing purpose, ...), for the audit log: op is tokenize or detokenize (tokenize
+	// when not known yet). When it fails the caller gets 503 instead. nil records nothing.
+	Refused func(r *http.Request, op string, httpStatus int, reason string) error
 }
 
 // New returns the handler for Prefix: snowflake/{op}/{class}, bigquery (the function's
@@ -72,6 +76,25 @@ type call struct {
 type callError struct {
 	status int
 	msg    string
+	// service marks a failure the service returned (and audited); others are refusals
+	// made here, which Options.Refused records.
+	service bool
+}
+
+// failer returns the vendor's failure writer, recording refusals made here first.
+func (h *handler) failer(w http.ResponseWriter, r *http.Request, write func(*callError)) func(*callError) {
+	return func(e *callError) {
+		if !e.service && h.opts.Refused != nil {
+			op := r.PathValue("op")
+			if op != "detokenize" {
+				op = "tokenize"
+			}
+			if err := h.opts.Refused(r, op, e.status, e.msg); err != nil {
+				e = &callError{status: http.StatusServiceUnavailable, msg: "audit log unavailable: the request was not completed"}
+			}
+		}
+		write(e)
+	}
 }
 
 func (e *callError) Error() string { return e.msg }
@@ -202,7 +225,7 @@ func statusOf(err error) *callError {
 	if code == 0 {
 		code = http.StatusInternalServerError
 	}
-	return &callError{status: code, msg: st.Message()}
+	return &callError{status: code, msg: st.Message(), service: true}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

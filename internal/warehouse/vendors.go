@@ -13,7 +13,7 @@ import (
 // row that fails gives NULL (or with on_error=fail a non-200 answer that fails the
 // query); a failed call answers non-200 with {"error": "..."}.
 func (h *handler) snowflake(w http.ResponseWriter, r *http.Request) {
-	fail := func(e *callError) { writeJSON(w, e.status, map[string]string{"error": e.msg}) }
+	fail := h.failer(w, r, func(e *callError) { writeJSON(w, e.status, map[string]string{"error": e.msg}) })
 	// HEADERS = ('purpose' = 'TREAT') in CREATE EXTERNAL FUNCTION arrives as sf-custom-purpose.
 	custom := map[string]string{}
 	for _, k := range []string{"purpose", "justification", "on_error"} {
@@ -60,7 +60,7 @@ func (h *handler) snowflake(w http.ResponseWriter, r *http.Request) {
 // (BigQuery retries 408, 429, 500, 503 and 504, and fails the query on the others).
 // userDefinedContext may carry operation, class, purpose, justification, on_error.
 func (h *handler) bigquery(w http.ResponseWriter, r *http.Request) {
-	fail := func(e *callError) { writeJSON(w, e.status, map[string]string{"errorMessage": e.msg}) }
+	fail := h.failer(w, r, func(e *callError) { writeJSON(w, e.status, map[string]string{"errorMessage": e.msg}) })
 	var body struct {
 		RequestID   string               `json:"requestId"`
 		Caller      string               `json:"caller"`
@@ -101,9 +101,9 @@ func (h *handler) bigquery(w http.ResponseWriter, r *http.Request) {
 // [...]} out, or {"success": false, "error_msg": "..."}. A Lambda proxy forwards the
 // event here and returns the body as it is.
 func (h *handler) redshift(w http.ResponseWriter, r *http.Request) {
-	fail := func(e *callError) {
+	fail := h.failer(w, r, func(e *callError) {
 		writeJSON(w, e.status, map[string]any{"success": false, "error_msg": e.msg})
-	}
+	})
 	c, cerr := h.callFrom(r, "redshift", nil)
 	if cerr != nil {
 		fail(cerr)
