@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -20,7 +19,6 @@ import (
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 
 	"github.com/phivault/tokenizer/internal/config"
-	"github.com/phivault/tokenizer/internal/testutil/netproxy"
 )
 
 // contentionSSNs are 200 distinct, valid SSNs.
@@ -103,15 +101,11 @@ func TestContentionTwoInstancesNoDeadlocks(t *testing.T) {
 func TestPartitionRequestsEndWithinTheirDeadline(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	u, err := url.Parse(e.dbURL)
-	require.NoError(t, err)
-	proxy := netproxy.New(t, u.Host)
-	u.Host = proxy.Addr()
-	e.dbURL = u.String()
+	proxy := e.throughProxy(t)
 	const timeout = 2 * time.Second
 	e.mutate = func(c *config.Config) { c.RequestTimeout, c.Audit.WriteTimeout = timeout, time.Second }
 	r := e.start(t, true)
-	_, err = r.tokenizer().Tokenize(t.Context(), tokenizeOne("ssn", "111-22-3333"))
+	_, err := r.tokenizer().Tokenize(t.Context(), tokenizeOne("ssn", "111-22-3333"))
 	require.NoError(t, err)
 
 	proxy.Freeze()
@@ -200,11 +194,7 @@ func TestNULAndInvalidUTF8FailTheirItem(t *testing.T) {
 func TestOutageLogsAreRateLimited(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	u, err := url.Parse(e.dbURL)
-	require.NoError(t, err)
-	proxy := netproxy.New(t, u.Host)
-	u.Host = proxy.Addr()
-	e.dbURL = u.String()
+	proxy := e.throughProxy(t)
 	r := e.start(t, true)
 	proxy.Down()
 	before := strings.Count(e.logs.String(), "\n")
@@ -243,14 +233,10 @@ func TestOutageLogsAreRateLimited(t *testing.T) {
 func TestCallerDeadlineDuringAuditAppendIsNotAnOutage(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	u, err := url.Parse(e.dbURL)
-	require.NoError(t, err)
-	proxy := netproxy.New(t, u.Host)
-	u.Host = proxy.Addr()
-	e.dbURL = u.String()
+	proxy := e.throughProxy(t)
 	e.mutate = func(c *config.Config) { c.RequestTimeout, c.Audit.WriteTimeout = 10*time.Second, 5*time.Second }
 	r := e.start(t, true)
-	_, err = r.tokenizer().Tokenize(t.Context(), tokenizeOne("ssn", "111-22-3333"))
+	_, err := r.tokenizer().Tokenize(t.Context(), tokenizeOne("ssn", "111-22-3333"))
 	require.NoError(t, err)
 	before := r.metric(t, "tokenizer_audit_append_failures_total")
 

@@ -49,7 +49,22 @@ var fhirPlanted = []string{"MRN-55501", "Zyxwardson", "Quintavius", "555-201-100
 
 func fhirPost(t *testing.T, r *running, path, contentType, body string) (int, string, http.Header) {
 	t.Helper()
-	resp, err := http.Post("http://"+r.addrs.HTTP+path, contentType, strings.NewReader(body))
+	return fhirSend(t, r, "POST", path, contentType, "", body)
+}
+
+// fhirSend sends one request (no Content-Type or request id when ""), and returns the
+// status, the body and the headers with the trailers.
+func fhirSend(t *testing.T, r *running, method, path, contentType, requestID, body string) (int, string, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+r.addrs.HTTP+path, strings.NewReader(body))
+	require.NoError(t, err)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if requestID != "" {
+		req.Header.Set("X-Request-Id", requestID)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
@@ -382,21 +397,8 @@ func TestFHIRRefusalsAreAudited(t *testing.T) {
 	e := newEnv(t)
 	r := e.start(t, true)
 	send := func(method, path, ct, id, body string) (int, string) {
-		req, err := http.NewRequest(method, "http://"+r.addrs.HTTP+path, strings.NewReader(body))
-		require.NoError(t, err)
-		if ct != "" {
-			req.Header.Set("Content-Type", ct)
-		}
-		req.Header.Set("X-Request-Id", id)
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		raw, err := io.ReadAll(resp.Body)
-		require.NoError(t, err)
-		for k, v := range resp.Trailer {
-			resp.Header[k] = v
-		}
-		return resp.StatusCode, string(raw) + resp.Header.Get("X-Tokenizer-Errors")
+		code, out, hdr := fhirSend(t, r, method, path, ct, id, body)
+		return code, out + hdr.Get("X-Tokenizer-Errors")
 	}
 	const deid = "/v1/fhir/$de-identify?profile=limited_data_set"
 	cases := []struct {

@@ -335,14 +335,22 @@ func TestTokensSurviveRestart(t *testing.T) {
 	assert.Equal(t, resp.Results[1].Token, again.Results[0].Token)
 }
 
-func TestDatabaseUnavailable(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
+// throughProxy routes the environment's database connections through a proxy the test
+// can freeze and thaw.
+func (e *env) throughProxy(t *testing.T) *netproxy.Proxy {
+	t.Helper()
 	u, err := url.Parse(e.dbURL)
 	require.NoError(t, err)
 	proxy := netproxy.New(t, u.Host)
 	u.Host = proxy.Addr()
 	e.dbURL = u.String()
+	return proxy
+}
+
+func TestDatabaseUnavailable(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	proxy := e.throughProxy(t)
 	r := e.start(t, true)
 
 	tok, err := r.tokenizer().Tokenize(t.Context(), &tokenizerv1.TokenizeRequest{Items: []*tokenizerv1.TokenizeItem{{Class: "ssn", Value: "111-22-3333"}}})
