@@ -548,6 +548,7 @@ func (e *Engine) resolveSubjects(ctx context.Context, names []string) (map[strin
 		return nil, storeErr(ctx, err)
 	}
 	var todo []string
+	unknown := map[string]bool{}
 	for _, n := range names {
 		ds, _, _ := e.subjectDigests(n)
 		if sk := e.cachedSubject(known, ds); sk != nil {
@@ -555,6 +556,7 @@ func (e *Engine) resolveSubjects(ctx context.Context, names []string) (map[strin
 			continue
 		}
 		todo = append(todo, n)
+		unknown[n] = !storedAny(known, ds)
 	}
 	got := make([]*subjectKeys, len(todo))
 	fails := make([]error, len(todo))
@@ -565,6 +567,18 @@ func (e *Engine) resolveSubjects(ctx context.Context, names []string) (map[strin
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
+			if unknown[n] {
+				// Not stored a moment ago: create it without looking it up again (a
+				// concurrent creator's subject comes back from the insert).
+				if s, err := e.createSubject(ctx, n); err == nil {
+					if got[i], fails[i] = e.subjectKeys(ctx, s); !errors.Is(fails[i], keys.ErrSubjectKeyGone) {
+						return
+					}
+				} else if !errors.Is(err, errs.ErrConflict) {
+					fails[i] = err
+					return
+				}
+			}
 			got[i], fails[i] = e.resolveSubject(ctx, n)
 		}()
 	}
@@ -576,6 +590,16 @@ func (e *Engine) resolveSubjects(ctx context.Context, names []string) (map[strin
 		out[n] = got[i]
 	}
 	return out, nil
+}
+
+// storedAny reports whether a subject with one of digests is among known.
+func storedAny(known map[string]Subject, digests [][]byte) bool {
+	for _, d := range digests {
+		if _, ok := known[string(d)]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // cachedSubject returns the cached keys of the stored subject among known that has one
