@@ -164,3 +164,19 @@ func TestFirstRunAgainstAnotherKeysDatabase(t *testing.T) {
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	assert.NoError(t, <-p.done)
 }
+
+// TestFirstCommandSaysItCreatedTheKeyFile: the first command in a new checkout says, after
+// the line naming its database, that it created the development key file; later ones do
+// not, and no log line claims otherwise.
+func TestFirstCommandSaysItCreatedTheKeyFile(t *testing.T) {
+	t.Parallel()
+	dir := checkout(t)
+	_, _, stderr := runIn(t, dir, nil, "", "keys", "status", "--dev")
+	lines := strings.Split(stderr, "\n")
+	require.GreaterOrEqual(t, len(lines), 2, stderr)
+	assert.Contains(t, lines[0], "tokenizer keys status: database postgres://")
+	assert.Contains(t, lines[1], "created the development key file .tokenizer/dev-kek.hex")
+	assert.NotContains(t, stderr, "created=false")
+	_, _, stderr = runIn(t, dir, nil, "", "keys", "status", "--dev")
+	assert.NotContains(t, stderr, "created the development key file", "only the first time")
+}

@@ -170,8 +170,11 @@ func NewProvider(cfg *config.Config, log *slog.Logger) (keys.Provider, func(), e
 		if err != nil {
 			return nil, nil, err
 		}
-		log.Warn("DEVELOPMENT KEY PROVIDER: the key-encryption key is a local file. NOT FOR PHI: use keys.provider=vault in production",
-			slog.String("key_file", cfg.Keys.LocalFile), slog.Bool("created", created))
+		attrs := []any{slog.String("key_file", cfg.Keys.LocalFile)}
+		if created {
+			attrs = append(attrs, slog.Bool("created", true))
+		}
+		log.Warn("DEVELOPMENT KEY PROVIDER: the key-encryption key is a local file. NOT FOR PHI: use keys.provider=vault in production", attrs...)
 		return p, func() {}, nil
 	case "vault":
 		c, err := vault.New(cfg.Keys.Vault, log)

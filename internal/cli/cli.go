@@ -7,7 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
 	"os/signal"
 	"runtime/debug"
 	"strings"
@@ -115,11 +117,15 @@ func load(name string, args []string, getenv func(string) string, stderr io.Writ
 		fmt.Fprintf(stderr, "tokenizer %s: %v\n", name, err)
 		return nil, exitUsage
 	}
+	_, statErr := os.Stat(cfg.Keys.LocalFile)
 	if _, err := app.ResolveDevDatabase(cfg); err != nil {
 		fmt.Fprintf(stderr, "tokenizer %s: %v\n", name, err)
 		return nil, exitFailure
 	}
 	sayWhere(name, cfg, stderr)
+	if _, err := os.Stat(cfg.Keys.LocalFile); errors.Is(statErr, fs.ErrNotExist) && err == nil {
+		fmt.Fprintf(stderr, "tokenizer %s: created the development key file %s (keep it: it unlocks this database)\n", name, cfg.Keys.LocalFile)
+	}
 	return cfg, -1
 }
 
