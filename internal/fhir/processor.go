@@ -131,16 +131,22 @@ func SupportedTypes() []string {
 // Deidentify de-identifies a batch of resources in place: one Tokenize call and one
 // Offsets call for the whole batch. Failed resources carry their error.
 func (p *Processor) deidentify(ctx context.Context, docs []*doc, rs resolver, rep *Report) error {
+	// The batch's Patient entries first, so that a urn:uuid reference to a Patient later
+	// in the batch names its patient too (its token and date shift are the patient's).
+	for _, d := range docs {
+		if d.err == nil && d.typ == "Patient" && d.entry != nil {
+			if u, ok := d.entry["fullUrl"].(string); ok {
+				if s := subjectOf(d.res, d.typ, rs.resolve); s != "" {
+					rs[u] = s
+				}
+			}
+		}
+	}
 	for _, d := range docs {
 		if d.err != nil {
 			continue
 		}
 		d.subject = subjectOf(d.res, d.typ, rs.resolve)
-		if d.typ == "Patient" && d.entry != nil {
-			if u, ok := d.entry["fullUrl"].(string); ok && d.subject != "" {
-				rs[u] = d.subject
-			}
-		}
 		root := rootNode(d.res)
 		if bad := mistyped(root); bad != nil {
 			d.fail(bad, "the JSON value does not match the element's FHIR type")

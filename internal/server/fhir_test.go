@@ -472,3 +472,37 @@ func TestWarehouseRefusalsAreAudited(t *testing.T) {
 		return seen == len(want)
 	}, 5*time.Second, 50*time.Millisecond, "both refusals are audited")
 }
+
+// TestFHIRBundleLinksWhatEverTheOrder: a Bundle whose Observation comes before the
+// Patient it references by urn:uuid still links after de-identification with the real
+// engine (the Patient's id tokens are bound to the patient), and the Observation's dates
+// are shifted by the patient's offset.
+func TestFHIRBundleLinksWhatEverTheOrder(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.start(t, true)
+	const bundle = `{"resourceType":"Bundle","type":"collection","entry":[
+{"fullUrl":"urn:uuid:5a1b2c3d-0000-4000-8000-00000000000b","resource":{"resourceType":"Observation","id":"5a1b2c3d-0000-4000-8000-00000000000b","status":"final",
+ "code":{"text":"x"},"subject":{"reference":"urn:uuid:5a1b2c3d-0000-4000-8000-00000000000a"},"effectiveDateTime":"2020-03-01"}},
+{"fullUrl":"urn:uuid:5a1b2c3d-0000-4000-8000-00000000000a","resource":{"resourceType":"Patient","id":"5a1b2c3d-0000-4000-8000-00000000000a","birthDate":"1980-03-01"}}]}`
+	code, out, hdr := fhirPost(t, r, "/v1/fhir/$de-identify?profile=limited_data_set", "application/fhir+json", bundle)
+	require.Equal(t, http.StatusOK, code, out)
+	require.Empty(t, hdr.Get("X-Tokenizer-Errors"))
+	var b struct {
+		Entry []struct {
+			FullURL  string         `json:"fullUrl"`
+			Resource map[string]any `json:"resource"`
+		} `json:"entry"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &b))
+	require.Len(t, b.Entry, 2)
+	assert.Equal(t, b.Entry[1].FullURL, b.Entry[0].Resource["subject"].(map[string]any)["reference"], "the reference still names the Patient entry")
+	obs, err := time.Parse(time.DateOnly, b.Entry[0].Resource["effectiveDateTime"].(string))
+	require.NoError(t, err)
+	born, err := time.Parse(time.DateOnly, b.Entry[1].Resource["birthDate"].(string))
+	require.NoError(t, err)
+	origObs, _ := time.Parse(time.DateOnly, "2020-03-01")
+	origBorn, _ := time.Parse(time.DateOnly, "1980-03-01")
+	assert.Equal(t, origObs.Sub(origBorn), obs.Sub(born), "one patient, one offset: the interval is kept")
+	assert.NotEqual(t, origObs, obs, "the date is shifted")
+}
