@@ -6,8 +6,10 @@ import (
 	"os"
 
 	"github.com/phivault/tokenizer/internal/cli"
+	"github.com/phivault/tokenizer/internal/grpcx"
 )
 
 func main() {
+	grpcx.RouteGRPCLog()
 	os.Exit(cli.Run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }

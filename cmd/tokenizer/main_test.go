@@ -481,3 +481,33 @@ audit: {checkpoint_sink: none}
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	assert.NoError(t, <-p.done)
 }
+
+// TestGRPCLogLinesUseTheServiceFormat: grpc-go's and the generated gateway's own log lines
+// (a REST stream line that does not decode makes one) go through the service's logger:
+// with JSON logs, every line the process writes is a JSON object.
+func TestGRPCLogLinesUseTheServiceFormat(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDatabase(t)
+	p := startProc(t, []string{"TOKENIZER_DATABASE_URL=" + db, "TOKENIZER_LOG_FORMAT=json", "TOKENIZER_LOG_LEVEL=debug"},
+		"serve", "--dev", "--insecure", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
+	require.Eventually(t, func() bool { return p.field("listening", "admin") != "" }, 30*time.Second, 20*time.Millisecond)
+	waitReady(t, p.field("listening", "admin"))
+	body := `{"items":[{"class":"ssn","value":"123-45-6789"}]}` + "\n" + `{"itemz":[]}` + "\n"
+	resp, err := http.Post("http://"+p.field("listening", "http")+"/v1/tokenize:stream", "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, <-p.done)
+	found := false
+	for _, l := range p.lines() {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(l), &m), "not a JSON log line: %s", l)
+		if msg, _ := m["msg"].(string); strings.HasPrefix(msg, "grpc: ") && strings.Contains(msg, "itemz") {
+			found = true
+			assert.Equal(t, "WARN", m["level"])
+		}
+		assert.NotContains(t, l, "123-45-6789")
+	}
+	assert.True(t, found, "the gateway's decode error went through the service's logger")
+}

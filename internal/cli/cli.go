@@ -18,6 +18,7 @@ import (
 	"github.com/phivault/tokenizer/internal/app"
 	"github.com/phivault/tokenizer/internal/bulk"
 	"github.com/phivault/tokenizer/internal/config"
+	"github.com/phivault/tokenizer/internal/grpcx"
 	"github.com/phivault/tokenizer/internal/server"
 	"github.com/phivault/tokenizer/internal/store"
 )
@@ -148,6 +149,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return code
 	}
 	log := NewLogger(cfg, stderr)
+	grpcx.SetGRPCLogger(log)
 	log.Debug("configuration", slog.String("config", cfg.String()))
 	log.Info("starting", slog.String("database", app.DescribeDatabase(cfg)), slog.String("keys", app.DescribeKeys(cfg)))
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
