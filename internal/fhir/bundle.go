@@ -71,6 +71,7 @@ func (p *Processor) runJSON(ctx context.Context, r io.Reader, w io.Writer, rever
 	}
 	out := &jsonOut{bw: bufio.NewWriter(w)}
 	var head []field
+	seen := map[string]bool{}
 	resourceType, streamed := "", false
 	for dec.More() {
 		kt, err := dec.Token()
@@ -78,6 +79,12 @@ func (p *Processor) runJSON(ctx context.Context, r io.Reader, w io.Writer, rever
 			return nil, invalid("%s", jsonErr(err))
 		}
 		key, _ := kt.(string)
+		if seen[key] {
+			// A reader keeps one copy of a repeated key, often the last: a second
+			// "entry" or "resourceType" would pass through unprocessed (names no value).
+			return nil, invalid("malformed resource: an element appears twice at the top level")
+		}
+		seen[key] = true
 		if key == "entry" && !streamed {
 			if resourceType != "" && resourceType != "Bundle" {
 				return nil, invalid("entry is only allowed in a Bundle")

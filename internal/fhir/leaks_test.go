@@ -1,6 +1,9 @@
 package fhir
 
 import (
+	"bytes"
+	"context"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -8,10 +11,12 @@ import (
 )
 
 // A primitive's "_element" sibling (id and extensions) describes the original value: a
-// patient-birthTime extension beside birthDate holds the exact date and time. Whatever
-// changes the value drops it, in both presets; an untouched primitive keeps its own.
+// patient-birthTime extension beside birthDate holds the exact date and time. No rule
+// examines them, so de-identification drops them all, with or without their value.
 func TestPrimitiveExtensionsGoWithTheirValue(t *testing.T) {
 	in := []byte(`{"resourceType":"Patient","id":"pe-1","gender":"female","_gender":{"id":"g1"},
+		"_deceasedDateTime":{"extension":[{"url":"http://example.org/ext","valueDateTime":"1999-01-02T03:04:05Z"}]},
+		"telecom":[{"system":"phone","_value":{"extension":[{"url":"x","valueString":"617-555-0199"}]}}],
 		"birthDate":"1961-04-18","_birthDate":{"extension":[{"url":"http://hl7.org/fhir/StructureDefinition/patient-birthTime","valueDateTime":"1961-04-18T08:30:00-05:00"}]},
 		"name":[{"family":"Rivera","given":["Ana","Luz"],"_given":[{"extension":[{"url":"http://example.org/ext","valueString":"Ana-Secret"}]},null]}]}`)
 	for _, name := range []string{PresetSafeHarbor, PresetLimitedDataSet} {
@@ -19,10 +24,10 @@ func TestPrimitiveExtensionsGoWithTheirValue(t *testing.T) {
 			p, _, _ := newTestProcessor(t, preset(t, name))
 			out, rep := run(t, p, in, false)
 			require.Empty(t, rep.Errors)
-			for _, planted := range []string{"1961-04-18", "08:30", "Ana-Secret", "Rivera", "birthTime"} {
+			for _, planted := range []string{"1961-04-18", "08:30", "Ana-Secret", "Rivera", "birthTime", "1999-01-02", "617-555-0199"} {
 				assert.NotContains(t, string(out), planted)
 			}
-			assert.Contains(t, string(out), `"_gender"`, "an untouched primitive keeps its extensions")
+			assert.NotContains(t, string(out), `"_gender"`, "no primitive extension is kept")
 		})
 	}
 }
@@ -46,5 +51,52 @@ func TestUnsupportedContainedResourceFailsTheResource(t *testing.T) {
 				assert.NotContains(t, rep.Errors[0].Error(), planted)
 			}
 		})
+	}
+}
+
+// Elements the model does not describe would pass through unexamined: a misspelled
+// element, an element of a type the service does not model (an extension's
+// valueContactDetail or valueSignature), an "_element" sibling of no primitive, a
+// primitive of the wrong JSON type. The resource is refused, naming the path.
+func TestUnmodelledElementsFailTheirResource(t *testing.T) {
+	for _, tc := range []struct{ in, path string }{
+		{`{"resourceType":"Patient","id":"a","birthdate":"1953-07-21"}`, "Patient.birthdate"},
+		{`{"resourceType":"Patient","id":"a","telecoms":[{"value":"617-555-0199"}]}`, "Patient.telecoms"},
+		{`{"resourceType":"Observation","id":"o","status":"final","code":{"text":"x"},"valueZorbType":{"family":"Zorblatt"}}`, "Observation.valueZorbType"},
+		{`{"resourceType":"Patient","id":"a","extension":[{"url":"http://x","valueContactDetail":{"name":"Zorblatt","telecom":[{"value":"617-555-0199"}]}}]}`, "Patient.extension[0].valueContactDetail"},
+		{`{"resourceType":"Patient","id":"a","extension":[{"url":"http://x","valueSignature":{"when":"1953-07-21T10:00:00Z","who":{"display":"Zorblatt"}}}]}`, "Patient.extension[0].valueSignature"},
+		{`{"resourceType":"Patient","id":"a","_name":{"extension":[{"url":"x","valueString":"Zorblatt"}]}}`, "Patient._name"},
+		{`{"resourceType":"Patient","id":"a","birthDate":19530721}`, "Patient.birthDate"},
+		{`{"resourceType":"Patient","id":"a","telecom":[{"value":6175550199}]}`, "Patient.telecom[0].value"},
+		{`{"resourceType":"Patient","id":"a","identifier":[{"value":99123}]}`, "Patient.identifier[0].value"},
+		{`{"resourceType":"Patient","id":"a","name":[{"family":12345}]}`, "Patient.name[0].family"},
+	} {
+		for _, name := range []string{PresetSafeHarbor, PresetLimitedDataSet} {
+			p, _, _ := newTestProcessor(t, preset(t, name))
+			out, rep := run(t, p, []byte(tc.in), false)
+			require.Len(t, rep.Errors, 1, "%s: %s", name, tc.in)
+			assert.Equal(t, tc.path, rep.Errors[0].Path, name)
+			for _, planted := range []string{"1953", "Zorblatt", "617", "99123", "12345"} {
+				assert.NotContains(t, string(out), planted, "%s: %s", name, tc.in)
+				assert.NotContains(t, rep.Errors[0].Error(), planted)
+			}
+		}
+	}
+}
+
+// A repeated top-level key would let a second "entry" (or "resourceType") through
+// unprocessed: most readers keep the last copy. The request is refused.
+func TestRepeatedTopLevelKeysAreRefused(t *testing.T) {
+	p, _, _ := newTestProcessor(t, preset(t, PresetLimitedDataSet))
+	for _, in := range []string{
+		`{"resourceType":"Bundle","type":"collection","entry":[],"entry":[{"resource":{"resourceType":"Patient","name":[{"family":"Zorblatt"}]}}]}`,
+		`{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","name":[{"family":"Zorblatt"}]}}],"resourceType":"Patient"}`,
+		`{"resourceType":"Patient","id":"a","resourceType":"Patient"}`,
+	} {
+		var out bytes.Buffer
+		_, err := p.DeidentifyJSON(context.Background(), strings.NewReader(in), &out)
+		require.Error(t, err, in)
+		assert.Contains(t, err.Error(), "appears twice")
+		assert.NotContains(t, out.String()+err.Error(), "Zorblatt")
 	}
 }

@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strconv"
@@ -152,6 +153,13 @@ func (p *Processor) deidentify(ctx context.Context, docs []*doc, rs resolver, re
 			d.fail(bad, "the JSON value does not match the element's FHIR type")
 			continue
 		}
+		if path, why := unmodelled(root); path != "" {
+			d.err = &ResourceError{Index: d.index, ResourceType: d.typ, Path: path, Reason: why}
+			continue
+		}
+		if dropPrimitiveExtensions(root) {
+			d.labels[LabelRedacted] = true
+		}
 		p.planIDs(d, root, rs, false)
 		p.planRules(d, root, false)
 	}
@@ -270,6 +278,92 @@ func (p *Processor) reportRedactions(d *doc) {
 
 // mistyped finds the first element whose JSON value contradicts the model (a string where
 // a HumanName belongs): such a resource is refused rather than half understood.
+// unmodelled finds the first element of n's subtree that the model does not describe:
+// a key that is no element of its type (a misspelling, an element of another FHIR
+// version, a choice of a type the service does not model), an "_element" sibling of
+// something that is not a primitive element, or a primitive of the wrong JSON type. Such
+// an element would pass through unexamined, so its resource is refused instead (fail
+// closed). It returns the path and the problem, never the value.
+func unmodelled(n *node) (string, string) {
+	obj, ok := n.val.(map[string]any)
+	if !ok || model[n.typ] == nil {
+		return "", ""
+	}
+	for k, v := range obj {
+		switch {
+		case k == "resourceType" && isResourceType(n.typ):
+			continue
+		case strings.HasPrefix(k, "_"):
+			if e, _, typ := lookupElem(n.typ, k[1:]); e == nil || !isPrimitive(typ) {
+				return n.location() + "." + k, "not an element of " + n.typ + " in FHIR R4 as modelled here"
+			}
+			continue
+		}
+		e, _, typ := lookupElem(n.typ, k)
+		if e == nil || typ != "Resource" && !isPrimitive(typ) && model[typ] == nil {
+			return n.location() + "." + k, "not an element of " + n.typ + " in FHIR R4 as modelled here"
+		}
+		if isPrimitive(typ) && !primitiveJSONOK(typ, v) {
+			return n.location() + "." + k, "the JSON value does not match the element's FHIR type"
+		}
+	}
+	for _, c := range n.children() {
+		if path, why := unmodelled(c); path != "" {
+			return path, why
+		}
+	}
+	return "", ""
+}
+
+// dropPrimitiveExtensions removes every "_element" sibling (a primitive's id and
+// extensions) under n: no rule examines them, and they can carry anything (the exact
+// birth time beside a birthDate, a name in a valueString), with or without the value
+// they describe. Re-identification does not restore them.
+func dropPrimitiveExtensions(n *node) bool {
+	dropped := false
+	n.walk(func(c *node) bool {
+		if obj, ok := c.val.(map[string]any); ok {
+			for k := range obj {
+				if strings.HasPrefix(k, "_") {
+					delete(obj, k)
+					dropped = true
+				}
+			}
+		}
+		return true
+	})
+	return dropped
+}
+
+// primitiveJSONOK checks the JSON type of a primitive (each item, for a list).
+func primitiveJSONOK(typ string, v any) bool {
+	if list, ok := v.([]any); ok {
+		for _, item := range list {
+			if item != nil && !primitiveJSONOK(typ, item) {
+				return false
+			}
+		}
+		return true
+	}
+	base := typ
+	for primitiveBase[base] != "" {
+		base = primitiveBase[base]
+	}
+	switch base {
+	case "boolean", "System.Boolean":
+		_, ok := v.(bool)
+		return ok
+	case "integer", "decimal", "integer64", "System.Integer", "System.Decimal":
+		switch v.(type) {
+		case json.Number, float64:
+			return true
+		}
+		return false
+	}
+	_, ok := v.(string)
+	return ok
+}
+
 func mistyped(root *node) *node {
 	var bad *node
 	root.walk(func(n *node) bool {
