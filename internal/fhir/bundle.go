@@ -11,8 +11,9 @@ import (
 )
 
 // droppedBundleFields are Bundle-level elements not passed on: paging links can carry
-// search parameters (identifiers, names) and a signature no longer matches the content.
-var droppedBundleFields = map[string]bool{"link": true, "signature": true}
+// search parameters (identifiers, names), a signature no longer matches the content, and
+// the Bundle's identifier, timestamp and meta are the source's (an instant, an id).
+var droppedBundleFields = map[string]bool{"link": true, "signature": true, "identifier": true, "timestamp": true, "meta": true}
 
 type field struct {
 	key string

@@ -100,3 +100,27 @@ func TestRepeatedTopLevelKeysAreRefused(t *testing.T) {
 		assert.NotContains(t, out.String()+err.Error(), "Zorblatt")
 	}
 }
+
+// Bundle and entry parts no rule examines are dropped (the Bundle's identifier, timestamp
+// and meta; conditional headers; a response's OperationOutcome; entry extensions), and an
+// entry whose request URL carries search parameters fails.
+func TestBundlePartsNoRuleExaminesAreDropped(t *testing.T) {
+	in := []byte(`{"resourceType":"Bundle","type":"transaction","identifier":{"value":"MRN-99123"},"timestamp":"1953-07-21T10:00:00Z",
+		"meta":{"lastUpdated":"1953-07-21T10:00:00Z"},"entry":[
+	{"fullUrl":"urn:uuid:5a1b2c3d-0000-4000-8000-0000000000a1","extension":[{"url":"x","valueString":"Zorblatt"}],
+	 "resource":{"resourceType":"Patient","id":"5a1b2c3d-0000-4000-8000-0000000000a1","gender":"male"},
+	 "request":{"method":"POST","url":"Patient","ifNoneExist":"identifier=MRN-99123"},
+	 "response":{"status":"201","outcome":{"resourceType":"OperationOutcome","issue":[{"severity":"information","code":"informational","diagnostics":"created Zorblatt"}]}}},
+	{"resource":{"resourceType":"Patient","id":"b","gender":"female"},"request":{"method":"PUT","url":"Patient?identifier=MRN-99123"}}]}`)
+	for _, name := range []string{PresetSafeHarbor, PresetLimitedDataSet} {
+		p, _, _ := newTestProcessor(t, preset(t, name))
+		out, rep := run(t, p, in, false)
+		for _, planted := range []string{"MRN-99123", "1953", "Zorblatt"} {
+			assert.NotContains(t, string(out), planted, name)
+		}
+		require.Len(t, rep.Errors, 1, name)
+		assert.Equal(t, 1, rep.Errors[0].Index)
+		assert.Equal(t, "Bundle.entry.request.url", rep.Errors[0].Path)
+		assert.Contains(t, string(out), `"gender":"male"`, "the other entry is processed")
+	}
+}

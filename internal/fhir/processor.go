@@ -160,6 +160,10 @@ func (p *Processor) deidentify(ctx context.Context, docs []*doc, rs resolver, re
 		if dropPrimitiveExtensions(root) {
 			d.labels[LabelRedacted] = true
 		}
+		if path := d.scrubEntry(); path != "" {
+			d.err = &ResourceError{Index: d.index, ResourceType: d.typ, Path: path, Reason: "a conditional request URL carries search parameters, which are not de-identified"}
+			continue
+		}
 		p.planIDs(d, root, rs, false)
 		p.planRules(d, root, false)
 	}
@@ -313,6 +317,32 @@ func unmodelled(n *node) (string, string) {
 		}
 	}
 	return "", ""
+}
+
+// scrubEntry removes the parts of a Bundle entry no rule examines and that can carry
+// identifiers (the conditional headers' search strings, a response's OperationOutcome,
+// the entry's extensions), and returns the path of a request URL with search parameters
+// ("" when none): a conditional request cannot be de-identified, so the entry fails.
+func (d *doc) scrubEntry() string {
+	if d.entry == nil {
+		return ""
+	}
+	delete(d.entry, "extension")
+	delete(d.entry, "modifierExtension")
+	if req, ok := d.entry["request"].(map[string]any); ok {
+		for _, k := range []string{"ifNoneExist", "ifMatch", "ifNoneMatch", "ifModifiedSince", "extension", "modifierExtension"} {
+			delete(req, k)
+		}
+		if u, _ := req["url"].(string); strings.Contains(u, "?") {
+			return "Bundle.entry.request.url"
+		}
+	}
+	if resp, ok := d.entry["response"].(map[string]any); ok {
+		for _, k := range []string{"outcome", "etag", "lastModified", "extension", "modifierExtension"} {
+			delete(resp, k)
+		}
+	}
+	return ""
 }
 
 // dropPrimitiveExtensions removes every "_element" sibling (a primitive's id and
