@@ -83,6 +83,17 @@ func (p *Processor) planIDs(d *doc, root *node, rs resolver, reverse bool) {
 	}
 }
 
+// namesPatient reports whether reference string s, at node n, may name a Patient: it
+// mentions the type, or its Reference says type Patient.
+func namesPatient(s string, n *node) bool {
+	if strings.Contains(s, "Patient") {
+		return true
+	}
+	m, _ := n.parent.val.(map[string]any)
+	t, _ := m["type"].(string)
+	return t == "Patient" || strings.HasSuffix(t, "/Patient")
+}
+
 func (p *Processor) planRefAt(d *doc, parent *node, key string, rs resolver, reverse bool) {
 	if s, ok := parent.val.(map[string]any)[key].(string); ok {
 		p.planRef(d, &node{parent: parent, key: key, name: key, index: -1, typ: "uri", val: s}, rs, reverse)
@@ -96,6 +107,12 @@ func (p *Processor) planRef(d *doc, n *node, rs resolver, reverse bool) {
 		return
 	}
 	r, ok := parseRef(s)
+	if !ok && p.prof.idClass != "" && !reverse && n.parent != nil && n.parent.typ == "Reference" && namesPatient(s, n) {
+		// A reference to a Patient the service cannot map (a search, a fragment, an
+		// operation, an odd path) would keep the patient's id as it is: fail closed.
+		d.fail(n, "a reference to a Patient that is not a literal Type/id reference cannot be de-identified")
+		return
+	}
 	if !ok || p.prof.idClass == "" || r.typ != "" && !p.prof.idTokenized(r.typ) {
 		return
 	}
@@ -262,10 +279,16 @@ func (p *Processor) applyToken(d *doc, o *op, reverse bool) {
 func (p *Processor) generalize(d *doc, n *node) bool {
 	if m, ok := n.val.(map[string]any); ok { // an age
 		v, err := strconv.ParseFloat(numText(m["value"]), 64)
-		if err != nil || v <= 89 {
+		years, known := ageYears(m)
+		if err != nil || !known {
+			d.fail(n, "generalize: an age without a value in a UCUM time unit (a, mo, wk, d, h, min)")
 			return false
 		}
-		m["value"], m["comparator"] = json.Number("90"), ">="
+		if v*years <= 89 {
+			return false
+		}
+		m["value"], m["comparator"], m["unit"] = json.Number("90"), ">=", "years"
+		m["system"], m["code"] = "http://unitsofmeasure.org", "a"
 		return true
 	}
 	s := n.val.(string)
@@ -297,6 +320,20 @@ func (p *Processor) generalize(d *doc, n *node) bool {
 	}
 	n.set(y)
 	return true
+}
+
+// ageYears is the length of an age's unit in years (UCUM code, else the unit text).
+func ageYears(m map[string]any) (float64, bool) {
+	unit, _ := m["code"].(string)
+	if unit == "" {
+		unit, _ = m["unit"].(string)
+	}
+	y, ok := map[string]float64{
+		"a": 1, "yr": 1, "year": 1, "years": 1, "mo": 1.0 / 12, "month": 1.0 / 12, "months": 1.0 / 12,
+		"wk": 7 / 365.25, "week": 7 / 365.25, "weeks": 7 / 365.25, "d": 1 / 365.25, "day": 1 / 365.25, "days": 1 / 365.25,
+		"h": 1 / 8766.0, "min": 1 / 525960.0,
+	}[unit]
+	return y, ok
 }
 
 func numText(v any) string {

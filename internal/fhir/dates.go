@@ -114,20 +114,21 @@ func yearOf(s string) (string, error) {
 	return fmt.Sprintf("%04d", d.year), nil
 }
 
-// impliesAgeOver89 reports whether a birth date means the person is 90 or older at asOf:
-// the youngest age the value allows is above 89 (45 CFR 164.514(b)(2)(i)(C)).
+// impliesAgeOver89 reports whether a birth date may mean the person is 90 or older at
+// asOf: the oldest age the value allows is above 89 (45 CFR 164.514(b)(2)(i)(C)).
 func impliesAgeOver89(birth string, asOf time.Time) (bool, error) {
 	d, err := parseDate(birth)
 	if err != nil {
 		return false, err
 	}
-	// The latest birth the value allows: end of its year, month or day.
+	// The earliest birth the value allows (start of its year or month): a year or month
+	// that may belong to someone over 89 is itself "indicative of such age".
 	month, day := d.month, d.day
 	switch d.prec {
 	case precYear:
-		month, day = 12, 31
+		month, day = 1, 1
 	case precMonth:
-		day = time.Date(d.year, time.Month(d.month)+1, 0, 0, 0, 0, 0, time.UTC).Day()
+		day = 1
 	}
 	age := asOf.Year() - d.year
 	if int(asOf.Month()) < month || int(asOf.Month()) == month && asOf.Day() < day {

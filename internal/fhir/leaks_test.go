@@ -124,3 +124,53 @@ func TestBundlePartsNoRuleExaminesAreDropped(t *testing.T) {
 		assert.Contains(t, string(out), `"gender":"male"`, "the other entry is processed")
 	}
 }
+
+// Safe Harbor ages: an Age in months or days is converted before the 89-year test, and a
+// birth year (or month) that may belong to someone over 89 is removed (testNow is
+// 2026-06-01: someone born in 1936 may be 90).
+func TestAgesOver89WhateverTheUnitOrPrecision(t *testing.T) {
+	p, _, _ := newTestProcessor(t, preset(t, PresetSafeHarbor))
+	cond := func(age string) []byte {
+		return []byte(`{"resourceType":"Condition","id":"c","subject":{"reference":"Patient/p"},"code":{"text":"x"},"onsetAge":` + age + `}`)
+	}
+	out, rep := run(t, p, cond(`{"value":1150,"unit":"mo","system":"http://unitsofmeasure.org","code":"mo"}`), false)
+	require.Empty(t, rep.Errors)
+	assert.Contains(t, string(out), `"comparator":">="`)
+	assert.Contains(t, string(out), `"code":"a"`, "95 years in months is 90+ years, not 90+ months")
+	assert.NotContains(t, string(out), "1150")
+	out, rep = run(t, p, cond(`{"value":100,"unit":"mo","system":"http://unitsofmeasure.org","code":"mo"}`), false)
+	require.Empty(t, rep.Errors)
+	assert.Contains(t, string(out), `"value":100`, "8 years is kept")
+	assert.NotContains(t, string(out), "comparator")
+	_, rep = run(t, p, cond(`{"value":40,"unit":"parsecs"}`), false)
+	require.Len(t, rep.Errors, 1, "an age in no time unit is refused")
+
+	for _, birth := range []string{"1936", "1936-05", "1925"} {
+		out, rep := run(t, p, []byte(`{"resourceType":"Patient","id":"p","birthDate":"`+birth+`"}`), false)
+		require.Empty(t, rep.Errors)
+		assert.NotContains(t, string(out), "birthDate", "%s may mean 90 or older", birth)
+	}
+	out, _ = run(t, p, []byte(`{"resourceType":"Patient","id":"p","birthDate":"1937"}`), false)
+	assert.Contains(t, string(out), `"birthDate":"1937"`, "at most 89")
+	out, _ = run(t, p, []byte(`{"resourceType":"Patient","id":"p","birthDate":"1936-11"}`), false)
+	assert.Contains(t, string(out), `"birthDate":"1936"`, "born in November 1936: 89 in June 2026")
+}
+
+// A reference to a Patient that is not a literal Type/id (a search, an operation, an
+// odd path, an id with a type beside it) would keep the patient's id: the resource fails.
+func TestPatientReferencesThatCannotBeMappedFail(t *testing.T) {
+	p, _, _ := newTestProcessor(t, preset(t, PresetLimitedDataSet))
+	for _, ref := range []string{
+		`{"reference":"MRN-99123","type":"Patient"}`,
+		`{"reference":"Patient/MRN-99123/$everything"}`,
+		`{"reference":"../Patient/MRN-99123"}`,
+		`{"reference":"Patient/MRN_99123"}`,
+		`{"reference":"Patient?identifier=MRN-99123"}`,
+	} {
+		out, rep := run(t, p, []byte(`{"resourceType":"Observation","id":"o","status":"final","code":{"text":"x"},"subject":`+ref+`}`), false)
+		require.Len(t, rep.Errors, 1, ref)
+		assert.Equal(t, "Observation.subject.reference", rep.Errors[0].Path)
+		assert.NotContains(t, string(out), "99123")
+		assert.NotContains(t, rep.Errors[0].Error(), "99123")
+	}
+}

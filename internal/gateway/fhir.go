@@ -41,6 +41,9 @@ const (
 	fhirJSON     = "application/fhir+json"
 	fhirNDJSON   = "application/fhir+ndjson"
 	errorsHeader = "X-Tokenizer-Errors"
+	// unrestoredHeader lists, on re-identification, the paths that could not be
+	// restored (withheld, masked, redacted or generalized), by index and reason.
+	unrestoredHeader = "X-Tokenizer-Unrestored"
 	// ndjsonBatch is how many lines go in one stream message (one audit event).
 	ndjsonBatch = 256
 )
@@ -109,6 +112,7 @@ func (h *fhirHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	setErrors(w.Header(), resp.GetErrors())
+	setUnrestored(w.Header(), resp.GetUnrestored())
 	if resp.GetResources()[0] == "" {
 		outcome(w, http.StatusUnprocessableEntity, "the resource could not be processed: see "+errorsHeader)
 		return
@@ -134,11 +138,12 @@ func (h *fhirHandler) call(ctx context.Context, q map[string][]string, resources
 // serveNDJSON streams: batches of lines go out as stream messages while the answers
 // are written back in order; memory holds a few batches whatever the body's length.
 func (h *fhirHandler) serveNDJSON(ctx context.Context, w http.ResponseWriter, body io.Reader, q map[string][]string) {
-	w.Header().Set("Trailer", errorsHeader)
+	w.Header().Set("Trailer", errorsHeader+", "+unrestoredHeader)
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 0, 64<<10), int(h.maxBytes))
 	var errList []*tokenizerv1.ResourceError
 	badUTF8 := map[int]bool{}
+	var unrestored []*tokenizerv1.UnrestoredPath
 	started, base := false, 0
 	batch := make([]string, 0, ndjsonBatch)
 	flush := func() error {
@@ -157,6 +162,10 @@ func (h *fhirHandler) serveNDJSON(ctx context.Context, w http.ResponseWriter, bo
 			if res != "" {
 				_, _ = io.WriteString(w, res+"\n")
 			}
+		}
+		for _, u := range resp.GetUnrestored() {
+			u.Index += int32(base)
+			unrestored = append(unrestored, u)
 		}
 		for _, e := range resp.GetErrors() {
 			e.Index += int32(base)
@@ -191,11 +200,26 @@ func (h *fhirHandler) serveNDJSON(ctx context.Context, w http.ResponseWriter, bo
 		return
 	}
 	setErrors(w.Header(), errList)
+	setUnrestored(w.Header(), unrestored)
 	if err != nil {
 		// The body has started: the failure goes in the trailer, and the output is
 		// incomplete (the caller must discard it).
 		w.Header().Set(errorsHeader, `[{"index":-1,"reason":"request failed before the end: output incomplete"}]`)
 	}
+}
+
+// setUnrestored sets the unrestored-paths header (JSON, like the errors header).
+func setUnrestored(h http.Header, list []*tokenizerv1.UnrestoredPath) {
+	if len(list) == 0 {
+		return
+	}
+	errs := make([]*tokenizerv1.ResourceError, len(list))
+	for i, u := range list {
+		errs[i] = &tokenizerv1.ResourceError{Index: u.GetIndex(), ResourceType: u.GetResourceType(), Path: u.GetPath(), Reason: u.GetReason()}
+	}
+	hh := http.Header{}
+	setErrors(hh, errs)
+	h.Set(unrestoredHeader, hh.Get(errorsHeader))
 }
 
 func setErrors(h http.Header, list []*tokenizerv1.ResourceError) {

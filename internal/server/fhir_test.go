@@ -126,6 +126,13 @@ func TestFHIRRoundTripOverREST(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, back)
 	assert.Equal(t, semantic(t, fhirBundle), semantic(t, back), "re-identification is exact")
 
+	// Over REST, what could not be restored is listed in a header, by index, path and reason.
+	_, sh, _ := fhirPost(t, r, "/v1/fhir/$de-identify?profile=safe_harbor", "application/fhir+json", fhirBundle)
+	code, _, hdr = fhirPost(t, r, "/v1/fhir/$re-identify?profile=safe_harbor&purpose_of_use=TREAT", "application/fhir+json", sh)
+	require.Equal(t, http.StatusOK, code)
+	assert.Contains(t, hdr.Get("X-Tokenizer-Unrestored"), `"path":"Patient.birthDate"`)
+	assert.NotContains(t, hdr.Get("X-Tokenizer-Unrestored"), "1978")
+
 	code, body, _ := fhirPost(t, r, "/v1/fhir/$re-identify?profile=limited_data_set", "application/fhir+json", out)
 	assert.Equal(t, http.StatusBadRequest, code, "a reveal needs a purpose of use")
 	assert.Contains(t, body, "purpose_of_use")
