@@ -375,6 +375,7 @@ func compact(obj map[string]any, typ string) {
 			}
 		case map[string]any:
 			compact(x, childType(ctyp, x))
+			emptyExtension(x, childType(ctyp, x))
 			if len(x) == 0 {
 				delete(obj, k)
 				if required {
@@ -387,6 +388,20 @@ func compact(obj map[string]any, typ string) {
 	}
 }
 
+// emptyExtension clears an Extension left with neither a value nor extensions (its value
+// was redacted): FHIR does not allow one, so it goes with its url.
+func emptyExtension(m map[string]any, typ string) {
+	if typ != "Extension" {
+		return
+	}
+	for k := range m {
+		if k == "extension" || strings.HasPrefix(k, "value") {
+			return
+		}
+	}
+	clear(m)
+}
+
 func compactList(obj map[string]any, k string, x []any, typ string, required bool) {
 	kept := x[:0]
 	ext, _ := obj["_"+k].([]any)
@@ -394,6 +409,7 @@ func compactList(obj map[string]any, k string, x []any, typ string, required boo
 	for i, item := range x {
 		if m, ok := item.(map[string]any); ok {
 			compact(m, childType(typ, m))
+			emptyExtension(m, childType(typ, m))
 			if len(m) == 0 {
 				continue
 			}

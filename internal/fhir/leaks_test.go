@@ -174,3 +174,20 @@ func TestPatientReferencesThatCannotBeMappedFail(t *testing.T) {
 		assert.NotContains(t, rep.Errors[0].Error(), "99123")
 	}
 }
+
+// An Address's geolocation extension holds latitude and longitude to street precision:
+// numbers under an identifying element are removed (with their extension, which FHIR
+// does not allow without a value), under both presets.
+func TestGeolocationIsRemoved(t *testing.T) {
+	in := []byte(`{"resourceType":"Patient","id":"g","address":[{"city":"Boston","state":"MA","postalCode":"02139",
+		"extension":[{"url":"http://hl7.org/fhir/StructureDefinition/geolocation","extension":[
+		{"url":"latitude","valueDecimal":42.3624119},{"url":"longitude","valueDecimal":-71.0829413}]}]}]}`)
+	for _, name := range []string{PresetSafeHarbor, PresetLimitedDataSet} {
+		p, _, _ := newTestProcessor(t, preset(t, name))
+		out, rep := run(t, p, in, false)
+		require.Empty(t, rep.Errors, name)
+		assert.NotContains(t, string(out), "42.36", name)
+		assert.NotContains(t, string(out), "71.08", name)
+		assert.NotContains(t, string(out), `"url":"latitude"`, "%s: no extension is left without its value", name)
+	}
+}

@@ -1,6 +1,7 @@
 package fhir
 
 import (
+	"encoding/json"
 	"regexp"
 )
 
@@ -201,6 +202,10 @@ func leafOp(c *node, a Action, dflt bool) (opKind, bool) {
 		switch {
 		case text:
 			return kind, true
+		case isNumeric(c):
+			// A number under an identifying element (an Address's geolocation extension
+			// holds latitude and longitude) cannot be tokenized: it goes.
+			return opRedact, true
 		case date && dflt && a == ActTokenize:
 			return opShift, true
 		case date && dflt:
@@ -224,6 +229,15 @@ func leafOp(c *node, a Action, dflt bool) (opKind, bool) {
 		}
 	}
 	return 0, false
+}
+
+// isNumeric recognizes a decimal or integer leaf.
+func isNumeric(n *node) bool {
+	switch n.val.(type) {
+	case json.Number, float64:
+		return true
+	}
+	return false
 }
 
 // add records a planned op; in reverse, what cannot be undone becomes a report entry.
