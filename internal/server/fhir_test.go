@@ -75,6 +75,21 @@ func fhirSend(t *testing.T, r *running, method, path, contentType, requestID, bo
 	return resp.StatusCode, string(raw), resp.Header
 }
 
+// bundleOut is a de-identified Bundle's entries.
+type bundleOut struct {
+	Entry []struct {
+		FullURL  string         `json:"fullUrl"`
+		Resource map[string]any `json:"resource"`
+	} `json:"entry"`
+}
+
+func bundleEntries(t *testing.T, s string) bundleOut {
+	t.Helper()
+	var b bundleOut
+	require.NoError(t, json.Unmarshal([]byte(s), &b))
+	return b
+}
+
 func semantic(t *testing.T, s string) any {
 	t.Helper()
 	var v any
@@ -96,13 +111,7 @@ func TestFHIRRoundTripOverREST(t *testing.T) {
 	for _, p := range fhirPlanted {
 		assert.NotContains(t, out, p)
 	}
-	var b struct {
-		Entry []struct {
-			FullURL  string         `json:"fullUrl"`
-			Resource map[string]any `json:"resource"`
-		} `json:"entry"`
-	}
-	require.NoError(t, json.Unmarshal([]byte(out), &b))
+	b := bundleEntries(t, out)
 	require.Len(t, b.Entry, 3)
 	patientURL := b.Entry[0].FullURL
 	assert.Equal(t, patientURL, b.Entry[1].Resource["subject"].(map[string]any)["reference"], "references still link")
@@ -495,13 +504,7 @@ func TestFHIRBundleLinksWhatEverTheOrder(t *testing.T) {
 	code, out, hdr := fhirPost(t, r, "/v1/fhir/$de-identify?profile=limited_data_set", "application/fhir+json", bundle)
 	require.Equal(t, http.StatusOK, code, out)
 	require.Empty(t, hdr.Get("X-Tokenizer-Errors"))
-	var b struct {
-		Entry []struct {
-			FullURL  string         `json:"fullUrl"`
-			Resource map[string]any `json:"resource"`
-		} `json:"entry"`
-	}
-	require.NoError(t, json.Unmarshal([]byte(out), &b))
+	b := bundleEntries(t, out)
 	require.Len(t, b.Entry, 2)
 	assert.Equal(t, b.Entry[1].FullURL, b.Entry[0].Resource["subject"].(map[string]any)["reference"], "the reference still names the Patient entry")
 	obs, err := time.Parse(time.DateOnly, b.Entry[0].Resource["effectiveDateTime"].(string))
