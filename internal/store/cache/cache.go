@@ -78,11 +78,23 @@ func (s *Store) remember(m tokenizer.Mapping) {
 
 // LookupTokens answers cached rows and asks the inner store for the rest.
 func (s *Store) LookupTokens(ctx context.Context, refs []tokenizer.Ref) (map[string]tokenizer.Mapping, error) {
+	return lookupThrough(ctx, s, s.byDigest, refs, s.Store.LookupTokens, func(_ string, m tokenizer.Mapping) { s.remember(m) })
+}
+
+// LookupFingerprints answers cached rows and asks the inner store for the rest.
+func (s *Store) LookupFingerprints(ctx context.Context, refs []tokenizer.FingerprintRef) (map[string]tokenizer.Mapping, error) {
+	return lookupThrough(ctx, s, s.byFP, refs, s.Store.LookupFingerprints, func(k string, m tokenizer.Mapping) { s.byFP.put(k, m, s.now()) })
+}
+
+// lookupThrough answers the refs idx holds and asks inner for the rest, keeping what it
+// returns.
+func lookupThrough[R interface{ Key() string }](ctx context.Context, s *Store, idx *lru, refs []R,
+	inner func(context.Context, []R) (map[string]tokenizer.Mapping, error), keep func(string, tokenizer.Mapping)) (map[string]tokenizer.Mapping, error) {
 	out := map[string]tokenizer.Mapping{}
-	var miss []tokenizer.Ref
+	var miss []R
 	now := s.now()
 	for _, r := range refs {
-		if m, ok := s.byDigest.get(r.Key(), now); ok {
+		if m, ok := idx.get(r.Key(), now); ok {
 			out[r.Key()] = m
 			continue
 		}
@@ -92,13 +104,13 @@ func (s *Store) LookupTokens(ctx context.Context, refs []tokenizer.Ref) (map[str
 	if len(miss) == 0 {
 		return out, nil
 	}
-	got, err := s.Store.LookupTokens(ctx, miss)
+	got, err := inner(ctx, miss)
 	if err != nil {
 		return nil, err
 	}
 	for k, m := range got {
 		out[k] = m
-		s.remember(m)
+		keep(k, m)
 	}
 	return out, nil
 }
@@ -106,33 +118,6 @@ func (s *Store) LookupTokens(ctx context.Context, refs []tokenizer.Ref) (map[str
 func (s *Store) count(hits, misses int) {
 	s.hits.Add(int64(hits))
 	s.misses.Add(int64(misses))
-}
-
-// LookupFingerprints answers cached rows and asks the inner store for the rest.
-func (s *Store) LookupFingerprints(ctx context.Context, refs []tokenizer.FingerprintRef) (map[string]tokenizer.Mapping, error) {
-	out := map[string]tokenizer.Mapping{}
-	var miss []tokenizer.FingerprintRef
-	now := s.now()
-	for _, r := range refs {
-		if m, ok := s.byFP.get(r.Key(), now); ok {
-			out[r.Key()] = m
-			continue
-		}
-		miss = append(miss, r)
-	}
-	s.count(len(refs)-len(miss), len(miss))
-	if len(miss) == 0 {
-		return out, nil
-	}
-	got, err := s.Store.LookupFingerprints(ctx, miss)
-	if err != nil {
-		return nil, err
-	}
-	for k, m := range got {
-		out[k] = m
-		s.byFP.put(k, m, s.now())
-	}
-	return out, nil
 }
 
 // InsertStatic answers values seen before from the cache (as the inner store would:
