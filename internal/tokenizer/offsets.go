@@ -95,23 +95,36 @@ func (e *Engine) offsetSubjects(ctx context.Context, subjects []string, create b
 	if create {
 		return e.resolveSubjects(ctx, subjects)
 	}
+	var all [][]byte
+	for _, name := range subjects {
+		ds, _, err := e.subjectDigests(name)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, ds...)
+	}
+	known, err := e.subj.store.SubjectsByDigest(ctx, all) // one read for the batch
+	if err != nil {
+		return nil, storeErr(ctx, err)
+	}
 	out := map[string]*subjectKeys{}
 	for _, name := range subjects {
-		s, ok, err := e.findSubject(ctx, name)
-		if err != nil {
-			return nil, err
+		ds, _, _ := e.subjectDigests(name)
+		for _, d := range ds {
+			s, ok := known[string(d)]
+			if !ok {
+				continue
+			}
+			sk, err := e.subjectKeys(ctx, s)
+			if errors.Is(err, keys.ErrSubjectKeyGone) {
+				break
+			}
+			if err != nil {
+				return nil, err
+			}
+			out[name] = sk
+			break
 		}
-		if !ok {
-			continue
-		}
-		sk, err := e.subjectKeys(ctx, s)
-		if errors.Is(err, keys.ErrSubjectKeyGone) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		out[name] = sk
 	}
 	return out, nil
 }
