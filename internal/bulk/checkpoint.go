@@ -29,7 +29,11 @@ type checkpoint struct {
 
 // jobDigest identifies the settings a checkpoint is valid for.
 func jobDigest(j *Job) string {
-	b, _ := json.Marshal([]any{j.Operation, j.Format, j.Input, j.Output, j.Columns, j.Delimiter, j.Quote, j.BatchItems, j.CheckpointRows})
+	settings := []any{j.Operation, j.Format, j.Input, j.Output, j.Columns, j.Delimiter, j.Quote, j.BatchItems, j.CheckpointRows}
+	if j.Profile != "" {
+		settings = append(settings, j.Profile)
+	}
+	b, _ := json.Marshal(settings)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
 }

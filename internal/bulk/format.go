@@ -40,16 +40,17 @@ type Format interface {
 	Encode(dst []byte, f Field, value string) []byte
 }
 
-// formats builds a Format by name for a job. FHIR NDJSON (with a profile) will be one
-// more entry here once the FHIR profiles exist.
+// formats builds a Format by name for a job (Parquet is read by row group instead, see
+// parquet.go).
 var formats = map[string]func(j *Job) (Format, error){
-	"csv":    func(j *Job) (Format, error) { return newCSV(j, ',') },
-	"tsv":    func(j *Job) (Format, error) { return newCSV(j, '\t') },
-	"ndjson": newNDJSON,
+	"csv":            func(j *Job) (Format, error) { return newCSV(j, ',') },
+	"tsv":            func(j *Job) (Format, error) { return newCSV(j, '\t') },
+	"ndjson":         newNDJSON,
+	FormatFHIRNDJSON: newFHIRNDJSON,
 }
 
 // FormatNames lists the supported formats.
-func FormatNames() []string { return []string{"csv", "tsv", "ndjson", "parquet"} }
+func FormatNames() []string { return []string{"csv", "tsv", "ndjson", "parquet", FormatFHIRNDJSON} }
 
 // formatFromName guesses the format from a file name (after any compression suffix).
 func formatFromName(name string) string {

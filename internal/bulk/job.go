@@ -31,6 +31,7 @@ type Job struct {
 	Input          string    `yaml:"input"`  // a file, or "-" for standard input
 	Output         string    `yaml:"output"` // a file, or "-" for standard output
 	Columns        []Mapping `yaml:"columns"`
+	Profile        string    `yaml:"profile"` // fhir-ndjson: the FHIR profile (docs/fhir.md)
 	Purpose        string    `yaml:"purpose"` // detokenize: HL7 v3 PurposeOfUse
 	Justification  string    `yaml:"justification"`
 	Delimiter      string    `yaml:"delimiter"`
@@ -83,7 +84,7 @@ func LoadJobFile(path string, j *Job) error {
 	}{
 		{&j.Format, f.Format}, {&j.Input, f.Input}, {&j.Output, f.Output}, {&j.Purpose, f.Purpose},
 		{&j.Justification, f.Justification}, {&j.Delimiter, f.Delimiter}, {&j.Quote, f.Quote},
-		{&j.RejectFile, f.RejectFile}, {&j.Checkpoint, f.Checkpoint},
+		{&j.RejectFile, f.RejectFile}, {&j.Checkpoint, f.Checkpoint}, {&j.Profile, f.Profile},
 	} {
 		merge(p.dst, p.v)
 	}
@@ -126,8 +127,8 @@ func (j *Job) complete() error {
 			return fmt.Errorf("format: cannot tell from the file names; give --format (%s)", strings.Join(FormatNames(), ", "))
 		}
 	}
-	if len(j.Columns) == 0 {
-		return errors.New("no columns mapped: give --column name=class or a job file")
+	if err := j.completeMapping(); err != nil {
+		return err
 	}
 	if j.Operation == Detokenize && j.Purpose == "" {
 		return errors.New("purpose: required for detokenize (an HL7 v3 PurposeOfUse code such as TREAT)")
@@ -137,6 +138,9 @@ func (j *Job) complete() error {
 	}
 	if j.BatchItems <= 0 {
 		j.BatchItems = 1000
+		if j.Format == FormatFHIRNDJSON {
+			j.BatchItems = fhirBatchItems
+		}
 	}
 	if j.Concurrency <= 0 {
 		j.Concurrency = 4
@@ -151,6 +155,25 @@ func (j *Job) complete() error {
 		if j.Checkpoint == "" {
 			j.Checkpoint = j.Output + ".checkpoint"
 		}
+	}
+	return nil
+}
+
+// completeMapping checks what maps values to the service: columns for the record
+// formats, a profile for FHIR NDJSON (an .ndjson file with a profile is FHIR NDJSON).
+func (j *Job) completeMapping() error {
+	if j.Profile != "" && j.Format == "ndjson" && len(j.Columns) == 0 {
+		j.Format = FormatFHIRNDJSON
+	}
+	switch {
+	case j.Format == FormatFHIRNDJSON && j.Profile == "":
+		return errors.New("profile: required for fhir-ndjson (--profile safe_harbor, limited_data_set or a configured profile)")
+	case j.Format == FormatFHIRNDJSON && len(j.Columns) > 0:
+		return errors.New("--column does not apply to fhir-ndjson: the profile says what each resource's fields become")
+	case j.Format != FormatFHIRNDJSON && j.Profile != "":
+		return fmt.Errorf("--profile applies to fhir-ndjson only, not to %s", j.Format)
+	case j.Format != FormatFHIRNDJSON && len(j.Columns) == 0:
+		return errors.New("no columns mapped: give --column name=class or a job file")
 	}
 	return nil
 }

@@ -35,6 +35,7 @@ func (s Summary) RowsPerSec() float64 { return float64(s.Records) / max(s.Elapse
 // Options are the parts of a run that are not the job itself.
 type Options struct {
 	Client   tokenizerv1.TokenizerServiceClient
+	FHIR     tokenizerv1.FhirServiceClient // fhir-ndjson jobs
 	Progress *Progress // nil: no progress output
 }
 
@@ -255,7 +256,7 @@ func (r *run) produce(ctx context.Context, slots chan struct{}, todo chan<- *chu
 	var carry *rec
 	for seq := int64(0); ; seq++ {
 		c := &chunk{seq: seq, first: record + 1}
-		n, eof := 0, false
+		n, size, eof := 0, 0, false
 		for {
 			rc := carry
 			carry = nil
@@ -267,12 +268,14 @@ func (r *run) produce(ctx context.Context, slots chan struct{}, todo chan<- *chu
 					return fmt.Errorf("input record %d: %w", record+1, err)
 				}
 			}
-			if len(c.recs) > 0 && (n+len(rc.fields) > r.job.BatchItems || len(c.recs) >= 4*r.job.BatchItems) {
+			vb := valueBytes(rc.fields)
+			if len(c.recs) > 0 && (n+len(rc.fields) > r.job.BatchItems || len(c.recs) >= 4*r.job.BatchItems || size+vb > maxChunkBytes) {
 				carry = rc
 				break
 			}
 			c.recs, c.fields, c.rowErr = append(c.recs, rc.raw), append(c.fields, rc.fields), append(c.rowErr, rc.re)
 			n += len(rc.fields)
+			size += vb
 			offset += int64(len(rc.raw))
 			record++
 		}
@@ -294,6 +297,18 @@ func (r *run) produce(ctx context.Context, slots chan struct{}, todo chan<- *chu
 			return nil
 		}
 	}
+}
+
+// maxChunkBytes bounds the values of one chunk, so that a request stays under the
+// service's message limit (4 MiB by default) when values are large (FHIR resources).
+const maxChunkBytes = 2 << 20
+
+func valueBytes(fields []Field) int {
+	n := 0
+	for _, f := range fields {
+		n += len(f.Value)
+	}
+	return n
 }
 
 // consume writes chunks in input order and checkpoints every CheckpointRows records.
@@ -412,6 +427,13 @@ func (r *run) call(ctx context.Context, c *chunk) error {
 		for i, rf := range sub {
 			c.results[lo+i] = out[i]
 			if errs[i] == nil {
+				continue
+			}
+			var re *RowError
+			if errors.As(errs[i], &re) {
+				if c.rowErr[rf.rec] == nil {
+					c.rowErr[rf.rec] = re
+				}
 				continue
 			}
 			st := status.Convert(errs[i])

@@ -46,30 +46,8 @@ func TestResumeAfterSIGKILL(t *testing.T) {
 	_, err := os.Stat(whole + ".checkpoint")
 	assert.ErrorIs(t, err, os.ErrNotExist, "a finished job leaves no checkpoint")
 
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
 	out := filepath.Join(dir, "killed.csv.gz")
-	killed := false
-	for attempt := 0; attempt < 5 && !killed; attempt++ {
-		cmd := exec.Command(binary, append([]string{"tokenize-file", "--input", in, "--output", out, "--insecure", "--grpc", s.grpc}, resumeArgs...)...)
-		require.NoError(t, cmd.Start())
-		require.Eventually(t, func() bool { _, err := os.Stat(out + ".checkpoint"); return err == nil }, 60*time.Second, 2*time.Millisecond)
-		delay := time.Duration(rng.IntN(400)) * time.Millisecond
-		t.Logf("attempt %d: SIGKILL %v after the first checkpoint", attempt, delay)
-		time.Sleep(delay)
-		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
-		err := cmd.Wait()
-		ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
-		killed = ok && ws.Signaled() && err != nil
-	}
-	require.True(t, killed, "the job was killed mid-file")
-	raw, err := os.ReadFile(out + ".checkpoint")
-	require.NoError(t, err)
-	var ck struct {
-		Records int64 `json:"records"`
-	}
-	require.NoError(t, json.Unmarshal(raw, &ck))
-	t.Logf("killed with %d of 30000 records checkpointed", ck.Records)
-	require.True(t, ck.Records > 0 && ck.Records < 30000, "killed mid-file")
+	s.killMidJob(t, append([]string{"tokenize-file", "--input", in, "--output", out}, resumeArgs...), out, 30000, 400*time.Millisecond)
 	wholeBytes, err := os.ReadFile(whole)
 	require.NoError(t, err)
 
@@ -84,6 +62,35 @@ func TestResumeAfterSIGKILL(t *testing.T) {
 	res = s.client(t, append([]string{"tokenize-file", "--input", in, "--output", out, "--resume"}, resumeArgs...)...)
 	assert.Equal(t, 1, res.code)
 	assert.Contains(t, res.stderr, "no checkpoint")
+}
+
+// killMidJob starts the client with args, SIGKILLs it at a random moment (up to
+// maxDelay) after its first checkpoint, and checks that the checkpoint stands mid-file.
+func (s *service) killMidJob(t *testing.T, args []string, out string, records int64, maxDelay time.Duration) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
+	killed := false
+	for attempt := 0; attempt < 5 && !killed; attempt++ {
+		cmd := exec.Command(binary, append(args, "--insecure", "--grpc", s.grpc)...)
+		require.NoError(t, cmd.Start())
+		require.Eventually(t, func() bool { _, err := os.Stat(out + ".checkpoint"); return err == nil }, 60*time.Second, 2*time.Millisecond)
+		delay := time.Duration(rng.Int64N(int64(maxDelay)))
+		t.Logf("attempt %d: SIGKILL %v after the first checkpoint", attempt, delay)
+		time.Sleep(delay)
+		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+		err := cmd.Wait()
+		ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+		killed = ok && ws.Signaled() && err != nil
+	}
+	require.True(t, killed, "the job was killed mid-file")
+	raw, err := os.ReadFile(out + ".checkpoint")
+	require.NoError(t, err)
+	var ck struct {
+		Records int64 `json:"records"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &ck))
+	t.Logf("killed with %d of %d records checkpointed", ck.Records, records)
+	require.True(t, ck.Records > 0 && ck.Records < records, "killed mid-file")
 }
 
 // TestProgress shows a bar on a terminal and plain lines otherwise, and a summary.

@@ -49,6 +49,9 @@ func (r *run) send(ctx context.Context, items []Field) ([]string, []error, error
 }
 
 func (r *run) sendOnce(ctx context.Context, items []Field, out []string, errs []error) error {
+	if r.job.Format == FormatFHIRNDJSON {
+		return r.sendFHIR(ctx, items, out, errs)
+	}
 	c := r.opts.Client
 	if r.job.Operation == Tokenize {
 		req := &tokenizerv1.TokenizeRequest{Items: make([]*tokenizerv1.TokenizeItem, len(items))}

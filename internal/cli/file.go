@@ -33,10 +33,13 @@ const (
 const fileUsage = `Usage:
   tokenizer tokenize-file   --input FILE --output FILE --column NAME=CLASS ... [flags]
   tokenizer detokenize-file --input FILE --output FILE --column NAME=CLASS ... --purpose CODE [flags]
+  tokenizer tokenize-file   --input FILE.ndjson --output FILE --profile NAME [flags]   (FHIR NDJSON)
 
 "-" is standard input or output. Formats: csv, tsv, ndjson, parquet (from the file name or
---format); .gz and .zst files are decompressed and compressed. Exit status: 0 done,
-1 failed, 2 usage, 3 done with rejects, 4 stopped by --max-rejects.
+--format), and fhir-ndjson (FHIR Bulk Data NDJSON, one resource per line, de-identified
+or re-identified by a FHIR profile: --profile, or --format fhir-ndjson); .gz and .zst
+files are decompressed and compressed. Exit status: 0 done, 1 failed, 2 usage, 3 done
+with rejects, 4 stopped by --max-rejects.
 `
 
 // clientFlags are the connection flags of every command that calls the service.
@@ -105,13 +108,14 @@ func fileJobFlags(name string, op bulk.Operation, args []string, stderr io.Write
 	fs.StringVar(&jobFile, "job", "", "YAML job file (flags given win over it)")
 	fs.StringVar(&j.Input, "input", "", "input file, or - for standard input (the default)")
 	fs.StringVar(&j.Output, "output", "", "output file, or - for standard output (the default)")
-	fs.StringVar(&j.Format, "format", "", "csv, tsv, ndjson or parquet (default: from the file name)")
+	fs.StringVar(&j.Format, "format", "", "csv, tsv, ndjson, parquet or fhir-ndjson (default: from the file name; ndjson with --profile is fhir-ndjson)")
+	fs.StringVar(&j.Profile, "profile", "", "fhir-ndjson: the FHIR profile (safe_harbor, limited_data_set or a configured one)")
 	fs.StringVar(&j.Delimiter, "delimiter", "", "CSV field delimiter (default , for csv and tab for tsv)")
 	fs.StringVar(&j.Quote, "quote", "", `CSV quote character (default ")`)
 	fs.StringVar(&j.RejectFile, "reject-file", "", "reject file (default: OUTPUT.rejects.csv)")
 	fs.StringVar(&j.Checkpoint, "checkpoint", "", "checkpoint file (default: OUTPUT.checkpoint)")
 	fs.IntVar(&j.MaxRejects, "max-rejects", -1, "stop when more records than this are rejected (-1: never)")
-	fs.IntVar(&j.BatchItems, "batch", 0, "values per request (default 1000)")
+	fs.IntVar(&j.BatchItems, "batch", 0, "values per request (default 1000; fhir-ndjson: resources per request, default 100)")
 	fs.IntVar(&j.Concurrency, "concurrency", 0, "requests in flight (default 4)")
 	fs.IntVar(&j.CheckpointRows, "checkpoint-rows", 0, "records between checkpoints (default 50000)")
 	fs.BoolVar(&j.Resume, "resume", false, "continue an interrupted job from its checkpoint")
@@ -179,7 +183,7 @@ func fileCmd(ctx context.Context, op bulk.Operation, args []string, stderr io.Wr
 	defer conn.Close()
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	sum, err := bulk.Run(ctx, j, bulk.Options{Client: tokenizerv1.NewTokenizerServiceClient(conn), Progress: prog})
+	sum, err := bulk.Run(ctx, j, bulk.Options{Client: tokenizerv1.NewTokenizerServiceClient(conn), FHIR: tokenizerv1.NewFhirServiceClient(conn), Progress: prog})
 	if err == nil || sum.Records > 0 {
 		bulk.WriteSummary(stderr, sum)
 	}

@@ -191,3 +191,29 @@ func TestGeolocationIsRemoved(t *testing.T) {
 		assert.NotContains(t, string(out), `"url":"latitude"`, "%s: no extension is left without its value", name)
 	}
 }
+
+// Safe Harbor (A) and the limited data set cover the names of the individual's employers,
+// and an Organization may be one (Patient.contact with relationship E points to it): its
+// name and aliases are removed under safe_harbor and tokenized, reversibly, under
+// limited_data_set.
+func TestOrganizationNamesAreEmployerNames(t *testing.T) {
+	in := []byte(`{"resourceType":"Organization","id":"org-1","active":true,"name":"Zorblatt Widgets Inc",
+		"alias":["Zorblatt WI","ZWI Holdings"],"type":[{"text":"employer"}]}`)
+	for _, name := range []string{PresetSafeHarbor, PresetLimitedDataSet} {
+		p, _, _ := newTestProcessor(t, preset(t, name))
+		out, rep := run(t, p, in, false)
+		require.Empty(t, rep.Errors, name)
+		for _, planted := range []string{"Zorblatt", "ZWI Holdings"} {
+			assert.NotContains(t, string(out), planted, name)
+		}
+		if name == PresetSafeHarbor {
+			assert.NotContains(t, string(out), `"name"`, "safe_harbor removes the name")
+			assert.Contains(t, string(out), "REDACTED")
+			continue
+		}
+		assert.Contains(t, string(out), `"name"`, "limited_data_set keeps a token in its place")
+		back, rep := run(t, p, out, true)
+		require.Empty(t, rep.Errors)
+		assert.JSONEq(t, string(in), string(back), "the limited data set's tokens reverse exactly")
+	}
+}
