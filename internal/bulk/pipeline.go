@@ -36,7 +36,7 @@ func (s Summary) RowsPerSec() float64 { return float64(s.Records) / max(s.Elapse
 type Options struct {
 	Client   tokenizerv1.TokenizerServiceClient
 	FHIR     tokenizerv1.FhirServiceClient // fhir-ndjson jobs
-	Progress *Progress // nil: no progress output
+	Progress *Progress                     // nil: no progress output
 }
 
 // chunk is one batch of records: at most BatchItems values, sent as one request.
