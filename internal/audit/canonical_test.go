@@ -189,3 +189,22 @@ func TestRecordInContext(t *testing.T) {
 	assert.Zero(t, b.Items, "without a record, each call gets its own throwaway")
 	assert.NoError(t, audit.Noop{}.Append(ctx, &audit.Event{}))
 }
+
+// The end user a caller acts for is encoded between masked and operation (byte order),
+// only when there is one, so events without it encode as before; it decodes back.
+func TestCanonicalOnBehalfOf(t *testing.T) {
+	t.Parallel()
+	ev := audit.Event{Seq: 3, Caller: "spiffe://example.org/bq-connector", Operation: "tokenize", Outcome: "OK",
+		OnBehalfOf: "bigquery session user ana@example.org"}
+	want := `{"break_glass":false,"caller":"spiffe://example.org/bq-connector","classes":[],"client_address":"",` +
+		`"items":0,"items_failed":0,"justification":"","masked":false,` +
+		`"on_behalf_of":"bigquery session user ana@example.org","operation":"tokenize","outcome":"OK",` +
+		`"purpose_of_use":"","reason":"","request_id":"","seq":3,"time":"0001-01-01T00:00:00.000000Z",` +
+		`"token_digests":[],"version":1}`
+	assert.Equal(t, want, string(ev.Canonical()))
+	d, err := audit.Decode(string(ev.Canonical()))
+	require.NoError(t, err)
+	assert.Equal(t, "bigquery session user ana@example.org", d.OnBehalfOf)
+	ev.OnBehalfOf = ""
+	assert.NotContains(t, string(ev.Canonical()), "on_behalf_of")
+}

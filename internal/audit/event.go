@@ -49,6 +49,10 @@ type Event struct {
 	// Grants are the ids of the grants a request revealed under, or created, approved or
 	// revoked. Omitted from the canonical form when empty.
 	Grants []string
+	// OnBehalfOf is the end user the caller says it acts for (a warehouse's session user,
+	// an EHR's clinician), as the caller asserted it: the caller is the authenticated
+	// party. Omitted from the canonical form when empty.
+	OnBehalfOf string
 }
 
 // Canonical is the event's canonical encoding, the bytes the chain hashes: a JSON
@@ -83,6 +87,9 @@ func (e *Event) Canonical() []byte {
 	b = appendString(b, ",", "justification", e.Justification)
 	b = append(b, ',')
 	b = appendBool(b, "masked", e.Masked)
+	if e.OnBehalfOf != "" {
+		b = appendString(b, ",", "on_behalf_of", e.OnBehalfOf)
+	}
 	b = appendString(b, ",", "operation", e.Operation)
 	b = appendString(b, ",", "outcome", e.Outcome)
 	b = appendString(b, ",", "purpose_of_use", e.PurposeOfUse)

@@ -35,6 +35,7 @@ type Decoded struct {
 	SubjectDigests []string         `json:"subject_digests,omitempty"`
 	Erased         map[string]int64 `json:"erased,omitempty"`
 	Grants         []string         `json:"grants,omitempty"`
+	OnBehalfOf     string           `json:"on_behalf_of,omitempty"`
 }
 
 // Decode parses a canonical body.
@@ -84,7 +85,7 @@ func Export(ctx context.Context, st ChainReader, f Format, from, to int64, w io.
 
 var csvHeader = []string{"seq", "time", "request_id", "caller", "operation", "classes", "items", "items_failed",
 	"outcome", "reason", "purpose_of_use", "justification", "client_address", "break_glass", "masked",
-	"token_digests", "prev_hash", "hash"}
+	"token_digests", "prev_hash", "hash", "on_behalf_of"}
 
 // csvCell defuses spreadsheet formulas: a cell starting with = + - @, tab or CR gets a
 // leading apostrophe (OWASP's advice for CSV injection).
@@ -110,7 +111,7 @@ func exportCSV(ctx context.Context, st ChainReader, from, to int64, w io.Writer)
 			strconv.FormatInt(r.Seq, 10), d.Time, d.RequestID, d.Caller, d.Operation, strings.Join(d.Classes, " "),
 			strconv.Itoa(d.Items), strconv.Itoa(d.ItemsFailed), d.Outcome, d.Reason, d.PurposeOfUse, d.Justification,
 			d.ClientAddress, strconv.FormatBool(d.BreakGlass), strconv.FormatBool(d.Masked),
-			strings.Join(d.TokenDigests, " "), hex.EncodeToString(r.PrevHash), hex.EncodeToString(r.Hash),
+			strings.Join(d.TokenDigests, " "), hex.EncodeToString(r.PrevHash), hex.EncodeToString(r.Hash), d.OnBehalfOf,
 		}
 		for i := range rec {
 			rec[i] = csvCell(rec[i])
@@ -268,6 +269,14 @@ func ToFHIR(r Row) (any, error) {
 		a.Network = &network{Address: host, Type: "2"}
 	}
 	ev.Agent = []agent{a}
+	if d.OnBehalfOf != "" {
+		// The end user the caller acted for, as the caller asserted it.
+		ev.Agent = append(ev.Agent, agent{
+			Type:      &codeableConcept{Coding: []coding{{System: roleTypeSystem, Code: "humanuser", Display: "human user"}}},
+			Who:       reference{Display: d.OnBehalfOf},
+			Requestor: false,
+		})
+	}
 	ev.Entity = append(ev.Entity, entity{
 		What:      reference{Identifier: &identifier{System: "urn:tokenizer:audit-seq", Value: strconv.FormatInt(r.Seq, 10)}},
 		Type:      &coding{System: entityTypeSys, Code: "4", Display: "Other"},

@@ -82,9 +82,9 @@ func TestExportCSVGolden(t *testing.T) {
 	var out bytes.Buffer
 	require.NoError(t, audit.Export(t.Context(), c, audit.CSV, 1, 0, &out))
 	want := "seq,time,request_id,caller,operation,classes,items,items_failed,outcome,reason,purpose_of_use," +
-		"justification,client_address,break_glass,masked,token_digests,prev_hash,hash\r\n" +
+		"justification,client_address,break_glass,masked,token_digests,prev_hash,hash,on_behalf_of\r\n" +
 		`1,2026-11-21T08:00:00.000000Z,r1,svc,detokenize,mrn ssn,2,0,PERMISSION_DENIED,"class ""ssn"", not allowed",TREAT,` +
-		"\"line 1\r\nline 2\",10.0.0.1:5000,false,true,ab cd," + hex.EncodeToString(r.PrevHash) + "," + hex.EncodeToString(r.Hash) + "\r\n"
+		"\"line 1\r\nline 2\",10.0.0.1:5000,false,true,ab cd," + hex.EncodeToString(r.PrevHash) + "," + hex.EncodeToString(r.Hash) + ",\r\n"
 	assert.Equal(t, want, out.String())
 }
 

@@ -25,6 +25,8 @@ type Record struct {
 	SubjectDigests [][]byte
 	Erased         map[string]int64
 	Grants         []string
+	// OnBehalfOf is as in Event; the transport sets it from the request's metadata.
+	OnBehalfOf string
 	// Denied lists per-item refusals ("class mrn: detokenize"), for the event's reason.
 	Denied []string
 	// Audited is set by stream handlers that append their own events, per message.
@@ -63,6 +65,6 @@ func (r *Record) Event(op, requestID, outcome, reason string) *Event {
 		Operation: op, Classes: r.Classes, Items: r.Items, ItemsFailed: r.ItemsFailed,
 		Outcome: outcome, Reason: reason, PurposeOfUse: r.PurposeOfUse, Justification: r.Justification,
 		ClientAddress: r.ClientAddress, BreakGlass: r.BreakGlass, Masked: r.Masked, TokenDigests: r.TokenDigests,
-		SubjectDigests: r.SubjectDigests, Erased: r.Erased, Grants: r.Grants,
+		SubjectDigests: r.SubjectDigests, Erased: r.Erased, Grants: r.Grants, OnBehalfOf: r.OnBehalfOf,
 	}
 }

@@ -92,6 +92,9 @@ func headerIn(key string) (string, bool) {
 	if k == "X-Request-Id" {
 		return "x-request-id", true
 	}
+	if k == "X-Tokenizer-On-Behalf-Of" {
+		return "x-tokenizer-on-behalf-of", true
+	}
 	// Never let a client set the identity the gateway forwards.
 	if strings.HasSuffix(strings.ToLower(k), authn.IdentityHeader) {
 		return "", false

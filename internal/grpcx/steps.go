@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -133,4 +134,34 @@ func Operations(services ...grpc.ServiceDesc) map[string]string {
 		}
 	}
 	return out
+}
+
+// OnBehalfOfKey names the end user a caller acts for (a warehouse's session user,
+// an EHR's clinician); the audit event records it as the caller asserted it. REST
+// callers send it as the X-Tokenizer-On-Behalf-Of header.
+const OnBehalfOfKey = "x-tokenizer-on-behalf-of"
+
+// maxOnBehalfOf bounds what an event records of it.
+const maxOnBehalfOf = 256
+
+// OnBehalfOf reads OnBehalfOfKey: valid UTF-8, control characters removed, at
+// most maxOnBehalfOf bytes (cut at a character boundary).
+func OnBehalfOf(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	v := md.Get(OnBehalfOfKey)
+	if len(v) == 0 {
+		return ""
+	}
+	s := strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(v[0], "\uFFFD"))
+	s = strings.TrimSpace(s)
+	for len(s) > maxOnBehalfOf {
+		_, n := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-n]
+	}
+	return s
 }

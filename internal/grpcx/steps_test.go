@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -141,4 +142,23 @@ func TestOperations(t *testing.T) {
 		"/grpc.health.v1.Health/List":  "list",
 		"/grpc.health.v1.Health/Watch": "watch",
 	}, ops)
+}
+
+// The on-behalf-of metadata is recorded as text: valid UTF-8, no control characters,
+// at most 256 bytes cut at a character boundary; absent is empty.
+func TestOnBehalfOf(t *testing.T) {
+	in := func(v ...string) context.Context {
+		md := metadata.MD{}
+		for _, s := range v {
+			md.Append(grpcx.OnBehalfOfKey, s)
+		}
+		return metadata.NewIncomingContext(context.Background(), md)
+	}
+	assert.Equal(t, "", grpcx.OnBehalfOf(context.Background()))
+	assert.Equal(t, "dr. Ana Núñez", grpcx.OnBehalfOf(in(" dr. Ana\n Núñez\x00 ")))
+	assert.Equal(t, "a\uFFFDb", grpcx.OnBehalfOf(in("a\xffb")))
+	assert.Equal(t, "first", grpcx.OnBehalfOf(in("first", "second")))
+	long := grpcx.OnBehalfOf(in(strings.Repeat("é", 200)))
+	assert.Len(t, long, 256)
+	assert.True(t, utf8.ValidString(long))
 }

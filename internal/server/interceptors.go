@@ -138,6 +138,7 @@ func (s *Server) authenticate(internal bool) grpcx.Step {
 		addr := authn.ClientAddressFrom(ctx, internal, s.trusted)
 		rec := audit.RecordFrom(ctx)
 		rec.ClientAddress = addr
+		rec.OnBehalfOf = grpcx.OnBehalfOf(ctx)
 		if err != nil {
 			return err
 		}

@@ -98,6 +98,6 @@ func messageRecord(ctx context.Context) (context.Context, *audit.Record) {
 	parent := audit.RecordFrom(ctx)
 	parent.Audited = true
 	mctx, rec := audit.WithRecord(ctx)
-	rec.Caller, rec.ClientAddress = parent.Caller, parent.ClientAddress
+	rec.Caller, rec.ClientAddress, rec.OnBehalfOf = parent.Caller, parent.ClientAddress, parent.OnBehalfOf
 	return mctx, rec
 }

@@ -37,14 +37,18 @@ func TestSnowflake(t *testing.T) {
 	assert.Nil(t, rows[1].([]any)[1], "NULL stays NULL")
 	assert.Nil(t, rows[2].([]any)[1], "a value that does not fit gives NULL")
 	assert.Regexp(t, `^9\d{8}$`, rows[3].([]any)[1], "a number argument is tokenized as its digits")
+	ev := last(t, e.events(t), gateway)
+	assert.Equal(t, "tokenize", ev["operation"])
+	assert.Equal(t, "snowflake session user ANALYST_1", ev["on_behalf_of"], "tokenize records the warehouse's user too")
 
 	sf["sf-custom-purpose"] = "TREAT" // HEADERS = ('purpose' = 'TREAT')
 	code, out, raw = e.post(t, gateway, "/v1/warehouse/snowflake/detokenize/ssn",
 		fmt.Sprintf(`{"data": [[0, %q], [1, null]]}`, tok), sf)
 	require.Equal(t, http.StatusOK, code, raw)
 	assert.Equal(t, []any{[]any{0.0, "123-45-6789"}, []any{1.0, nil}}, out["data"])
-	ev := last(t, e.events(t), gateway)
+	ev = last(t, e.events(t), gateway)
 	assert.Equal(t, "detokenize", ev["operation"])
+	assert.Equal(t, "snowflake session user ANALYST_1", ev["on_behalf_of"])
 	assert.Equal(t, "snowflake:01a2b3c4-0000-1234-0000-000100020003", ev["request_id"], "the query id is the audit event's request id")
 	assert.Equal(t, "warehouse=snowflake; session_user=ANALYST_1; query_id=01a2b3c4-0000-1234-0000-000100020003", ev["justification"])
 	assert.Equal(t, "TREAT", ev["purpose_of_use"])
@@ -84,13 +88,16 @@ func TestBigQuery(t *testing.T) {
 	assert.NotEqual(t, "MRN-00001234", replies[0])
 	assert.Nil(t, replies[1])
 	assert.Nil(t, replies[2])
+	ev := last(t, e.events(t), gateway)
+	assert.Equal(t, "tokenize", ev["operation"])
+	assert.Equal(t, "bigquery session user test-user@test-company.com", ev["on_behalf_of"])
 
 	// The function may also name op and class in its endpoint URL.
 	code, out, raw = e.post(t, gateway, "/v1/warehouse/bigquery/detokenize/mrn",
 		body(`{"purpose": "HOPERAT"}`, fmt.Sprintf(`[[%q]]`, replies[0])), nil)
 	require.Equal(t, http.StatusOK, code, raw)
 	assert.Equal(t, []any{"MRN-00001234"}, out["replies"])
-	ev := last(t, e.events(t), gateway)
+	ev = last(t, e.events(t), gateway)
 	assert.Equal(t, "bigquery:124ab1c", ev["request_id"])
 	assert.Equal(t, "HOPERAT", ev["purpose_of_use"])
 	assert.Contains(t, ev["justification"], "session_user=test-user@test-company.com")
@@ -131,12 +138,14 @@ func TestRedshift(t *testing.T) {
 	assert.Nil(t, results[1])
 	assert.Nil(t, results[2], "a null row gives NULL")
 	assert.Regexp(t, ssnToken, results[3])
+	ev := last(t, e.events(t), gateway)
+	assert.Equal(t, "redshift session user adminuser", ev["on_behalf_of"])
 
 	code, out, raw = e.post(t, gateway, "/v1/warehouse/redshift/detokenize/ssn?purpose=TREAT",
 		event(fmt.Sprintf(`[[%q], [%q]]`, results[3], results[0]), 2), nil)
 	require.Equal(t, http.StatusOK, code, raw)
 	assert.Equal(t, []any{"345-67-8901", "123-45-6789"}, out["results"])
-	ev := last(t, e.events(t), gateway)
+	ev = last(t, e.events(t), gateway)
 	assert.Equal(t, "redshift:5678234_23FF1F97-F28A-44AA-AB67-266ED976BF40", ev["request_id"])
 	assert.Contains(t, ev["justification"], "session_user=adminuser")
 

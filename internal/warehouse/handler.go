@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/phivault/tokenizer/internal/grpcx"
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 )
 
@@ -184,6 +185,9 @@ func (h *handler) outgoing(r *http.Request, c *call) context.Context {
 	}
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		md.Set("x-forwarded-for", host)
+	}
+	if c.user != "" {
+		md.Set(grpcx.OnBehalfOfKey, c.warehouse+" session user "+c.user)
 	}
 	if c.queryID != "" {
 		id := requestIDUnsafe.ReplaceAllString(c.warehouse+":"+c.queryID, "_")
