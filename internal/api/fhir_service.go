@@ -6,6 +6,7 @@ import (
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 
 	"github.com/phivault/tokenizer/internal/app"
+	"github.com/phivault/tokenizer/internal/fhir"
 )
 
 // fhirService converts tokenizer.v1 FHIR messages; app.FHIR does the work.
@@ -34,12 +35,26 @@ func (f *fhirService) DetokenizeResources(ctx context.Context, req *tokenizerv1.
 	return f.process(ctx, app.FHIRRequest{Profile: req.GetProfile(), Reverse: true, Purpose: req.GetPurposeOfUse(), Justification: req.GetJustification()}, req.GetResources())
 }
 
+// The FHIR streams share one scope across their messages (fhir.WithStreamScope): a
+// Bundle sent in parts, one message each, links as one Bundle does.
 func (f *fhirService) TokenizeResourcesStream(stream tokenizerv1.FhirService_TokenizeResourcesStreamServer) error {
-	return serveBatches(f.h, stream, "tokenize_resources_stream", f.TokenizeResources)
+	return serveBatches(f.h, scoped[tokenizerv1.TokenizeResourcesRequest, tokenizerv1.ResourcesResponse](stream), "tokenize_resources_stream", f.TokenizeResources)
 }
 
 func (f *fhirService) DetokenizeResourcesStream(stream tokenizerv1.FhirService_DetokenizeResourcesStreamServer) error {
-	return serveBatches(f.h, stream, "detokenize_resources_stream", f.DetokenizeResources)
+	return serveBatches(f.h, scoped[tokenizerv1.DetokenizeResourcesRequest, tokenizerv1.ResourcesResponse](stream), "detokenize_resources_stream", f.DetokenizeResources)
+}
+
+// scopedStream is a stream whose context carries a FHIR stream scope.
+type scopedStream[Req, Resp any] struct {
+	batchStream[Req, Resp]
+	ctx context.Context
+}
+
+func (s scopedStream[Req, Resp]) Context() context.Context { return s.ctx }
+
+func scoped[Req, Resp any](s batchStream[Req, Resp]) batchStream[Req, Resp] {
+	return scopedStream[Req, Resp]{batchStream: s, ctx: fhir.WithStreamScope(s.Context())}
 }
 
 // process converts a request for app.ProcessFHIR and its outcome back.

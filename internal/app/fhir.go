@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 
@@ -281,6 +282,12 @@ func (a *App) ProcessFHIR(ctx context.Context, req FHIRRequest, in [][]byte) (*F
 			return nil, err
 		}
 		out.Resources[i] = buf.Bytes()
+		for k := range rep.Errors {
+			rep.Errors[k].Path = entryPath(rep.Errors[k].Index, rep.Errors[k].Path)
+		}
+		for k := range rep.Unrestored {
+			rep.Unrestored[k].Path = entryPath(rep.Unrestored[k].Index, rep.Unrestored[k].Path)
+		}
 		out.add(ctx, rep, func(int) int { return i })
 	}
 	if len(lone) > 0 {
@@ -301,6 +308,26 @@ func runBundle(ctx context.Context, p *fhir.Processor, reverse bool, r []byte, w
 		return p.ReidentifyJSON(ctx, bytes.NewReader(r), w)
 	}
 	return p.DeidentifyJSON(ctx, bytes.NewReader(r), w)
+}
+
+// entryPath names a place inside entry k of a Bundle (the errors of a Bundle are
+// indexed by the request's resource, so the path says which entry): Patient.birthdate
+// of entry 3 is Bundle.entry[3].resource.birthdate.
+func entryPath(k int, path string) string {
+	if strings.HasPrefix(path, "Bundle.") {
+		return path
+	}
+	p := fmt.Sprintf("Bundle.entry[%d]", k)
+	if path == "" {
+		return p
+	}
+	if path[0] < 'A' || path[0] > 'Z' {
+		return p + ".resource." + path // a rule's path: descendants()..., nodesByType(...)
+	}
+	if i := strings.IndexAny(path, ".["); i >= 0 {
+		return p + ".resource" + path[i:] // Patient.birthDate: the type is the entry's
+	}
+	return p + ".resource"
 }
 
 // isBundle peeks at the resource type without trusting the rest of the document.

@@ -179,7 +179,7 @@ func (p *Processor) streamEntries(ctx context.Context, dec *json.Decoder, out *j
 	}
 	out.key("entry")
 	out.bw.WriteByte('[')
-	rs, written := resolver{}, 0
+	rs, written := bundleResolver(ctx), 0
 	var docs []*doc
 	flush := func() error {
 		if err := ctx.Err(); err != nil {

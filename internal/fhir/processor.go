@@ -138,7 +138,7 @@ func (p *Processor) deidentify(ctx context.Context, docs []*doc, rs resolver, re
 		if d.err == nil && d.typ == "Patient" && d.entry != nil {
 			if u, ok := d.entry["fullUrl"].(string); ok {
 				if s := subjectOf(d.res, d.typ, rs.resolve); s != "" {
-					rs[u] = s
+					rs.remember(u, s)
 				}
 			}
 		}
@@ -214,7 +214,7 @@ func (p *Processor) reidentify(ctx context.Context, docs []*doc, rs resolver, re
 		d.subject = subjectOf(d.res, d.typ, rs.resolve)
 		if d.typ == "Patient" && d.entry != nil {
 			if u, ok := d.entry["fullUrl"].(string); ok && d.subject != "" {
-				rs[u] = d.subject
+				rs.remember(u, d.subject)
 			}
 		}
 		p.reportRedactions(d)

@@ -2,9 +2,11 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -97,9 +99,14 @@ func (h *fhirHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveNDJSON(ctx, w, r.Body, q)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBytes))
+	body, err := io.ReadAll(io.LimitReader(r.Body, h.maxBytes+1))
 	if err != nil {
-		h.refuse(w, r, false, http.StatusRequestEntityTooLarge, codes.InvalidArgument, "request body exceeds the limit; send large sets as application/fhir+ndjson")
+		h.refuse(w, r, false, http.StatusBadRequest, codes.InvalidArgument, "request body could not be read")
+		return
+	}
+	if int64(len(body)) > h.maxBytes {
+		// Larger than one message: a Bundle goes in parts (fhirbundle.go).
+		h.serveBundleParts(ctx, w, r, io.MultiReader(bytes.NewReader(body), r.Body), q)
 		return
 	}
 	if !utf8.Valid(body) {
@@ -111,8 +118,8 @@ func (h *fhirHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		grpcOutcome(w, err)
 		return
 	}
-	setErrors(w.Header(), resp.GetErrors())
-	setUnrestored(w.Header(), resp.GetUnrestored())
+	setErrors(w.Header(), resp.GetErrors(), 0, headerBudget)
+	setUnrestored(w.Header(), resp.GetUnrestored(), 0, headerBudget)
 	if resp.GetResources()[0] == "" {
 		outcome(w, http.StatusUnprocessableEntity, "the resource could not be processed: see "+errorsHeader)
 		return
@@ -141,9 +148,9 @@ func (h *fhirHandler) serveNDJSON(ctx context.Context, w http.ResponseWriter, bo
 	w.Header().Set("Trailer", errorsHeader+", "+unrestoredHeader)
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 0, 64<<10), int(h.maxBytes))
-	var errList []*tokenizerv1.ResourceError
+	var errList listed[*tokenizerv1.ResourceError]
 	badUTF8 := map[int]bool{}
-	var unrestored []*tokenizerv1.UnrestoredPath
+	var unrestored listed[*tokenizerv1.UnrestoredPath]
 	started, base := false, 0
 	batch := make([]string, 0, ndjsonBatch)
 	flush := func() error {
@@ -165,14 +172,14 @@ func (h *fhirHandler) serveNDJSON(ctx context.Context, w http.ResponseWriter, bo
 		}
 		for _, u := range resp.GetUnrestored() {
 			u.Index += int32(base)
-			unrestored = append(unrestored, u)
+			unrestored.add(u)
 		}
 		for _, e := range resp.GetErrors() {
 			e.Index += int32(base)
 			if badUTF8[int(e.Index)] {
 				e.Reason = "not valid UTF-8"
 			}
-			errList = append(errList, e)
+			errList.add(e)
 		}
 		base += len(batch)
 		batch = batch[:0]
@@ -199,8 +206,8 @@ func (h *fhirHandler) serveNDJSON(ctx context.Context, w http.ResponseWriter, bo
 		grpcOutcome(w, err)
 		return
 	}
-	setErrors(w.Header(), errList)
-	setUnrestored(w.Header(), unrestored)
+	setErrors(w.Header(), errList.items, errList.more, trailerBudget)
+	setUnrestored(w.Header(), unrestored.items, unrestored.more, trailerBudget)
 	if err != nil {
 		// The body has started: the failure goes in the trailer, and the output is
 		// incomplete (the caller must discard it).
@@ -208,36 +215,84 @@ func (h *fhirHandler) serveNDJSON(ctx context.Context, w http.ResponseWriter, bo
 	}
 }
 
-// setUnrestored sets the unrestored-paths header (JSON, like the errors header).
-func setUnrestored(h http.Header, list []*tokenizerv1.UnrestoredPath) {
-	if len(list) == 0 {
+// maxListed bounds the failures and the unrestored paths a streamed response keeps: a
+// stream of any length must not hold an unbounded list. The rest are counted.
+const maxListed = 200
+
+// The byte budgets of the lists: a header line may be long (clients accept about
+// 100 KB), a trailer may not (Go's client refuses trailers over about 4 KB).
+const (
+	headerBudget  = 60 << 10
+	trailerBudget = 1500
+)
+
+// listed keeps the first maxListed items and counts the others.
+type listed[T any] struct {
+	items []T
+	more  int
+}
+
+func (l *listed[T]) add(v T) {
+	if len(l.items) < maxListed {
+		l.items = append(l.items, v)
 		return
 	}
+	l.more++
+}
+
+// setUnrestored sets the unrestored-paths header (JSON, like the errors header).
+func setUnrestored(h http.Header, list []*tokenizerv1.UnrestoredPath, more, budget int) {
 	errs := make([]*tokenizerv1.ResourceError, len(list))
 	for i, u := range list {
 		errs[i] = &tokenizerv1.ResourceError{Index: u.GetIndex(), ResourceType: u.GetResourceType(), Path: u.GetPath(), Reason: u.GetReason()}
 	}
-	hh := http.Header{}
-	setErrors(hh, errs)
-	h.Set(unrestoredHeader, hh.Get(errorsHeader))
+	if v := issueList(errs, more, budget); v != "" {
+		h.Set(unrestoredHeader, v)
+	}
 }
 
-func setErrors(h http.Header, list []*tokenizerv1.ResourceError) {
-	if len(list) == 0 {
-		return
+// setErrors sets the errors header.
+func setErrors(h http.Header, list []*tokenizerv1.ResourceError, more, budget int) {
+	if v := issueList(list, more, budget); v != "" {
+		h.Set(errorsHeader, v)
 	}
+}
+
+// issueList is a JSON array of the items that fit in budget bytes, then, if any were
+// left out, one with index -1 that counts them; "" when there is nothing to say.
+func issueList(list []*tokenizerv1.ResourceError, more, budget int) string {
 	type item struct {
 		Index        int32  `json:"index"`
 		ResourceType string `json:"resource_type,omitempty"`
 		Path         string `json:"path,omitempty"`
 		Reason       string `json:"reason"`
 	}
-	out := make([]item, len(list))
-	for i, e := range list {
-		out[i] = item{e.GetIndex(), e.GetResourceType(), e.GetPath(), e.GetReason()}
+	var b bytes.Buffer
+	b.WriteByte('[')
+	n := 0
+	for _, e := range list {
+		raw, _ := json.Marshal(item{e.GetIndex(), e.GetResourceType(), e.GetPath(), e.GetReason()})
+		if b.Len()+len(raw)+64 > budget {
+			more += len(list) - n
+			break
+		}
+		if n > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(raw)
+		n++
 	}
-	b, _ := json.Marshal(out)
-	h.Set(errorsHeader, string(b))
+	if more > 0 {
+		if n > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"index":-1,"reason":"%d more not listed"}`, more)
+	}
+	if b.Len() == 1 {
+		return ""
+	}
+	b.WriteByte(']')
+	return b.String()
 }
 
 func grpcOutcome(w http.ResponseWriter, err error) {

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
+	"github.com/phivault/tokenizer/internal/config"
 	"github.com/phivault/tokenizer/internal/testutil/pkitest"
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 )
@@ -139,7 +140,7 @@ func TestFHIRRoundTripOverREST(t *testing.T) {
 	_, sh, _ := fhirPost(t, r, "/v1/fhir/$de-identify?profile=safe_harbor", "application/fhir+json", fhirBundle)
 	code, _, hdr = fhirPost(t, r, "/v1/fhir/$re-identify?profile=safe_harbor&purpose_of_use=TREAT", "application/fhir+json", sh)
 	require.Equal(t, http.StatusOK, code)
-	assert.Contains(t, hdr.Get("X-Tokenizer-Unrestored"), `"path":"Patient.birthDate"`)
+	assert.Regexp(t, `"path":"Bundle.entry\[\d+\]\.resource\.birthDate"`, hdr.Get("X-Tokenizer-Unrestored"), "the path names the entry")
 	assert.NotContains(t, hdr.Get("X-Tokenizer-Unrestored"), "1978")
 
 	code, body, _ := fhirPost(t, r, "/v1/fhir/$re-identify?profile=limited_data_set", "application/fhir+json", out)
@@ -515,4 +516,109 @@ func TestFHIRBundleLinksWhatEverTheOrder(t *testing.T) {
 	origBorn, _ := time.Parse(time.DateOnly, "1980-03-01")
 	assert.Equal(t, origObs.Sub(origBorn), obs.Sub(born), "one patient, one offset: the interval is kept")
 	assert.NotEqual(t, origObs, obs, "the date is shifted")
+}
+
+// largeBundle makes a Bundle of n entries: per patient a Patient (urn:uuid fullUrl) and
+// Observations that name it by urn:uuid, so that parts of the Bundle refer to patients
+// of earlier parts; entry bad (if >= 0) is a Patient with a misspelled element.
+func largeBundle(n, bad int) (string, []string) {
+	var b strings.Builder
+	b.WriteString(`{"resourceType":"Bundle","type":"collection","entry":[`)
+	var planted []string
+	pat := ""
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		switch {
+		case i == bad:
+			fmt.Fprintf(&b, `{"fullUrl":"urn:uuid:bad-%d","resource":{"resourceType":"Patient","id":"bad-%d","birthdate":"1950-01-01"}}`, i, i)
+		case i%10 == 0:
+			pat = fmt.Sprintf("5e1f0000-0000-4000-8000-%012d", i)
+			family := fmt.Sprintf("Bigfam%06dx", i)
+			planted = append(planted, pat, family)
+			fmt.Fprintf(&b, `{"fullUrl":"urn:uuid:%s","resource":{"resourceType":"Patient","id":%q,"name":[{"family":%q}],"birthDate":"1971-02-%02d"}}`,
+				pat, pat, family, 1+i%28)
+		default:
+			fmt.Fprintf(&b, `{"fullUrl":"urn:uuid:7a000000-0000-4000-8000-%012d","resource":{"resourceType":"Observation","id":"7a000000-0000-4000-8000-%012d","status":"final",`+
+				`"code":{"text":"x"},"subject":{"reference":"urn:uuid:%s"},"effectiveDateTime":"2020-03-%02dT10:00:00Z"}}`, i, i, pat, 1+i%28)
+		}
+	}
+	b.WriteString(`],"total":` + fmt.Sprint(n) + `}`)
+	return b.String(), planted
+}
+
+// A Bundle larger than the message limit is sent in parts over one stream, each part
+// audited, and answered as one Bundle that still links; it round-trips exactly, and a
+// bad entry in a late part is reported with its place in the whole Bundle.
+func TestFHIRLargeBundleOverRESTGoesInParts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.mutate = func(c *config.Config) { c.Limits.MaxMessageBytes = 64 << 10 }
+	r := e.start(t, true)
+	in, planted := largeBundle(2000, 1537)
+	require.Greater(t, len(in), 4*(64<<10), "the Bundle needs several parts")
+	code, out, hdr := fhirPost(t, r, "/v1/fhir/$de-identify?profile=limited_data_set", "application/fhir+json", in)
+	require.Equal(t, http.StatusOK, code, out)
+	for _, p := range planted {
+		require.NotContains(t, out, p)
+	}
+	var got struct {
+		ResourceType string            `json:"resourceType"`
+		Type         string            `json:"type"`
+		Total        int               `json:"total"`
+		Entry        []json.RawMessage `json:"entry"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &got), "one Bundle")
+	assert.Equal(t, "Bundle", got.ResourceType)
+	assert.Equal(t, "collection", got.Type)
+	assert.Equal(t, 2000, got.Total)
+	assert.Len(t, got.Entry, 1999, "every entry but the bad one")
+	assert.Contains(t, hdr.Get("X-Tokenizer-Errors"), `"path":"Bundle.entry[1537].resource.birthdate"`, "the bad entry's place in the whole Bundle")
+	assert.NotContains(t, hdr.Get("X-Tokenizer-Errors"), "1950")
+
+	// Re-identification (also in parts) gives the Bundle back, but for the bad entry.
+	code, back, _ := fhirPost(t, r, "/v1/fhir/$re-identify?profile=limited_data_set&purpose_of_use=TREAT", "application/fhir+json", out)
+	require.Equal(t, http.StatusOK, code, back)
+	var want map[string]any
+	require.NoError(t, json.Unmarshal([]byte(in), &want))
+	entries := want["entry"].([]any)
+	want["entry"] = append(entries[:1537:1537], entries[1538:]...)
+	assert.Equal(t, want, semantic(t, back), "the round trip through parts is exact: every Observation kept its patient's shift")
+
+	// Each part was a stream message with an audit event of its own.
+	parts := 0
+	for _, d := range events(t, e.dbURL) {
+		if d.Operation == "tokenize_resources_stream" {
+			parts++
+		}
+	}
+	assert.Greater(t, parts, 4)
+
+	// What cannot be restored (Safe Harbor generalized every date) is listed up to a
+	// bound, then counted: a trailer must stay small whatever the Bundle's size.
+	code, sh, _ := fhirPost(t, r, "/v1/fhir/$de-identify?profile=safe_harbor", "application/fhir+json", in)
+	require.Equal(t, http.StatusOK, code)
+	code, _, hdr = fhirPost(t, r, "/v1/fhir/$re-identify?profile=safe_harbor&purpose_of_use=TREAT", "application/fhir+json", sh)
+	require.Equal(t, http.StatusOK, code)
+	var unrestored []struct {
+		Index  int    `json:"index"`
+		Path   string `json:"path"`
+		Reason string `json:"reason"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(hdr.Get("X-Tokenizer-Unrestored")), &unrestored))
+	require.Greater(t, len(unrestored), 2)
+	last := unrestored[len(unrestored)-1]
+	assert.Equal(t, -1, last.Index)
+	assert.Regexp(t, `^\d+ more not listed$`, last.Reason)
+	assert.Contains(t, unrestored[0].Path, "Bundle.entry[")
+	assert.Less(t, len(hdr.Get("X-Tokenizer-Unrestored")), 2048, "a trailer Go's client (and curl) accepts")
+
+	// Over the limit and not a Bundle: 413; a body that is not JSON: 400.
+	big := `{"resourceType":"Patient","id":"x","name":[{"family":"` + strings.Repeat("a", 70<<10) + `"}]}`
+	code, _, _ = fhirPost(t, r, "/v1/fhir/$de-identify?profile=limited_data_set", "application/fhir+json", big)
+	assert.Equal(t, http.StatusRequestEntityTooLarge, code)
+	code, body, _ := fhirPost(t, r, "/v1/fhir/$de-identify?profile=limited_data_set", "application/fhir+json", in[:len(in)/2])
+	assert.Equal(t, http.StatusOK, code, "the body started to stream")
+	assert.NotContains(t, body, planted[0])
 }
