@@ -117,30 +117,9 @@ func (p *parquetJob) rowGroup(ctx context.Context, g int, path string) error {
 	}
 	defer os.Remove(tmp)
 	w := p.writer(out)
-	rows := p.file.RowGroups()[g].Rows()
-	defer rows.Close()
-	per := max(1, p.r.job.BatchItems/max(1, len(p.cols)))
-	buf := make([]parquet.Row, per)
-	for {
-		n, rerr := rows.ReadRows(buf)
-		if n > 0 {
-			kept, err := p.transform(ctx, buf[:n])
-			if err != nil {
-				out.Close()
-				return err
-			}
-			if _, err := w.WriteRows(kept); err != nil {
-				out.Close()
-				return err
-			}
-		}
-		if errors.Is(rerr, io.EOF) {
-			break
-		}
-		if rerr != nil {
-			out.Close()
-			return fmt.Errorf("input row group %d: %v", g, rerr)
-		}
+	if err := p.copyRowGroup(ctx, g, w); err != nil {
+		out.Close()
+		return err
 	}
 	if err := w.Close(); err != nil {
 		out.Close()
@@ -156,46 +135,119 @@ func (p *parquetJob) rowGroup(ctx context.Context, g int, path string) error {
 	return os.Rename(tmp, path)
 }
 
-// transform replaces the mapped values of rows and returns the rows to keep.
-func (p *parquetJob) transform(ctx context.Context, rows []parquet.Row) ([]parquet.Row, error) {
-	type ref struct{ row, val int }
-	var refs []ref
-	var items []Field
-	for i, row := range rows {
+// copyRowGroup reads row group g in batches of about BatchItems values, sends up to
+// Concurrency batches at once, and writes their rows in input order: memory holds
+// Concurrency batches, whatever the row group's size.
+func (p *parquetJob) copyRowGroup(ctx context.Context, g int, w *parquet.Writer) error {
+	rows := p.file.RowGroups()[g].Rows()
+	defer rows.Close()
+	per := max(1, p.r.job.BatchItems/max(1, len(p.cols)))
+	buf := make([]parquet.Row, per)
+	for eof := false; !eof; {
+		var window []*pqBatch
+		for len(window) < p.r.job.Concurrency && !eof {
+			n, rerr := rows.ReadRows(buf)
+			if n > 0 {
+				b := &pqBatch{rows: make([]parquet.Row, n)}
+				for i := range n {
+					b.rows[i] = buf[i].Clone() // the reader reuses its buffers
+				}
+				window = append(window, b)
+			}
+			if eof = errors.Is(rerr, io.EOF); rerr != nil && !eof {
+				return fmt.Errorf("input row group %d: %v", g, rerr)
+			}
+		}
+		if err := p.sendAll(ctx, window); err != nil {
+			return err
+		}
+		for _, b := range window {
+			kept, err := p.apply(b)
+			if err != nil {
+				return err
+			}
+			if _, err := w.WriteRows(kept); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// pqBatch is one batch of rows, their mapped values and the service's answers.
+type pqBatch struct {
+	rows  []parquet.Row
+	refs  []pqRef
+	items []Field
+	out   []string
+	errs  []error
+}
+
+type pqRef struct{ row, val int }
+
+// sendAll sends the batches at once; the first failure of a whole request wins.
+func (p *parquetJob) sendAll(ctx context.Context, window []*pqBatch) error {
+	errc := make(chan error, len(window))
+	for _, b := range window {
+		go func() { errc <- p.send(ctx, b) }()
+	}
+	var first error
+	for range window {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// send collects the batch's mapped values and gets their results, in requests of at
+// most BatchItems values.
+func (p *parquetJob) send(ctx context.Context, b *pqBatch) error {
+	for i, row := range b.rows {
 		for k, v := range row {
 			m, ok := p.cols[v.Column()]
 			if !ok || v.IsNull() || len(v.ByteArray()) == 0 {
 				continue
 			}
-			refs = append(refs, ref{i, k})
-			items = append(items, Field{Column: m.Field, Class: m.Class, Value: string(v.ByteArray())})
+			b.refs = append(b.refs, pqRef{i, k})
+			b.items = append(b.items, Field{Column: m.Field, Class: m.Class, Value: string(v.ByteArray())})
 		}
 	}
-	rejected := make([]*RowError, len(rows))
-	for lo := 0; lo < len(items); lo += p.r.job.BatchItems {
-		hi := min(lo+p.r.job.BatchItems, len(items))
-		out, errs, err := p.r.send(ctx, items[lo:hi])
+	b.out, b.errs = make([]string, len(b.items)), make([]error, len(b.items))
+	for lo := 0; lo < len(b.items); lo += p.r.job.BatchItems {
+		hi := min(lo+p.r.job.BatchItems, len(b.items))
+		out, errs, err := p.r.send(ctx, b.items[lo:hi])
 		if err != nil {
-			return nil, err
+			return err
 		}
-		for k := range out {
-			rf, it := refs[lo+k], items[lo+k]
-			if errs[k] != nil {
-				st := status.Convert(errs[k])
-				if !rowLevel(st) {
-					return nil, fmt.Errorf("column %s: %s: %s", it.Column, st.Code(), st.Message())
-				}
-				if rejected[rf.row] == nil {
-					rejected[rf.row] = &RowError{Column: it.Column, Reason: st.Message()}
-				}
-				continue
-			}
-			v := rows[rf.row][rf.val]
-			rows[rf.row][rf.val] = parquet.ByteArrayValue([]byte(out[k])).Level(v.RepetitionLevel(), v.DefinitionLevel(), v.Column())
-		}
+		copy(b.out[lo:], out)
+		copy(b.errs[lo:], errs)
 	}
-	kept := rows[:0:0]
-	for i, row := range rows {
+	return nil
+}
+
+// apply puts the results into the batch's rows, rejects the rows with a value the
+// service refused, counts, and returns the rows to keep. Batches are applied in input
+// order, so record numbers are the input's.
+func (p *parquetJob) apply(b *pqBatch) ([]parquet.Row, error) {
+	rejected := make([]*RowError, len(b.rows))
+	for k, rf := range b.refs {
+		it := b.items[k]
+		if b.errs[k] != nil {
+			st := status.Convert(b.errs[k])
+			if !rowLevel(st) {
+				return nil, fmt.Errorf("column %s: %s: %s", it.Column, st.Code(), st.Message())
+			}
+			if rejected[rf.row] == nil {
+				rejected[rf.row] = &RowError{Column: it.Column, Reason: st.Message()}
+			}
+			continue
+		}
+		v := b.rows[rf.row][rf.val]
+		b.rows[rf.row][rf.val] = parquet.ByteArrayValue([]byte(b.out[k])).Level(v.RepetitionLevel(), v.DefinitionLevel(), v.Column())
+	}
+	kept := b.rows[:0:0]
+	for i, row := range b.rows {
 		record := p.r.stats.records.Add(1)
 		if rejected[i] != nil {
 			if err := p.r.reject(record, rejected[i]); err != nil {
