@@ -217,3 +217,29 @@ func TestOrganizationNamesAreEmployerNames(t *testing.T) {
 		assert.JSONEq(t, string(in), string(back), "the limited data set's tokens reverse exactly")
 	}
 }
+
+// Free text no other rule examines, where sources are known to write identifiers: an
+// extension's string value, a claim's pre-authorization number, an onset written as
+// text, the source system's URI. Safe Harbor removes them; the limited data set
+// tokenizes the strings (reversibly) and removes the URI.
+func TestFreeTextThatCarriesIdentifiers(t *testing.T) {
+	for _, tc := range []struct{ in, planted string }{
+		{`{"resourceType":"Patient","id":"a","extension":[{"url":"http://example.org/nickname","valueString":"Zorbie Zorblatt"}]}`, "Zorblatt"},
+		{`{"resourceType":"Patient","id":"a","extension":[{"url":"http://example.org/note","valueMarkdown":"call **Zorblatt**"}]}`, "Zorblatt"},
+		{`{"resourceType":"Patient","id":"a","extension":[{"url":"http://example.org/outer","extension":[{"url":"inner","valueString":"Zorblatt"}]}]}`, "Zorblatt"},
+		{`{"resourceType":"Condition","id":"c","subject":{"reference":"Patient/a"},"onsetString":"since Zorblatt's wedding 1953-07-21"}`, "Zorblatt"},
+		{`{"resourceType":"Patient","id":"a","meta":{"source":"http://ehr.example.org/Zorblatt"}}`, "Zorblatt"},
+	} {
+		for _, name := range []string{PresetSafeHarbor, PresetLimitedDataSet} {
+			p, _, _ := newTestProcessor(t, preset(t, name))
+			out, rep := run(t, p, []byte(tc.in), false)
+			require.Empty(t, rep.Errors, "%s: %s", name, tc.in)
+			assert.NotContains(t, string(out), tc.planted, "%s: %s", name, tc.in)
+			if name == PresetLimitedDataSet && !strings.Contains(tc.in, "meta") {
+				back, rep := run(t, p, out, true)
+				require.Empty(t, rep.Errors)
+				assert.JSONEq(t, tc.in, string(back), "the limited data set's tokens reverse")
+			}
+		}
+	}
+}
