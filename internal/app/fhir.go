@@ -164,11 +164,12 @@ func (t *fhirTokens) Tokenize(ctx context.Context, items []fhir.Item) ([]fhir.To
 		sub := make([]tokenizer.TokenizeItem, len(part))
 		for k, i := range part {
 			sub[k] = tokenizer.TokenizeItem{Class: items[i].Class, Value: items[i].Value}
-			if items[i].ID && t.eng.SubjectBound(items[i].Class) {
-				// The Patient's id and references to it are the patient's: erasing the
-				// patient makes them unrevealable. Values are not bound: a bound static
-				// token is per patient, and short values many patients share ("Mr.",
-				// a state) would exhaust their token space.
+			if (items[i].ID || items[i].Bound) && t.eng.SubjectBound(items[i].Class) {
+				// The Patient's id and references to it are the patient's, and so are the
+				// values of rules with subject: patient: erasing the patient makes them
+				// unrevealable. Other values are not bound: a bound static token is per
+				// patient, and short values many patients share ("Mr.", a state) would
+				// exhaust their token space.
 				sub[k].Subject = items[i].Subject
 			}
 		}

@@ -139,7 +139,7 @@ func (d *doc) idSubject(r ref, rs resolver, reverse bool) string {
 
 type itemKey struct {
 	class, value, subject string
-	id                    bool
+	id, bound             bool
 }
 
 // opValue is the string a token op sends: the leaf, or the id part of a reference.
@@ -162,12 +162,12 @@ func (p *Processor) runTokens(ctx context.Context, docs []*doc, reverse bool, re
 			if d.err != nil || o.kind != opToken && o.kind != opID && o.kind != opRef {
 				continue
 			}
-			k := itemKey{o.class, opValue(o), o.subject, o.kind != opToken}
+			k := itemKey{o.class, opValue(o), o.subject, o.kind != opToken, o.bound}
 			at, ok := index[k]
 			if !ok {
 				at = len(items)
 				index[k] = at
-				items = append(items, Item{Class: k.class, Value: k.value, Subject: k.subject, ID: k.id})
+				items = append(items, Item{Class: k.class, Value: k.value, Subject: k.subject, ID: k.id, Bound: k.bound})
 			}
 			o.item = at
 			rep.Classes[o.class] = true

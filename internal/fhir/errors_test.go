@@ -24,6 +24,8 @@ func TestProfileErrorsNameRuleAndProblem(t *testing.T) {
 		{"unknown action", `{name: p, rules: [{path: Patient.name, action: scramble}]}`, `rule 0: unknown action "scramble"`},
 		{"missing class", `{name: p, rules: [{path: Patient.name, action: keep}, {path: Patient.name, action: tokenize}]}`, "rule 1: action tokenize needs a class"},
 		{"class on keep", `{name: p, rules: [{path: Patient.name, action: keep, class: x}]}`, "rule 0: action keep takes no class"},
+		{"subject on redact", `{name: p, rules: [{path: Patient.name, action: redact, subject: patient}]}`, `rule 0: subject "patient": only "patient", and only with action tokenize`},
+		{"unknown subject", `{name: p, rules: [{path: Patient.name, action: tokenize, class: name, subject: household}]}`, `rule 0: subject "household": only "patient"`},
 		{"unknown class", `{name: p, rules: [{path: Patient.name, action: tokenize, class: nope}]}`, `rule 0: class "nope": no such class`},
 		{"unknown element", `{name: p, rules: [{path: Patient.nmae, action: redact}]}`, `rule 0: path "Patient.nmae": Patient has no element "nmae"`},
 		{"unknown root", `{name: p, rules: [{path: Patientt.name, action: redact}]}`, `rule 0: path "Patientt.name": root "Patientt" is not a supported resource type`},

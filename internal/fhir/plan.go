@@ -26,6 +26,7 @@ type op struct {
 	class   string
 	ref     ref
 	subject string // subject of the token item
+	bound   bool   // a value bound to the subject (a rule with subject: patient)
 	item    int    // index of the token item in the batch
 	result  Revealed
 	rule    int
@@ -182,7 +183,7 @@ func (p *Processor) applyRule(d *doc, n *node, r rule, dflt, reverse bool) {
 		}
 		if k, ok := leafOp(c, r.action, dflt); ok {
 			d.claims[c.slot()] = true
-			d.add(op{kind: k, n: c, class: r.class, subject: d.subject, rule: r.index}, reverse)
+			d.add(op{kind: k, n: c, class: r.class, subject: d.subject, bound: r.bind, rule: r.index}, reverse)
 		}
 		return false
 	})

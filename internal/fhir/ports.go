@@ -14,6 +14,9 @@ type Item struct {
 	Class, Value, Subject string
 	// ID marks a resource id or the id part of a reference (else a value of a rule).
 	ID bool
+	// Bound marks a value of a rule with subject: patient: it belongs to Subject as an id
+	// of the patient does (tokenized bound to the subject, erased with it).
+	Bound bool
 }
 
 // Tokenized is the per-item outcome of Tokenizer.Tokenize.

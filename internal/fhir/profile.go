@@ -30,6 +30,11 @@ type RuleSpec struct {
 	Path   string `yaml:"path"`
 	Action Action `yaml:"action"`
 	Class  string `yaml:"class,omitempty"`
+	// Subject "patient" binds a tokenize rule's values to the resource's patient:
+	// erasing the patient makes them unrevealable. Each patient then has its own token
+	// for a value, so bind only values with room for one token per patient (identifiers,
+	// telecom), not short values many patients share ("Mr.", a state, an initial).
+	Subject string `yaml:"subject,omitempty"`
 }
 
 // IDSpec says which resource types have their ids (and every reference to them)
@@ -56,6 +61,7 @@ type rule struct {
 	path   *Path
 	action Action
 	class  string
+	bind   bool // the values belong to the patient (RuleSpec.Subject)
 }
 
 // Profile is a compiled, immutable profile.
@@ -171,7 +177,10 @@ func compile(s ProfileSpec, classes ClassCheck) (*Profile, error) {
 }
 
 func compileRule(rs RuleSpec, i int, classes ClassCheck) (rule, error) {
-	r := rule{index: i, action: rs.Action, class: rs.Class}
+	r := rule{index: i, action: rs.Action, class: rs.Class, bind: rs.Subject == SubjectPatient}
+	if rs.Subject != "" && (rs.Subject != SubjectPatient || rs.Action != ActTokenize) {
+		return r, fmt.Errorf("subject %q: only %q, and only with action tokenize", rs.Subject, SubjectPatient)
+	}
 	if i >= 0 {
 		if rs.Path == "" {
 			return r, fmt.Errorf("path is required")
@@ -201,6 +210,9 @@ func compileRule(rs RuleSpec, i int, classes ClassCheck) (rule, error) {
 	}
 	return r, nil
 }
+
+// SubjectPatient is the one value of RuleSpec.Subject.
+const SubjectPatient = "patient"
 
 func checkClass(c string, classes ClassCheck) error {
 	if c == "" {

@@ -336,7 +336,8 @@ func TestFHIRErasureTakesThePatientsTokensAndDateShift(t *testing.T) {
 	ctx := t.Context()
 	fc := tokenizerv1.NewFhirServiceClient(r.conn)
 	resources := []string{
-		`{"resourceType":"Patient","id":"erase-1","identifier":[{"system":"http://hospital.example.org/mrn","value":"MRN-77001"}],"birthDate":"1970-05-05"}`,
+		`{"resourceType":"Patient","id":"erase-1","identifier":[{"system":"http://hospital.example.org/mrn","value":"MRN-77001"}],"birthDate":"1970-05-05",
+		 "telecom":[{"system":"phone","value":"617-555-7701"}],"name":[{"family":"Erasefamily"}]}`,
 		`{"resourceType":"Observation","id":"obs-1","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/erase-1"},"effectiveDateTime":"2020-02-02"}`,
 		`{"resourceType":"Patient","id":"keep-1","birthDate":"1971-06-06"}`,
 	}
@@ -382,8 +383,24 @@ func TestFHIRErasureTakesThePatientsTokensAndDateShift(t *testing.T) {
 	assert.Equal(t, 1, bound, "the erased patient's date shift went with the subject")
 	assert.Equal(t, 1, all)
 
+	// The identifier and the phone were bound to the patient (subject: patient in the
+	// preset): their tokens went with the subject. The name was not (a name is shared by
+	// many patients): its token still reveals.
+	var pat struct {
+		Identifier []struct{ Value string } `json:"identifier"`
+		Telecom    []struct{ Value string } `json:"telecom"`
+		Name       []struct{ Family string } `json:"name"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(deid.Resources[0]), &pat))
+	reveal, err := r.tokenizer().Detokenize(ctx, &tokenizerv1.DetokenizeRequest{PurposeOfUse: "TREAT", Items: []*tokenizerv1.DetokenizeItem{
+		{Class: "fhir_identifier", Token: pat.Identifier[0].Value}, {Class: "fhir_telecom", Token: pat.Telecom[0].Value}, {Class: "fhir_name", Token: pat.Name[0].Family}}})
+	require.NoError(t, err)
+	assert.Equal(t, int32(codes.NotFound), reveal.Results[0].GetError().GetCode(), "the bound identifier was erased")
+	assert.Equal(t, int32(codes.NotFound), reveal.Results[1].GetError().GetCode(), "the bound phone was erased")
+	assert.Equal(t, "Erasefamily", reveal.Results[2].GetValue(), "an unbound value stays (documented)")
+
 	after := reid()
-	for _, planted := range []string{"MRN-77001", "1970-05-05", "2020-02-02", "erase-1"} {
+	for _, planted := range []string{"MRN-77001", "1970-05-05", "2020-02-02", "erase-1", "617-555-7701"} {
 		for i, out := range after.Resources {
 			assert.NotContains(t, out, planted, "resource %d: the erased patient's data does not come back", i)
 		}
