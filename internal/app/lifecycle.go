@@ -78,8 +78,8 @@ type Hooks struct {
 }
 
 // Start runs the background workers until ctx ends: Init, retried with backoff until
-// it succeeds (readiness says why meanwhile); then the key monitor and the audit
-// checkpointer. The policy watcher runs from the start.
+// it succeeds (readiness says why meanwhile); then the cache's invalidation feed, the
+// key monitor and the audit checkpointer. The policy watcher runs from the start.
 func (a *App) Start(ctx context.Context, h Hooks) {
 	a.monitor = &keys.Monitor{
 		Provider: a.Provider, Keyring: a.Keyring, Log: a.Log,
@@ -87,15 +87,18 @@ func (a *App) Start(ctx context.Context, h Hooks) {
 		OnChange: func(down bool) { call(h.Ready, !down) },
 	}
 	go a.Policies.Watch(ctx, a.Log, h.PolicyReloaded)
-	if a.Cache != nil {
-		go a.Cache.Follow(ctx, a.Store, a.Log)
-	}
 	go func() {
 		if err := a.initLoop(ctx); err != nil {
 			if h.Failed != nil && ctx.Err() == nil {
 				h.Failed(err)
 			}
 			return
+		}
+		if a.Cache != nil {
+			// Once the database is there (a development database is created by Init):
+			// no engine request succeeds before Init, so the cache is still empty.
+			a.Cache.Flush()
+			go a.Cache.Follow(ctx, a.Store, a.Log)
 		}
 		call(h.Ready, true)
 		a.startCheckpoints(ctx)

@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,44 +41,82 @@ func syntheaObservation(i int) string {
 }
 
 // BenchmarkFHIRStream: resources per second through TokenizeResourcesStream with the
-// real engine, PostgreSQL and the audit log (one event per 256-resource message).
+// real engine, PostgreSQL and the audit log (one event per 256-resource message), over
+// one stream and over four concurrent streams. Patient: every patient new (a subject,
+// its key and its date shift are created); Patient_seen: the same 2,560 patients again;
+// Observation: references to 1,000 patients.
 //
-//	go test -run '^$' -bench FHIRStream -benchtime 20x ./internal/server/
+//	go test -run '^$' -bench FHIRStream -benchtime 40x ./internal/server/
 func BenchmarkFHIRStream(b *testing.B) {
+	const batch, seen = 256, 2560
 	for _, kind := range []struct {
 		name string
 		make func(int) string
-	}{{"Patient", syntheaPatient}, {"Observation", syntheaObservation}} {
-		b.Run(kind.name, func(b *testing.B) {
-			e := newEnv(b)
-			r := e.start(b, true)
-			stream, err := tokenizerv1.NewFhirServiceClient(r.conn).TokenizeResourcesStream(b.Context())
+		warm bool
+	}{
+		{"Patient", syntheaPatient, false},
+		{"Patient_seen", func(i int) string { return syntheaPatient(i % seen) }, true},
+		{"Observation", syntheaObservation, false},
+	} {
+		for _, streams := range []int{1, 4} {
+			b.Run(fmt.Sprintf("%s/streams=%d", kind.name, streams), func(b *testing.B) {
+				e := newEnv(b)
+				r := e.start(b, true)
+				fc := tokenizerv1.NewFhirServiceClient(r.conn)
+				if kind.warm {
+					fhirBenchSend(b, fc, 1, seen/batch, batch, kind.make)
+				}
+				b.ResetTimer()
+				start := time.Now()
+				fhirBenchSend(b, fc, streams, b.N, batch, kind.make)
+				b.ReportMetric(float64(b.N*batch)/time.Since(start).Seconds(), "resources/s")
+			})
+		}
+	}
+}
+
+// fhirBenchSend sends messages of batch resources over streams concurrent streams, n
+// messages in all, resource numbers counting up from 0.
+func fhirBenchSend(b *testing.B, fc tokenizerv1.FhirServiceClient, streams, n, batch int, mk func(int) string) {
+	var next atomic.Int64
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	errc := make(chan error, streams)
+	for range streams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stream, err := fc.TokenizeResourcesStream(b.Context())
 			if err != nil {
-				b.Fatal(err)
+				errc <- err
+				return
 			}
-			const batch = 256
-			next := 0
-			b.ResetTimer()
-			start := time.Now()
-			for range b.N {
+			defer stream.CloseSend() //nolint:errcheck // end of the benchmark's stream
+			for sent.Add(1) <= int64(n) {
 				req := &tokenizerv1.TokenizeResourcesRequest{Profile: "limited_data_set", Resources: make([]string, batch)}
+				first := int(next.Add(int64(batch))) - batch
 				for k := range batch {
-					req.Resources[k] = kind.make(next)
-					next++
+					req.Resources[k] = mk(first + k)
 				}
 				if err := stream.Send(req); err != nil {
-					b.Fatal(err)
+					errc <- err
+					return
 				}
 				resp, err := stream.Recv()
 				if err != nil {
-					b.Fatal(err)
+					errc <- err
+					return
 				}
 				if len(resp.Errors) > 0 {
-					b.Fatalf("%d resources failed, first: %s", len(resp.Errors), resp.Errors[0].Reason)
+					errc <- fmt.Errorf("%d resources failed, first: %s", len(resp.Errors), resp.Errors[0].Reason)
+					return
 				}
 			}
-			b.ReportMetric(float64(b.N*batch)/time.Since(start).Seconds(), "resources/s")
-			_ = stream.CloseSend()
-		})
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	if err := <-errc; err != nil {
+		b.Fatal(err)
 	}
 }
