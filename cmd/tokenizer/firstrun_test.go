@@ -32,15 +32,7 @@ func occupyDefaultPorts() func() {
 			continue // taken already: just as good
 		}
 		held = append(held, l)
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
+		go closeEvery(l)
 	}
 	return func() {
 		for _, l := range held {
@@ -49,12 +41,32 @@ func occupyDefaultPorts() func() {
 	}
 }
 
+// closeEvery accepts and closes every connection until l is closed.
+func closeEvery(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
+	}
+}
+
 // TestDefaultPortsAreTaken: while this package's tests run, something listens on
-// every default port, so the tests that pass do not depend on them being free.
+// every default port, so the tests that pass do not depend on them being free. A port
+// another process held at the start and has let go since is taken now, until the end.
 func TestDefaultPortsAreTaken(t *testing.T) {
 	t.Parallel()
 	for _, addr := range defaultPorts {
 		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err == nil {
+			c.Close()
+			continue
+		}
+		l, lerr := net.Listen("tcp", addr)
+		require.NoError(t, lerr, "%s is neither held nor free", addr)
+		go closeEvery(l) // held until the test binary exits
+		c, err = net.DialTimeout("tcp", addr, 2*time.Second)
 		require.NoError(t, err, "%s is held during the tests", addr)
 		c.Close()
 	}
