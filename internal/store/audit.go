@@ -15,8 +15,9 @@ import (
 const auditLock = 7_453_219_002
 
 // AppendAudit appends a batch to the chain in one transaction: it takes the chain
-// lock, reads the head, lets build chain the new rows onto it, and inserts them.
-// When it returns nil the rows are durably committed.
+// lock, reads the head, lets build chain the new rows onto it, and inserts them into
+// their monthly partitions (creating a missing one). When it returns nil the rows are
+// durably committed.
 func (s *Store) AppendAudit(ctx context.Context, build func(headSeq int64, headHash []byte) ([]audit.Row, error)) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -28,7 +29,8 @@ func (s *Store) AppendAudit(ctx context.Context, build func(headSeq int64, headH
 	}
 	var seq int64
 	var hash []byte
-	err = tx.QueryRow(ctx, "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1").Scan(&seq, &hash)
+	var headMonth time.Time
+	err = tx.QueryRow(ctx, "SELECT seq, hash, partition_month FROM audit_events ORDER BY seq DESC LIMIT 1").Scan(&seq, &hash, &headMonth)
 	if err != nil && err != pgx.ErrNoRows {
 		return classify("read audit head", err)
 	}
@@ -36,6 +38,26 @@ func (s *Store) AppendAudit(ctx context.Context, build func(headSeq int64, headH
 	if err != nil {
 		return err
 	}
+	months := partitionMonths(headMonth, rows)
+	through, err := s.ensurePartitions(ctx, tx, months)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_events"},
+		[]string{"seq", "prev_hash", "hash", "body", "time", "operation", "caller", "token_digests", "mac", "mac_version", "partition_month"},
+		pgx.CopyFromRows(copyRows(rows, months))); err != nil {
+		s.noteMonths(0) // a partition gone (detached?): check again next time
+		return classify("insert audit events", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return classify("commit audit events", err)
+	}
+	s.noteMonths(through)
+	return nil
+}
+
+// copyRows are rows as CopyFrom takes them, each with its partition month.
+func copyRows(rows []audit.Row, months []time.Time) [][]any {
 	src := make([][]any, len(rows))
 	for i, r := range rows {
 		digests := r.TokenDigests
@@ -47,17 +69,9 @@ func (s *Store) AppendAudit(ctx context.Context, build func(headSeq int64, headH
 			v := int32(r.MACVersion)
 			macVersion = &v
 		}
-		src[i] = []any{r.Seq, r.PrevHash, r.Hash, r.Body, r.Time, r.Operation, r.Caller, digests, r.MAC, macVersion}
+		src[i] = []any{r.Seq, r.PrevHash, r.Hash, r.Body, r.Time, r.Operation, r.Caller, digests, r.MAC, macVersion, months[i]}
 	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_events"},
-		[]string{"seq", "prev_hash", "hash", "body", "time", "operation", "caller", "token_digests", "mac", "mac_version"},
-		pgx.CopyFromRows(src)); err != nil {
-		return classify("insert audit events", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return classify("commit audit events", err)
-	}
-	return nil
+	return src
 }
 
 // AuditHead returns the newest event's seq and hash (0 and nil when empty).

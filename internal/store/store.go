@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -37,6 +38,9 @@ type Options struct {
 // Store is the token vault.
 type Store struct {
 	pool *pgxpool.Pool
+	// auditMonths is the newest month (monthIndex) whose audit partition this process
+	// has seen to exist; appends up to it need no check.
+	auditMonths atomic.Int64
 }
 
 // Open connects a pool to dsn. It does not wait for the database: the first query does.
