@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -157,9 +158,18 @@ const migrationLock = 7_453_219_001 // pg_advisory_lock key: one migrator at a t
 // transaction, holding an advisory lock so that replicas starting together do not race.
 // It returns the versions applied.
 func (s *Store) Migrate(ctx context.Context) ([]int, error) {
+	return s.migrateTo(ctx, 0)
+}
+
+// migrateTo is Migrate up to version upTo (0: every one), for tests of a migration
+// over data written before it.
+func (s *Store) migrateTo(ctx context.Context, upTo int) ([]int, error) {
 	ms, err := migrations()
 	if err != nil {
 		return nil, err
+	}
+	if upTo > 0 {
+		ms = slices.DeleteFunc(ms, func(m migration) bool { return m.version > upTo })
 	}
 	// Nothing to do (the usual case at start): no lock, no DDL, so that a service
 	// role without CREATE rights can start in development mode too.
