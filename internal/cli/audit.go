@@ -36,6 +36,8 @@ type auditArgs struct {
 	from, to                                     int64
 	checkpointFile, format, output, class, token string
 	subject, verifyFile, publicKey               string
+	month                                        string
+	ensure                                       bool
 }
 
 func (a *auditArgs) flags(sub string) func(*flag.FlagSet) {
@@ -55,6 +57,10 @@ func (a *auditArgs) flags(sub string) func(*flag.FlagSet) {
 			fs.StringVar(&a.format, "format", "", "with --subject: csv or fhir (default: JSON lines)")
 		case "receipt":
 			receiptFlags(fs, a)
+		case "archive":
+			archiveFlags(fs, a)
+		case "partitions":
+			fs.BoolVar(&a.ensure, "ensure", false, "create this month's and next month's partitions first, if missing")
 		}
 	}
 }
@@ -62,7 +68,10 @@ func (a *auditArgs) flags(sub string) func(*flag.FlagSet) {
 // auditCommand is one audit subcommand: it returns an exit code, or an error (exit 1).
 type auditCommand func(ctx context.Context, cfg *config.Config, a *auditArgs, stdout, stderr io.Writer) (int, error)
 
-var auditCommands = map[string]auditCommand{"verify": auditVerify, "export": auditExport, "disclosures": auditDisclosures, "receipt": auditReceipt}
+var auditCommands = map[string]auditCommand{
+	"verify": auditVerify, "export": auditExport, "disclosures": auditDisclosures, "receipt": auditReceipt,
+	"archive": auditArchive, "partitions": auditPartitions, "verify-archive": nil,
+}
 
 func auditCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -76,6 +85,9 @@ func auditCmd(ctx context.Context, args []string, getenv func(string) string, st
 		return exitUsage
 	}
 	if code, offline := offlineReceipt(sub, rest, stdout, stderr); offline {
+		return code
+	}
+	if code, offline := offlineArchive(sub, rest, stdout, stderr); offline {
 		return code
 	}
 	var a auditArgs
