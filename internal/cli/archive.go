@@ -116,8 +116,11 @@ func archiveBoundaries(ctx context.Context, a *app.App, signer audit.Signer, p s
 		return h, nil, err
 	}
 	for _, seq := range []int64{p.FirstSeq - 1, p.LastSeq} {
+		if seq == 0 {
+			continue // the chain's start: the genesis hash
+		}
 		hash, err := boundaryHash(ctx, a.Store, cps, seq)
-		if err != nil || seq == 0 {
+		if err != nil {
 			return h, nil, err
 		}
 		if seq == p.FirstSeq-1 {
@@ -151,11 +154,8 @@ func hasCheckpoint(cps []audit.Checkpoint, seq int64) bool {
 }
 
 // boundaryHash is the chain's hash at seq: the stored event's, else (archived) that of
-// the signed checkpoint there. 0 has none.
+// the signed checkpoint there.
 func boundaryHash(ctx context.Context, st *store.Store, cps []audit.Checkpoint, seq int64) ([]byte, error) {
-	if seq == 0 {
-		return nil, nil
-	}
 	var hash []byte
 	if err := st.ReadAudit(ctx, seq, seq, func(r audit.Row) error { hash = r.Hash; return nil }); err != nil {
 		return nil, err

@@ -130,6 +130,10 @@ func auditVerify(ctx context.Context, cfg *config.Config, args *auditArgs, stdou
 	}
 	fmt.Fprintf(stdout, "OK: %d events and %d checkpoint matches verified; head seq %d hash %s\n",
 		res.EventsChecked, res.CheckpointsChecked, res.HeadSeq, hex.EncodeToString(res.HeadHash))
+	if res.AnchorSeq > 0 {
+		fmt.Fprintf(stdout, "events 1..%d are archived (not in the database): verified from seq %d, linked to the signed checkpoint at seq %d\n",
+			res.AnchorSeq, res.AnchorSeq+1, res.AnchorSeq)
+	}
 	return exitOK, nil
 }
 

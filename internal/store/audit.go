@@ -39,20 +39,20 @@ func (s *Store) AppendAudit(ctx context.Context, build func(headSeq int64, headH
 		return err
 	}
 	months := partitionMonths(headMonth, rows)
-	through, err := s.ensurePartitions(ctx, tx, months)
+	ensured, err := s.ensurePartitions(ctx, tx, months)
 	if err != nil {
 		return err
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_events"},
 		[]string{"seq", "prev_hash", "hash", "body", "time", "operation", "caller", "token_digests", "mac", "mac_version", "partition_month"},
 		pgx.CopyFromRows(copyRows(rows, months))); err != nil {
-		s.noteMonths(0) // a partition gone (detached?): check again next time
+		s.noteMonths(nil) // a partition gone (detached?): check again next time
 		return classify("insert audit events", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return classify("commit audit events", err)
 	}
-	s.noteMonths(through)
+	s.noteMonths(ensured)
 	return nil
 }
 

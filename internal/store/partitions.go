@@ -44,45 +44,56 @@ func partitionMonths(headMonth time.Time, rows []audit.Row) []time.Time {
 // and the next (ahead, so that a month's first append seldom creates one), calling
 // audit_events_ensure_partition once per month per process. A failure for a month the
 // rows need fails the append; one for a month ahead is left to a later append. It
-// returns the newest month ensured, for noteMonths once the transaction commits.
-func (s *Store) ensurePartitions(ctx context.Context, tx pgx.Tx, months []time.Time) (int64, error) {
-	through := s.auditMonths.Load()
+// returns the months ensured, for noteMonths once the transaction commits.
+func (s *Store) ensurePartitions(ctx context.Context, tx pgx.Tx, months []time.Time) ([]int64, error) {
+	var done []int64
 	for _, m := range months {
-		if i := monthIndex(m); i > through {
+		if i := monthIndex(m); !s.knownMonth(i) && !slices.Contains(done, i) {
 			if _, err := tx.Exec(ctx, "SELECT audit_events_ensure_partition($1)", m); err != nil {
-				return 0, classify("create audit partition", err)
+				return nil, classify("create audit partition", err)
 			}
-			through = i
+			done = append(done, i)
 		}
 	}
 	now := monthIndex(time.Now())
-	for i := max(through+1, now); i <= now+1; i++ {
+	for _, i := range []int64{now, now + 1} {
+		if s.knownMonth(i) || slices.Contains(done, i) {
+			continue
+		}
 		sp, err := tx.Begin(ctx) // a savepoint: a failure here leaves the append alone
 		if err != nil {
-			return 0, classify("create audit partition", err)
+			return nil, classify("create audit partition", err)
 		}
 		if _, err := sp.Exec(ctx, "SELECT audit_events_ensure_partition($1)", monthStart(i)); err != nil {
 			if err := sp.Rollback(ctx); err != nil {
-				return 0, classify("create audit partition", err)
+				return nil, classify("create audit partition", err)
 			}
 			break
 		}
 		if err := sp.Commit(ctx); err != nil {
-			return 0, classify("create audit partition", err)
+			return nil, classify("create audit partition", err)
 		}
-		through = i
+		done = append(done, i)
 	}
-	return through, nil
+	return done, nil
 }
 
-// noteMonths records that the partitions through month i exist (0: forget, so that
-// the next append checks again).
-func (s *Store) noteMonths(i int64) {
-	for {
-		old := s.auditMonths.Load()
-		if (i != 0 && i <= old) || s.auditMonths.CompareAndSwap(old, i) {
-			return
-		}
+func (s *Store) knownMonth(i int64) bool {
+	s.monthsMu.Lock()
+	defer s.monthsMu.Unlock()
+	return s.auditMonths[i]
+}
+
+// noteMonths records that the partitions of months exist (nil: forget every month, so
+// that the next appends check again).
+func (s *Store) noteMonths(months []int64) {
+	s.monthsMu.Lock()
+	defer s.monthsMu.Unlock()
+	if months == nil || s.auditMonths == nil {
+		s.auditMonths = map[int64]bool{}
+	}
+	for _, i := range months {
+		s.auditMonths[i] = true
 	}
 }
 

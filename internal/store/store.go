@@ -11,7 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -39,9 +39,10 @@ type Options struct {
 // Store is the token vault.
 type Store struct {
 	pool *pgxpool.Pool
-	// auditMonths is the newest month (monthIndex) whose audit partition this process
-	// has seen to exist; appends up to it need no check.
-	auditMonths atomic.Int64
+	// auditMonths are the months (monthIndex) whose audit partitions this process has
+	// seen to exist: appends to them need no check.
+	monthsMu    sync.Mutex
+	auditMonths map[int64]bool
 }
 
 // Open connects a pool to dsn. It does not wait for the database: the first query does.
