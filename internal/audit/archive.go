@@ -24,12 +24,12 @@ type ArchiveHeader struct {
 	Partition string `json:"partition"`
 	// From and To bound the partition's months, [From, To) as dates (From empty: the
 	// partition of the rows from before partitioning, unbounded below).
-	From      string `json:"from,omitempty"`
-	To        string `json:"to"`
-	FirstSeq  int64  `json:"first_seq"`
-	LastSeq   int64  `json:"last_seq"`
-	PrevHash  string `json:"prev_hash"`
-	LastHash  string `json:"last_hash"`
+	From     string `json:"from,omitempty"`
+	To       string `json:"to"`
+	FirstSeq int64  `json:"first_seq"`
+	LastSeq  int64  `json:"last_seq"`
+	PrevHash string `json:"prev_hash"`
+	LastHash string `json:"last_hash"`
 	// PublicKey is the checkpoint signing key (ed25519, hex) as the service reports it;
 	// a verifier should pin its own copy.
 	PublicKey string `json:"public_key,omitempty"`

@@ -22,7 +22,9 @@ func monthsAgo(n int) time.Time {
 	return time.Date(now.Year(), now.Month()-time.Month(n), 1, 0, 0, 0, 0, time.UTC)
 }
 
-func partitionName(m time.Time) string { return fmt.Sprintf("audit_events_y%04dm%02d", m.Year(), m.Month()) }
+func partitionName(m time.Time) string {
+	return fmt.Sprintf("audit_events_y%04dm%02d", m.Year(), m.Month())
+}
 
 // seedTwoMonths appends events dated in the month before last and last month, through
 // the service's writer (so they carry MACs), before anything else is appended: seqs
