@@ -96,10 +96,25 @@ func closedPartition(ctx context.Context, st *store.Store, month, now time.Time)
 			case p.LastSeq == 0:
 				return p, fmt.Errorf("partition %s holds no events", p.Name)
 			}
-			return p, nil
+			return p, contiguous(ctx, st, p)
 		}
 	}
 	return store.AuditPartition{}, fmt.Errorf("no attached audit partition holds %s (archived already?)", month.Format("2006-01"))
+}
+
+// contiguous checks that p holds every seq from its first to its last, so that
+// detaching it leaves the chain whole after it. (It does unless a replica of the
+// release before partitioning appended across a month's end.)
+func contiguous(ctx context.Context, st *store.Store, p store.AuditPartition) error {
+	n, err := st.AuditPartitionEvents(ctx, p.Name)
+	if err != nil {
+		return err
+	}
+	if n != p.LastSeq-p.FirstSeq+1 {
+		return fmt.Errorf("partition %s holds %d events, not every seq of %d..%d: it cannot be archived and detached alone",
+			p.Name, n, p.FirstSeq, p.LastSeq)
+	}
+	return nil
 }
 
 // archiveBoundaries returns the archive's header and the signed checkpoints covering

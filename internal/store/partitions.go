@@ -157,6 +157,13 @@ func (s *Store) AuditPartitions(ctx context.Context) ([]AuditPartition, error) {
 	return out, nil
 }
 
+// AuditPartitionEvents counts the events in the partition name (a full scan of it).
+func (s *Store) AuditPartitionEvents(ctx context.Context, name string) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{name}.Sanitize()).Scan(&n)
+	return n, classify("count audit partition", err)
+}
+
 func parseBound(name, expr string) (AuditPartition, error) {
 	m := boundRE.FindStringSubmatch(expr)
 	if m == nil {

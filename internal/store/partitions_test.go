@@ -167,7 +167,7 @@ func TestMigrationKeepsExistingChain(t *testing.T) {
 		times = append(times, start.Add(time.Duration(i)*36*time.Hour)) // two months
 	}
 	appendAt(t, mem, times...)
-	copyOld(t, st, db, mem)
+	copyOld(t, st, db, mem, 1)
 
 	applied, err := st.Migrate(t.Context())
 	require.NoError(t, err)
@@ -177,8 +177,15 @@ func TestMigrationKeepsExistingChain(t *testing.T) {
 	assert.True(t, legacy.From.IsZero(), "unbounded below")
 	assert.Equal(t, [2]int64{1, 40}, [2]int64{legacy.FirstSeq, legacy.LastSeq})
 
+	// A replica of the release before 0008 appends during the rolling upgrade, without
+	// partition_month: the database's month is the default.
+	appendAt(t, mem, time.Now().UTC())
+	copyOld(t, st, db, mem, 41)
 	appendAt(t, st, time.Now().UTC(), times[3]) // now, and an old time (stored in this month all the same)
-	verifyAll(t, st, 42)
+	verifyAll(t, st, 43)
+	now := time.Now().UTC()
+	assert.Equal(t, int64(3), pgtest.Count(t, db, "SELECT count(*) FROM audit_events WHERE seq > 40 AND partition_month = $1",
+		time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)))
 	ds, err := st.Disclosures(t.Context(), [][]byte{{5, 7, 7}}, time.Time{}, time.Time{})
 	require.NoError(t, err)
 	require.Len(t, ds, 1, "the GIN index and the parent still find legacy rows")
@@ -195,21 +202,22 @@ func TestMigrationKeepsExistingChain(t *testing.T) {
 		"SELECT count(*) FROM (SELECT 1 WHERE has_table_privilege('tokenizer_service', 'audit_events', 'SELECT, INSERT')) x"))
 }
 
-// copyOld inserts mem's rows into the audit table of before 0008, as the old store did.
-func copyOld(t *testing.T, st *store.Store, db string, mem *memory.Store) {
+// copyOld inserts mem's rows from seq from on into the audit table, with the columns
+// of before 0008, as the old store did.
+func copyOld(t *testing.T, st *store.Store, db string, mem *memory.Store, from int64) {
 	t.Helper()
 	conn, err := pgx.Connect(t.Context(), db)
 	require.NoError(t, err)
 	defer conn.Close(t.Context())
 	var src [][]any
-	require.NoError(t, mem.ReadAudit(t.Context(), 1, 0, func(r audit.Row) error {
+	require.NoError(t, mem.ReadAudit(t.Context(), from, 0, func(r audit.Row) error {
 		src = append(src, []any{r.Seq, r.PrevHash, r.Hash, r.Body, r.Time, r.Operation, r.Caller, r.TokenDigests})
 		return nil
 	}))
 	_, err = conn.CopyFrom(t.Context(), pgx.Identifier{"audit_events"},
 		[]string{"seq", "prev_hash", "hash", "body", "time", "operation", "caller", "token_digests"}, pgx.CopyFromRows(src))
 	require.NoError(t, err)
-	verifyAll(t, st, int64(len(src)))
+	verifyAll(t, st, from-1+int64(len(src)))
 }
 
 // assertRefused runs sql (as role, when not empty) and expects an error containing want.

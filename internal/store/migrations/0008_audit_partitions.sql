@@ -31,7 +31,9 @@ CREATE TABLE audit_events (
     token_digests   bytea[]     NOT NULL DEFAULT '{}',
     mac             bytea,
     mac_version     int,
-    partition_month date        NOT NULL
+    -- The default (the database's month) serves replicas of the release before this
+    -- migration during a rolling upgrade, which do not set the column.
+    partition_month date        NOT NULL DEFAULT date_trunc('month', now() AT TIME ZONE 'UTC')::date
         CONSTRAINT audit_events_partition_month_check CHECK (partition_month = date_trunc('month', partition_month)::date),
     -- seq alone cannot be unique across partitions in PostgreSQL; every partition keeps
     -- it unique, the chain lock orders appends, and verification finds any duplicate.
