@@ -106,7 +106,7 @@ func closedPartition(ctx context.Context, st *store.Store, month, now time.Time)
 // detaching it leaves the chain whole after it. (It does unless a replica of the
 // release before partitioning appended across a month's end.)
 func contiguous(ctx context.Context, st *store.Store, p store.AuditPartition) error {
-	n, err := st.AuditPartitionEvents(ctx, p.Name)
+	n, err := st.AuditPartitionEvents(ctx, p)
 	if err != nil {
 		return err
 	}

@@ -147,8 +147,11 @@ func (s *Store) AuditPartitions(ctx context.Context) ([]AuditPartition, error) {
 		if err != nil {
 			return nil, err
 		}
-		q := "SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM " + pgx.Identifier{b.name}.Sanitize()
-		if err := s.pool.QueryRow(ctx, q).Scan(&p.FirstSeq, &p.LastSeq); err != nil {
+		// Through the parent, pruned to the partition: the service role has rights on
+		// audit_events only.
+		q := `SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM audit_events
+			WHERE partition_month >= $1 AND partition_month < $2`
+		if err := s.pool.QueryRow(ctx, q, p.lower(), p.To).Scan(&p.FirstSeq, &p.LastSeq); err != nil {
 			return nil, classify("read audit partition", err)
 		}
 		out = append(out, p)
@@ -157,11 +160,20 @@ func (s *Store) AuditPartitions(ctx context.Context) ([]AuditPartition, error) {
 	return out, nil
 }
 
-// AuditPartitionEvents counts the events in the partition name (a full scan of it).
-func (s *Store) AuditPartitionEvents(ctx context.Context, name string) (int64, error) {
+// AuditPartitionEvents counts the events in partition p (a full scan of it).
+func (s *Store) AuditPartitionEvents(ctx context.Context, p AuditPartition) (int64, error) {
 	var n int64
-	err := s.pool.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{name}.Sanitize()).Scan(&n)
+	err := s.pool.QueryRow(ctx, "SELECT count(*) FROM audit_events WHERE partition_month >= $1 AND partition_month < $2",
+		p.lower(), p.To).Scan(&n)
 	return n, classify("count audit partition", err)
+}
+
+// lower is the partition's lower bound for a query: From, or the earliest date.
+func (p AuditPartition) lower() time.Time {
+	if p.From.IsZero() {
+		return time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	}
+	return p.From
 }
 
 func parseBound(name, expr string) (AuditPartition, error) {

@@ -151,6 +151,22 @@ func TestServiceRoleCreatesPartitions(t *testing.T) {
 	assertRefused(t, db, "tokenizer_service", "CREATE TABLE audit_events_y2025m07 PARTITION OF audit_events FOR VALUES FROM ('2025-07-01') TO ('2025-08-01')", "42501")
 	assertRefused(t, db, "tokenizer_service", "UPDATE audit_events SET caller = 'x'", "permission denied")
 	assertRefused(t, db, "tokenizer_service", "SELECT audit_events_ensure_partition((now() + interval '2 years')::date)", "more than a year ahead")
+	// The service's own path, as the service role: appends into a new month's partition,
+	// listing and ensuring partitions.
+	svcURL := db + "&role=tokenizer_service"
+	assertRefused(t, svcURL, "", "DELETE FROM audit_events", "permission denied") // the URL sets the role
+	svc, err := store.Open(t.Context(), svcURL, store.Options{MaxConns: 2})
+	require.NoError(t, err)
+	defer svc.Close()
+	appendAt(t, svc, time.Date(2025, 6, 20, 0, 0, 0, 0, time.UTC), time.Date(2025, 8, 2, 0, 0, 0, 0, time.UTC))
+	_, err = svc.EnsureAuditPartitions(t.Context(), 1)
+	require.NoError(t, err)
+	aug := partitionOf(t, svc, "audit_events_y2025m08")
+	assert.Equal(t, [2]int64{2, 2}, [2]int64{aug.FirstSeq, aug.LastSeq})
+	n, err := svc.AuditPartitionEvents(t.Context(), aug)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n)
+	assert.Equal(t, int64(1), pgtest.Count(t, db, "SELECT count(*) FROM audit_events_y2025m06"))
 	assert.Equal(t, int64(2), pgtest.Count(t, db, `SELECT count(*) FROM pg_trigger
 		WHERE tgrelid = 'audit_events_y2025m06'::regclass AND tgname LIKE 'audit_events_y2025m06_%'`), "its own triggers")
 }
