@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -118,54 +119,57 @@ func contiguous(ctx context.Context, st *store.Store, p store.AuditPartition) er
 }
 
 // archiveBoundaries returns the archive's header and the signed checkpoints covering
-// the partition, first signing checkpoints at its boundaries (the seq before it and
-// its last seq) where there are none; the caller verified the chain through them.
+// the partition. It signs fresh checkpoints at the partition's boundaries (the seq
+// before it and its last seq), which the caller verified the chain through, and keeps
+// only the checkpoints signed with the same key version, so that one public key
+// verifies the whole archive even after the signing key was rotated.
 func archiveBoundaries(ctx context.Context, a *app.App, signer audit.Signer, p store.AuditPartition) (audit.ArchiveHeader, []audit.Checkpoint, error) {
 	h := audit.ArchiveHeader{Partition: p.Name, To: p.To.Format(time.DateOnly), FirstSeq: p.FirstSeq, LastSeq: p.LastSeq,
 		PrevHash: hex.EncodeToString(audit.GenesisHash)}
 	if !p.From.IsZero() {
 		h.From = p.From.Format(time.DateOnly)
 	}
-	cps, err := a.Store.Checkpoints(ctx, p.FirstSeq-1, p.LastSeq)
+	stored, err := a.Store.Checkpoints(ctx, p.FirstSeq-1, p.LastSeq)
 	if err != nil {
 		return h, nil, err
 	}
+	var fresh []audit.Checkpoint
 	for _, seq := range []int64{p.FirstSeq - 1, p.LastSeq} {
 		if seq == 0 {
 			continue // the chain's start: the genesis hash
 		}
-		hash, err := boundaryHash(ctx, a.Store, cps, seq)
+		hash, err := boundaryHash(ctx, a.Store, stored, seq)
 		if err != nil {
 			return h, nil, err
 		}
-		if seq == p.FirstSeq-1 {
-			h.PrevHash = hex.EncodeToString(hash)
-		} else {
-			h.LastHash = hex.EncodeToString(hash)
+		cp, err := audit.SignCheckpoint(ctx, signer, a.Store, seq, hash, time.Now())
+		if err != nil {
+			return h, nil, err
 		}
-		if !hasCheckpoint(cps, seq) {
-			cp, err := audit.SignCheckpoint(ctx, signer, a.Store, seq, hash, time.Now())
-			if err != nil {
-				return h, nil, err
-			}
-			cps = append(cps, cp)
-		}
+		fresh = append(fresh, cp)
 	}
-	if pk, ok := a.Provider.(audit.PublicKeyer); ok && len(cps) > 0 {
-		if pub, err := pk.PublicKey(ctx, cps[len(cps)-1].Signature); err == nil {
+	h.LastHash = hex.EncodeToString(fresh[len(fresh)-1].Hash)
+	if len(fresh) == 2 {
+		h.PrevHash = hex.EncodeToString(fresh[0].Hash)
+	}
+	key := signingKey(fresh[0].Signature)
+	cps := slices.DeleteFunc(stored, func(c audit.Checkpoint) bool { return signingKey(c.Signature) != key })
+	cps = append(cps, fresh...)
+	if pk, ok := a.Provider.(audit.PublicKeyer); ok {
+		if pub, err := pk.PublicKey(ctx, fresh[0].Signature); err == nil {
 			h.PublicKey = hex.EncodeToString(pub)
 		}
 	}
 	return h, cps, nil
 }
 
-func hasCheckpoint(cps []audit.Checkpoint, seq int64) bool {
-	for _, c := range cps {
-		if c.Seq == seq {
-			return true
-		}
+// signingKey is the provider and key version of a signature "<provider>:v<n>:<base64>".
+func signingKey(signature string) string {
+	i := strings.LastIndexByte(signature, ':')
+	if i < 0 {
+		return ""
 	}
-	return false
+	return signature[:i]
 }
 
 // boundaryHash is the chain's hash at seq: the stored event's, else (archived) that of

@@ -59,7 +59,6 @@ GRANT SELECT, INSERT ON audit_events TO tokenizer_service;
 -- SHARE UPDATE EXCLUSIVE lock on audit_events and so blocks neither appends nor reads.
 CREATE FUNCTION audit_events_ensure_partition(m date) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path FROM CURRENT
     SET lock_timeout = '10s'
 AS $$
 DECLARE
@@ -94,6 +93,12 @@ BEGIN
         RETURN NULL;
     END;
     RETURN part;
+END $$;
+-- A SECURITY DEFINER function must not find a caller's temporary tables first: its
+-- search path is this schema, then pg_temp.
+DO $$
+BEGIN
+    EXECUTE format('ALTER FUNCTION audit_events_ensure_partition(date) SET search_path = %I, pg_temp', current_schema());
 END $$;
 REVOKE ALL ON FUNCTION audit_events_ensure_partition(date) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION audit_events_ensure_partition(date) TO tokenizer_service;
