@@ -27,12 +27,9 @@ func (s *Store) AppendAudit(ctx context.Context, build func(headSeq int64, headH
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", auditLock); err != nil {
 		return classify("lock audit chain", err)
 	}
-	var seq int64
-	var hash []byte
-	var headMonth time.Time
-	err = tx.QueryRow(ctx, "SELECT seq, hash, partition_month FROM audit_events ORDER BY seq DESC LIMIT 1").Scan(&seq, &hash, &headMonth)
-	if err != nil && err != pgx.ErrNoRows {
-		return classify("read audit head", err)
+	seq, hash, headMonth, err := s.appendHead(ctx, tx)
+	if err != nil {
+		return err
 	}
 	rows, err := build(seq, hash)
 	if err != nil {
@@ -53,7 +50,30 @@ func (s *Store) AppendAudit(ctx context.Context, build func(headSeq int64, headH
 		return classify("commit audit events", err)
 	}
 	s.noteMonths(ensured)
+	if len(months) > 0 {
+		s.noteHeadMonth(months[len(months)-1])
+	}
 	return nil
+}
+
+// appendHead reads the head under the chain lock. partition_month never decreases
+// along the chain, so the head is in the partition of the newest month this process
+// appended to or a later one: the query is pruned to those, instead of probing every
+// partition of six years (and falls back to all of them if that finds nothing).
+func (s *Store) appendHead(ctx context.Context, tx pgx.Tx) (int64, []byte, time.Time, error) {
+	const q = "SELECT seq, hash, partition_month FROM audit_events WHERE partition_month >= $1 ORDER BY seq DESC LIMIT 1"
+	var seq int64
+	var hash []byte
+	var month time.Time
+	since := s.headMonth()
+	err := tx.QueryRow(ctx, q, since).Scan(&seq, &hash, &month)
+	if err == pgx.ErrNoRows && !since.Equal(minMonth) {
+		err = tx.QueryRow(ctx, q, minMonth).Scan(&seq, &hash, &month)
+	}
+	if err != nil && err != pgx.ErrNoRows {
+		return 0, nil, time.Time{}, classify("read audit head", err)
+	}
+	return seq, hash, month, nil
 }
 
 // copyRows are rows as CopyFrom takes them, each with its partition month.

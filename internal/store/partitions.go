@@ -78,6 +78,28 @@ func (s *Store) ensurePartitions(ctx context.Context, tx pgx.Tx, months []time.T
 	return done, nil
 }
 
+// minMonth is below every partition month.
+var minMonth = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// headMonth is the partition month of the newest event this process appended, minMonth
+// before the first.
+func (s *Store) headMonth() time.Time {
+	s.monthsMu.Lock()
+	defer s.monthsMu.Unlock()
+	if s.lastMonth.IsZero() {
+		return minMonth
+	}
+	return s.lastMonth
+}
+
+func (s *Store) noteHeadMonth(m time.Time) {
+	s.monthsMu.Lock()
+	defer s.monthsMu.Unlock()
+	if m.After(s.lastMonth) {
+		s.lastMonth = m
+	}
+}
+
 func (s *Store) knownMonth(i int64) bool {
 	s.monthsMu.Lock()
 	defer s.monthsMu.Unlock()
@@ -171,7 +193,7 @@ func (s *Store) AuditPartitionEvents(ctx context.Context, p AuditPartition) (int
 // lower is the partition's lower bound for a query: From, or the earliest date.
 func (p AuditPartition) lower() time.Time {
 	if p.From.IsZero() {
-		return time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+		return minMonth
 	}
 	return p.From
 }

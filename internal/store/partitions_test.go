@@ -214,6 +214,16 @@ func TestMigrationKeepsExistingChain(t *testing.T) {
 		assertRefused(t, db, "", sql, "audit tables are append-only")
 	}
 	assertRefused(t, db, "tokenizer_service", "DELETE FROM audit_events WHERE seq = 3", "permission denied")
+
+	// After an event dated next month, an old replica's row follows the head's month, not
+	// the database's (the column never decreases along the chain).
+	next := time.Date(now.Year(), now.Month()+1, 1, 1, 0, 0, 0, time.UTC)
+	appendAt(t, st, next)
+	verifyAll(t, st, 44)
+	pgtest.Exec(t, db, `INSERT INTO audit_events (seq, prev_hash, hash, body, time, operation, caller)
+		VALUES (45, '\x00', '\x00', '{}', now(), 'detokenize', 'old-replica')`)
+	assert.Equal(t, int64(1), pgtest.Count(t, db, "SELECT count(*) FROM audit_events WHERE seq = 45 AND partition_month = $1",
+		time.Date(next.Year(), next.Month(), 1, 0, 0, 0, 0, time.UTC)))
 	assert.Equal(t, int64(1), pgtest.Count(t, db,
 		"SELECT count(*) FROM (SELECT 1 WHERE has_table_privilege('tokenizer_service', 'audit_events', 'SELECT, INSERT')) x"))
 }

@@ -43,6 +43,8 @@ type Store struct {
 	// seen to exist: appends to them need no check.
 	monthsMu    sync.Mutex
 	auditMonths map[int64]bool
+	// lastMonth is the partition month of the newest event this process appended.
+	lastMonth time.Time
 }
 
 // Open connects a pool to dsn. It does not wait for the database: the first query does.

@@ -31,15 +31,22 @@ CREATE TABLE audit_events (
     token_digests   bytea[]     NOT NULL DEFAULT '{}',
     mac             bytea,
     mac_version     int,
-    -- The default (the database's month) serves replicas of the release before this
-    -- migration during a rolling upgrade, which do not set the column.
-    partition_month date        NOT NULL DEFAULT date_trunc('month', now() AT TIME ZONE 'UTC')::date
+    partition_month date        NOT NULL
         CONSTRAINT audit_events_partition_month_check CHECK (partition_month = date_trunc('month', partition_month)::date),
     -- seq alone cannot be unique across partitions in PostgreSQL; every partition keeps
     -- it unique, the chain lock orders appends, and verification finds any duplicate.
     PRIMARY KEY (seq, partition_month)
 ) PARTITION BY RANGE (partition_month);
 CREATE INDEX audit_events_token_digests ON audit_events USING gin (token_digests);
+
+-- The default serves replicas of the release before this migration during a rolling
+-- upgrade, which do not set partition_month: the database's month, but never below the
+-- head's (they append under the chain lock too), so that the column stays monotonic.
+CREATE FUNCTION audit_events_default_month() RETURNS date LANGUAGE sql STABLE AS $$
+    SELECT greatest(date_trunc('month', now() AT TIME ZONE 'UTC')::date,
+                    (SELECT partition_month FROM audit_events ORDER BY seq DESC LIMIT 1))
+$$;
+ALTER TABLE audit_events ALTER COLUMN partition_month SET DEFAULT audit_events_default_month();
 
 -- Row triggers on the parent are cloned onto every partition (and removed from one that
 -- is detached); statement triggers are not, so each partition also gets its own
