@@ -145,6 +145,15 @@ func TestVerifyArchiveFindsTampering(t *testing.T) {
 	code, stdout, _ := run(t, "audit", "verify-archive", "--public-key", other, name)
 	assert.Equal(t, exitFailure, code)
 	assert.Contains(t, stdout, "signature does not verify under the public key")
+
+	// A partition that is not one run of seqs cannot be archived (detaching it would cut
+	// the chain).
+	pgtest.Exec(t, db, `INSERT INTO audit_events (seq, prev_hash, hash, body, time, operation, caller, partition_month)
+		VALUES (100, '\x00', '\x00', '{}', now(), 'detokenize', 'stray', $1)`, monthsAgo(2))
+	code, _, stderr = run(t, append([]string{"audit", "archive", "--month", monthsAgo(2).Format("2006-01"),
+		"--out", filepath.Join(dir, "first.jsonl")}, flags...)...)
+	assert.Equal(t, exitFailure, code)
+	assert.Contains(t, stderr, "holds 4 events, not every seq of 1..100: it cannot be archived and detached alone")
 }
 
 // assertRefused runs sql as the test's superuser and expects the append-only trigger.
