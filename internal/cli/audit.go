@@ -70,7 +70,7 @@ type auditCommand func(ctx context.Context, cfg *config.Config, a *auditArgs, st
 
 var auditCommands = map[string]auditCommand{
 	"verify": auditVerify, "export": auditExport, "disclosures": auditDisclosures, "receipt": auditReceipt,
-	"archive": auditArchive, "partitions": auditPartitions, "verify-archive": nil,
+	"archive": auditArchive, "partitions": auditPartitions,
 }
 
 func auditCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -79,15 +79,15 @@ func auditCmd(ctx context.Context, args []string, getenv func(string) string, st
 		return exitUsage
 	}
 	sub, rest := args[0], args[1:]
+	if code, offline := offlineArchive(sub, rest, stdout, stderr); offline {
+		return code
+	}
 	run, ok := auditCommands[sub]
 	if !ok {
 		fmt.Fprintf(stderr, "tokenizer audit: unknown command %q\n\n%s", sub, usage)
 		return exitUsage
 	}
 	if code, offline := offlineReceipt(sub, rest, stdout, stderr); offline {
-		return code
-	}
-	if code, offline := offlineArchive(sub, rest, stdout, stderr); offline {
 		return code
 	}
 	var a auditArgs
