@@ -260,3 +260,39 @@ func assertRefused(t *testing.T, db, role, sql, want string) {
 	require.Error(t, err, sql)
 	assert.True(t, strings.Contains(err.Error(), want), "%s: %v", sql, err)
 }
+
+// TestReplicasAppendAcrossBoundary: two replicas (stores) append concurrently events
+// stamped on both sides of a month's end, in no order; they create the new month's
+// partition between them, the chain verifies, and each partition is one run of seqs.
+func TestReplicasAppendAcrossBoundary(t *testing.T) {
+	t.Parallel()
+	first, db := openMigrated(t, 0)
+	second, err := store.Open(t.Context(), db, store.Options{MaxConns: 4})
+	require.NoError(t, err)
+	defer second.Close()
+	apr := time.Date(2024, 4, 1, 0, 0, 0, 0, time.UTC)
+	var wg sync.WaitGroup
+	for r, st := range []*store.Store{first, second, first, second} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := audit.NewWriter(st, quiet, 10*time.Second)
+			defer w.Close()
+			for i := range 20 {
+				at := apr.Add(time.Duration((i*7+r*3)%21-10) * time.Second) // -10 s .. +10 s
+				ev := &audit.Event{Time: at, RequestID: fmt.Sprintf("r%d-%d", r, i), Caller: "svc", Operation: "tokenize", Outcome: "OK"}
+				assert.NoError(t, w.Append(t.Context(), ev))
+			}
+		}()
+	}
+	wg.Wait()
+	verifyAll(t, first, 80)
+	assert.Zero(t, pgtest.Count(t, db, `SELECT count(*) FROM (SELECT partition_month < lag(partition_month) OVER (ORDER BY seq) AS down
+		FROM audit_events) x WHERE down`), "partition_month never decreases along the chain")
+	for _, name := range []string{"audit_events_y2024m03", "audit_events_y2024m04"} {
+		p := partitionOf(t, first, name)
+		n, err := first.AuditPartitionEvents(t.Context(), p)
+		require.NoError(t, err)
+		assert.Equal(t, p.LastSeq-p.FirstSeq+1, n, "%s is one run of seqs", name)
+	}
+}
