@@ -121,6 +121,7 @@ type verifyCase struct {
 	reason   string
 	events   int64
 	cps      int64
+	anchor   int64
 }
 
 func TestVerify(t *testing.T) {
@@ -203,6 +204,35 @@ func TestVerify(t *testing.T) {
 			tamper: func(t *testing.T, c *memChain, s *edSigner) []checkpoint {
 				return []checkpoint{signedCheckpoint(t, s, 5, bytes.Repeat([]byte{1}, 32))}
 			}},
+		{name: "archived prefix, anchored at the checkpoint before it", ok: true, events: 2, cps: 0, anchor: 4,
+			tamper: func(_ *testing.T, c *memChain, _ *edSigner) []checkpoint {
+				c.rows = c.rows[4:]
+				return nil
+			}},
+		{name: "archived prefix, anchored at a held checkpoint; held ones before it ignored", ok: true, events: 1, cps: 1, anchor: 5,
+			tamper: func(t *testing.T, c *memChain, s *edSigner) []checkpoint {
+				held := []checkpoint{signedCheckpoint(t, s, 2, c.rows[1].Hash), signedCheckpoint(t, s, 5, c.rows[4].Hash),
+					signedCheckpoint(t, s, 6, c.rows[5].Hash)}
+				c.rows = c.rows[5:]
+				return held
+			}},
+		{name: "prefix deleted up to no checkpoint", bad: 1, reason: "event 1 is missing (deleted), next stored event is 4",
+			tamper: func(_ *testing.T, c *memChain, _ *edSigner) []checkpoint {
+				c.rows = c.rows[3:]
+				return nil
+			}},
+		{name: "anchored prefix, first event rewritten", bad: 5, reason: "prev_hash does not link to event 4",
+			tamper: func(_ *testing.T, c *memChain, _ *edSigner) []checkpoint {
+				c.rows = c.rows[4:]
+				c.rows[0].PrevHash = bytes.Repeat([]byte{3}, 32)
+				return nil
+			}},
+		{name: "anchor checkpoint forged", bad: 5, reason: "signature does not verify",
+			tamper: func(t *testing.T, c *memChain, _ *edSigner) []checkpoint {
+				forged := signedCheckpoint(t, other, 5, c.rows[4].Hash)
+				c.rows = c.rows[5:]
+				return []checkpoint{forged}
+			}},
 		{name: "event before the range missing", from: 3, bad: 2, reason: "event 2, before the range, is missing",
 			tamper: func(_ *testing.T, c *memChain, _ *edSigner) []checkpoint {
 				c.rows = append(c.rows[:1], c.rows[2:]...)
@@ -246,6 +276,7 @@ func runVerifyCase(t *testing.T, tt verifyCase) {
 		return
 	}
 	assert.Empty(t, res.Reason)
+	assert.Equal(t, tt.anchor, res.AnchorSeq)
 	assert.Equal(t, tt.events, res.EventsChecked)
 	assert.Equal(t, tt.cps, res.CheckpointsChecked)
 	last := c.rows[len(c.rows)-1]

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 )
@@ -162,6 +163,9 @@ type Result struct {
 	Reason             string
 	HeadSeq            int64
 	HeadHash           []byte
+	// AnchorSeq, when not 0, is the signed checkpoint the verified range links to: the
+	// events up to it are not stored (archived).
+	AnchorSeq int64
 }
 
 func (r *Result) fail(seq int64, format string, args ...any) Result {
@@ -176,6 +180,11 @@ func (r *Result) fail(seq int64, format string, args ...any) Result {
 // a held checkpoint), or a forged checkpoint (bad signature, or a hash that is not the
 // chain's).
 //
+// From the start (from ≤ 1), a chain whose oldest months were archived and detached
+// begins after seq 1: it is verified from its first stored event, linked to the
+// signed checkpoint at the seq before it (the archive boundary, Result.AnchorSeq).
+// Without such a checkpoint the missing prefix fails as deleted events.
+//
 // With macs, every event must carry a valid MAC under the audit key (an event appended
 // with database credentials alone fails), and its query columns must match its body.
 func Verify(ctx context.Context, st ChainReader, signer Signer, macs MACKeys, from, to int64, held []Checkpoint) (Result, error) {
@@ -183,24 +192,27 @@ func Verify(ctx context.Context, st ChainReader, signer Signer, macs MACKeys, fr
 		from = 1
 	}
 	r := Result{OK: true}
-	stored, err := st.Checkpoints(ctx, from, to)
+	stored, err := st.Checkpoints(ctx, from-1, to)
 	if err != nil {
 		return r, err
 	}
-	want, bad, err := checkSignatures(ctx, signer, append(stored, held...), from, to)
+	cps := append(stored, held...)
+	if from == 1 {
+		first, err := firstStored(ctx, st, to)
+		if err != nil {
+			return r, err
+		}
+		if first > 1 && slices.ContainsFunc(cps, func(c Checkpoint) bool { return c.Seq == first-1 }) {
+			from = first
+		}
+	}
+	want, bad, err := checkSignatures(ctx, signer, cps, from, to)
 	if bad != nil || err != nil {
 		return r.orBad(bad), err
 	}
-	prev := GenesisHash
-	if from > 1 {
-		// The link into the range: the hash of the event before it.
-		prev = nil
-		if err := st.ReadAudit(ctx, from-1, from-1, func(row Row) error { prev = row.Hash; return nil }); err != nil {
-			return r, err
-		}
-		if prev == nil {
-			return r.fail(from-1, "event %d, before the range, is missing", from-1), nil
-		}
+	prev, bad, err := linkInto(ctx, st, &r, from, cps)
+	if bad != nil || err != nil {
+		return r.orBad(bad), err
 	}
 	v := &chainCheck{Result: r, prev: prev, expect: from, want: want, macs: macs}
 	stop := errors.New("stop")
@@ -223,6 +235,43 @@ func Verify(ctx context.Context, st ChainReader, signer Signer, macs MACKeys, fr
 		}
 	}
 	return v.Result, nil
+}
+
+// firstStored is the seq of the first stored event up to to (0: the head), 1 when
+// there is none.
+func firstStored(ctx context.Context, st ChainReader, to int64) (int64, error) {
+	first := int64(1)
+	stop := errors.New("stop")
+	err := st.ReadAudit(ctx, 1, to, func(row Row) error { first = row.Seq; return stop })
+	if err != nil && !errors.Is(err, stop) {
+		return 0, err
+	}
+	return first, nil
+}
+
+// linkInto returns the hash the event at from must link to: zeros for seq 1, else the
+// stored hash of the event before, else (that event archived) the hash of a signed
+// checkpoint at from-1, whose signature checkSignatures verified; r.AnchorSeq records
+// which.
+func linkInto(ctx context.Context, st ChainReader, r *Result, from int64, cps []Checkpoint) ([]byte, *Result, error) {
+	if from == 1 {
+		return GenesisHash, nil, nil
+	}
+	var prev []byte
+	if err := st.ReadAudit(ctx, from-1, from-1, func(row Row) error { prev = row.Hash; return nil }); err != nil {
+		return nil, nil, err
+	}
+	if prev != nil {
+		return prev, nil, nil
+	}
+	for _, c := range cps {
+		if c.Seq == from-1 {
+			r.AnchorSeq = c.Seq
+			return c.Hash, nil, nil
+		}
+	}
+	bad := r.fail(from-1, "event %d, before the range, is missing, and no signed checkpoint at seq %d anchors the chain (deleted, or archived without a boundary checkpoint)", from-1, from-1)
+	return nil, &bad, nil
 }
 
 func (r Result) orBad(bad *Result) Result {

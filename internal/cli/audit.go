@@ -36,6 +36,8 @@ type auditArgs struct {
 	from, to                                     int64
 	checkpointFile, format, output, class, token string
 	subject, verifyFile, publicKey               string
+	month                                        string
+	ensure                                       bool
 }
 
 func (a *auditArgs) flags(sub string) func(*flag.FlagSet) {
@@ -55,6 +57,10 @@ func (a *auditArgs) flags(sub string) func(*flag.FlagSet) {
 			fs.StringVar(&a.format, "format", "", "with --subject: csv or fhir (default: JSON lines)")
 		case "receipt":
 			receiptFlags(fs, a)
+		case "archive":
+			archiveFlags(fs, a)
+		case "partitions":
+			fs.BoolVar(&a.ensure, "ensure", false, "create this month's and next month's partitions first, if missing")
 		}
 	}
 }
@@ -62,7 +68,10 @@ func (a *auditArgs) flags(sub string) func(*flag.FlagSet) {
 // auditCommand is one audit subcommand: it returns an exit code, or an error (exit 1).
 type auditCommand func(ctx context.Context, cfg *config.Config, a *auditArgs, stdout, stderr io.Writer) (int, error)
 
-var auditCommands = map[string]auditCommand{"verify": auditVerify, "export": auditExport, "disclosures": auditDisclosures, "receipt": auditReceipt}
+var auditCommands = map[string]auditCommand{
+	"verify": auditVerify, "export": auditExport, "disclosures": auditDisclosures, "receipt": auditReceipt,
+	"archive": auditArchive, "partitions": auditPartitions,
+}
 
 func auditCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -70,6 +79,9 @@ func auditCmd(ctx context.Context, args []string, getenv func(string) string, st
 		return exitUsage
 	}
 	sub, rest := args[0], args[1:]
+	if code, offline := offlineArchive(sub, rest, stdout, stderr); offline {
+		return code
+	}
 	run, ok := auditCommands[sub]
 	if !ok {
 		fmt.Fprintf(stderr, "tokenizer audit: unknown command %q\n\n%s", sub, usage)
@@ -118,6 +130,10 @@ func auditVerify(ctx context.Context, cfg *config.Config, args *auditArgs, stdou
 	}
 	fmt.Fprintf(stdout, "OK: %d events and %d checkpoint matches verified; head seq %d hash %s\n",
 		res.EventsChecked, res.CheckpointsChecked, res.HeadSeq, hex.EncodeToString(res.HeadHash))
+	if res.AnchorSeq > 0 {
+		fmt.Fprintf(stdout, "events 1..%d are archived (not in the database): verified from seq %d, linked to the signed checkpoint at seq %d\n",
+			res.AnchorSeq, res.AnchorSeq+1, res.AnchorSeq)
+	}
 	return exitOK, nil
 }
 

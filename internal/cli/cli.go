@@ -46,6 +46,11 @@ Usage:
                                 patient: --subject S [--format csv|fhir]
   tokenizer audit receipt       print a subject's erasure receipts with proofs: --subject S;
                                 verify one offline: --verify FILE [--public-key HEX]
+  tokenizer audit partitions    list the audit log's monthly partitions; --ensure creates
+                                this month's and next month's
+  tokenizer audit archive       write an ended month's partition with its signed
+                                checkpoints: --month YYYY-MM --out FILE
+  tokenizer audit verify-archive  verify an archive offline: [--public-key HEX] [--prev FILE] FILE
   tokenizer grants review       list unreviewed break-glass grants; --ack ID marks one reviewed
   tokenizer bench [flags]       load-test a running service, with a Vault Transit baseline
   tokenizer bench file [flags]  time a tokenize-file job, beside the batch-1000 Tokenize ceiling

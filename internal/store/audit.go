@@ -15,8 +15,9 @@ import (
 const auditLock = 7_453_219_002
 
 // AppendAudit appends a batch to the chain in one transaction: it takes the chain
-// lock, reads the head, lets build chain the new rows onto it, and inserts them.
-// When it returns nil the rows are durably committed.
+// lock, reads the head, lets build chain the new rows onto it, and inserts them into
+// their monthly partitions (creating a missing one). When it returns nil the rows are
+// durably committed.
 func (s *Store) AppendAudit(ctx context.Context, build func(headSeq int64, headHash []byte) ([]audit.Row, error)) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -26,16 +27,57 @@ func (s *Store) AppendAudit(ctx context.Context, build func(headSeq int64, headH
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", auditLock); err != nil {
 		return classify("lock audit chain", err)
 	}
-	var seq int64
-	var hash []byte
-	err = tx.QueryRow(ctx, "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1").Scan(&seq, &hash)
-	if err != nil && err != pgx.ErrNoRows {
-		return classify("read audit head", err)
+	seq, hash, headMonth, err := s.appendHead(ctx, tx)
+	if err != nil {
+		return err
 	}
 	rows, err := build(seq, hash)
 	if err != nil {
 		return err
 	}
+	months := partitionMonths(headMonth, rows)
+	ensured, err := s.ensurePartitions(ctx, tx, months)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_events"},
+		[]string{"seq", "prev_hash", "hash", "body", "time", "operation", "caller", "token_digests", "mac", "mac_version", "partition_month"},
+		pgx.CopyFromRows(copyRows(rows, months))); err != nil {
+		s.noteMonths(nil) // a partition gone (detached?): check again next time
+		return classify("insert audit events", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return classify("commit audit events", err)
+	}
+	s.noteMonths(ensured)
+	if len(months) > 0 {
+		s.noteHeadMonth(months[len(months)-1])
+	}
+	return nil
+}
+
+// appendHead reads the head under the chain lock. partition_month never decreases
+// along the chain, so the head is in the partition of the newest month this process
+// appended to or a later one: the query is pruned to those, instead of probing every
+// partition of six years (and falls back to all of them if that finds nothing).
+func (s *Store) appendHead(ctx context.Context, tx pgx.Tx) (int64, []byte, time.Time, error) {
+	const q = "SELECT seq, hash, partition_month FROM audit_events WHERE partition_month >= $1 ORDER BY seq DESC LIMIT 1"
+	var seq int64
+	var hash []byte
+	var month time.Time
+	since := s.headMonth()
+	err := tx.QueryRow(ctx, q, since).Scan(&seq, &hash, &month)
+	if err == pgx.ErrNoRows && !since.Equal(minMonth) {
+		err = tx.QueryRow(ctx, q, minMonth).Scan(&seq, &hash, &month)
+	}
+	if err != nil && err != pgx.ErrNoRows {
+		return 0, nil, time.Time{}, classify("read audit head", err)
+	}
+	return seq, hash, month, nil
+}
+
+// copyRows are rows as CopyFrom takes them, each with its partition month.
+func copyRows(rows []audit.Row, months []time.Time) [][]any {
 	src := make([][]any, len(rows))
 	for i, r := range rows {
 		digests := r.TokenDigests
@@ -47,17 +89,9 @@ func (s *Store) AppendAudit(ctx context.Context, build func(headSeq int64, headH
 			v := int32(r.MACVersion)
 			macVersion = &v
 		}
-		src[i] = []any{r.Seq, r.PrevHash, r.Hash, r.Body, r.Time, r.Operation, r.Caller, digests, r.MAC, macVersion}
+		src[i] = []any{r.Seq, r.PrevHash, r.Hash, r.Body, r.Time, r.Operation, r.Caller, digests, r.MAC, macVersion, months[i]}
 	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_events"},
-		[]string{"seq", "prev_hash", "hash", "body", "time", "operation", "caller", "token_digests", "mac", "mac_version"},
-		pgx.CopyFromRows(src)); err != nil {
-		return classify("insert audit events", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return classify("commit audit events", err)
-	}
-	return nil
+	return src
 }
 
 // AuditHead returns the newest event's seq and hash (0 and nil when empty).

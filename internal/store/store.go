@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -37,6 +39,12 @@ type Options struct {
 // Store is the token vault.
 type Store struct {
 	pool *pgxpool.Pool
+	// auditMonths are the months (monthIndex) whose audit partitions this process has
+	// seen to exist: appends to them need no check.
+	monthsMu    sync.Mutex
+	auditMonths map[int64]bool
+	// lastMonth is the partition month of the newest event this process appended.
+	lastMonth time.Time
 }
 
 // Open connects a pool to dsn. It does not wait for the database: the first query does.
@@ -153,9 +161,18 @@ const migrationLock = 7_453_219_001 // pg_advisory_lock key: one migrator at a t
 // transaction, holding an advisory lock so that replicas starting together do not race.
 // It returns the versions applied.
 func (s *Store) Migrate(ctx context.Context) ([]int, error) {
+	return s.migrateTo(ctx, 0)
+}
+
+// migrateTo is Migrate up to version upTo (0: every one), for tests of a migration
+// over data written before it.
+func (s *Store) migrateTo(ctx context.Context, upTo int) ([]int, error) {
 	ms, err := migrations()
 	if err != nil {
 		return nil, err
+	}
+	if upTo > 0 {
+		ms = slices.DeleteFunc(ms, func(m migration) bool { return m.version > upTo })
 	}
 	// Nothing to do (the usual case at start): no lock, no DDL, so that a service
 	// role without CREATE rights can start in development mode too.
