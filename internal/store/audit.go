@@ -2,11 +2,16 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/phivault/tokenizer/internal/audit"
+	"github.com/phivault/tokenizer/internal/errs"
 )
 
 // auditLock serializes appends to the one audit chain across every replica. It is a
@@ -18,16 +23,27 @@ const auditLock = 7_453_219_002
 // lock, reads the head, lets build chain the new rows onto it, and inserts them into
 // their monthly partitions (creating a missing one). When it returns nil the rows are
 // durably committed.
+//
+// Every request waits for the append of its event, so its round trips are few: BEGIN,
+// the lock and the head go in one pipeline, and a batch of up to pipelinedAppend rows
+// goes in one multi-row INSERT pipelined with the COMMIT (two round trips in all); a
+// larger batch is copied (COPY), then committed.
 func (s *Store) AppendAudit(ctx context.Context, build func(headSeq int64, headHash []byte) ([]audit.Row, error)) error {
-	tx, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return classify("begin audit append", err)
 	}
-	defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", auditLock); err != nil {
-		return classify("lock audit chain", err)
-	}
-	seq, hash, headMonth, err := s.appendHead(ctx, tx)
+	// An open transaction (a failure on the way) is rolled back, or the connection
+	// closed, which rolls it back and releases the lock.
+	defer func() {
+		if conn.Conn().PgConn().TxStatus() != 'I' && !conn.Conn().IsClosed() {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_, _ = conn.Exec(rctx, "ROLLBACK")
+			cancel()
+		}
+		conn.Release()
+	}()
+	seq, hash, headMonth, err := s.lockHead(ctx, conn)
 	if err != nil {
 		return err
 	}
@@ -36,18 +52,13 @@ func (s *Store) AppendAudit(ctx context.Context, build func(headSeq int64, headH
 		return err
 	}
 	months := partitionMonths(headMonth, rows)
-	ensured, err := s.ensurePartitions(ctx, tx, months)
+	ensured, err := s.ensurePartitions(ctx, conn, months)
 	if err != nil {
 		return err
 	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_events"},
-		[]string{"seq", "prev_hash", "hash", "body", "time", "operation", "caller", "token_digests", "mac", "mac_version", "partition_month"},
-		pgx.CopyFromRows(copyRows(rows, months))); err != nil {
+	if err := insertAndCommit(ctx, conn, rows, months); err != nil {
 		s.noteMonths(nil) // a partition gone (detached?): check again next time
-		return classify("insert audit events", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return classify("commit audit events", err)
+		return err
 	}
 	s.noteMonths(ensured)
 	if len(months) > 0 {
@@ -56,24 +67,115 @@ func (s *Store) AppendAudit(ctx context.Context, build func(headSeq int64, headH
 	return nil
 }
 
-// appendHead reads the head under the chain lock. partition_month never decreases
-// along the chain, so the head is in the partition of the newest month this process
-// appended to or a later one: the query is pruned to those, instead of probing every
-// partition of six years (and falls back to all of them if that finds nothing).
-func (s *Store) appendHead(ctx context.Context, tx pgx.Tx) (int64, []byte, time.Time, error) {
+// lockHead begins the append's transaction, takes the chain lock and reads the head,
+// in one round trip. partition_month never decreases along the chain, so the head is in
+// the partition of the newest month this process appended to or a later one: the query
+// is pruned to those, instead of probing every partition of six years (and falls back
+// to all of them if that finds nothing).
+func (s *Store) lockHead(ctx context.Context, conn *pgxpool.Conn) (int64, []byte, time.Time, error) {
 	const q = "SELECT seq, hash, partition_month FROM audit_events WHERE partition_month >= $1 ORDER BY seq DESC LIMIT 1"
 	var seq int64
 	var hash []byte
 	var month time.Time
 	since := s.headMonth()
-	err := tx.QueryRow(ctx, q, since).Scan(&seq, &hash, &month)
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue("SELECT pg_advisory_xact_lock($1)", int64(auditLock))
+	b.Queue(q, since)
+	res := conn.SendBatch(ctx, b)
+	_, err := res.Exec()
+	if err != nil {
+		res.Close()
+		return 0, nil, time.Time{}, classify("begin audit append", err)
+	}
+	if _, err := res.Exec(); err != nil {
+		res.Close()
+		return 0, nil, time.Time{}, classify("lock audit chain", err)
+	}
+	err = res.QueryRow().Scan(&seq, &hash, &month)
+	cerr := res.Close()
+	if err != nil && err != pgx.ErrNoRows {
+		return 0, nil, time.Time{}, classify("read audit head", err)
+	}
+	if cerr != nil {
+		return 0, nil, time.Time{}, classify("read audit head", cerr)
+	}
 	if err == pgx.ErrNoRows && !since.Equal(minMonth) {
-		err = tx.QueryRow(ctx, q, minMonth).Scan(&seq, &hash, &month)
+		err = conn.QueryRow(ctx, q, minMonth).Scan(&seq, &hash, &month)
 	}
 	if err != nil && err != pgx.ErrNoRows {
 		return 0, nil, time.Time{}, classify("read audit head", err)
 	}
 	return seq, hash, month, nil
+}
+
+// pipelinedAppend is the largest batch inserted by one multi-row INSERT pipelined with
+// the COMMIT; each size is a prepared statement of its own on each connection.
+const pipelinedAppend = 32
+
+var auditColumns = []string{"seq", "prev_hash", "hash", "body", "time", "operation", "caller", "token_digests", "mac", "mac_version", "partition_month"}
+
+// insertStatements[n] inserts n rows.
+var insertStatements = func() []string {
+	out := make([]string, pipelinedAppend+1)
+	for n := 1; n <= pipelinedAppend; n++ {
+		var b strings.Builder
+		b.WriteString("INSERT INTO audit_events (" + strings.Join(auditColumns, ", ") + ") VALUES ")
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteByte('(')
+			for k := range auditColumns {
+				if k > 0 {
+					b.WriteByte(',')
+				}
+				fmt.Fprintf(&b, "$%d", i*len(auditColumns)+k+1)
+			}
+			b.WriteByte(')')
+		}
+		out[n] = b.String()
+	}
+	return out
+}()
+
+// insertAndCommit inserts the rows and commits: one round trip for a small batch.
+func insertAndCommit(ctx context.Context, conn *pgxpool.Conn, rows []audit.Row, months []time.Time) error {
+	src := copyRows(rows, months)
+	if len(rows) > pipelinedAppend {
+		if _, err := conn.CopyFrom(ctx, pgx.Identifier{"audit_events"}, auditColumns, pgx.CopyFromRows(src)); err != nil {
+			return classify("insert audit events", err)
+		}
+		return commitAudit(conn.Exec(ctx, "COMMIT"))
+	}
+	args := make([]any, 0, len(src)*len(auditColumns))
+	for _, r := range src {
+		args = append(args, r...)
+	}
+	b := &pgx.Batch{}
+	b.Queue(insertStatements[len(rows)], args...)
+	b.Queue("COMMIT")
+	res := conn.SendBatch(ctx, b)
+	if _, err := res.Exec(); err != nil {
+		res.Close()
+		return classify("insert audit events", err)
+	}
+	tag, err := res.Exec()
+	if cerr := res.Close(); err == nil {
+		err = cerr
+	}
+	return commitAudit(tag, err)
+}
+
+// commitAudit checks a COMMIT: a transaction that failed answers ROLLBACK, not an error.
+func commitAudit(tag pgconn.CommandTag, err error) error {
+	if err != nil {
+		return classify("commit audit events", err)
+	}
+	if tag.String() != "COMMIT" {
+		return classify("commit audit events", fmt.Errorf("the transaction was rolled back: %w", errs.ErrUnavailable))
+	}
+	return nil
 }
 
 // copyRows are rows as CopyFrom takes them, each with its partition month.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/phivault/tokenizer/internal/audit"
 )
@@ -45,7 +46,7 @@ func partitionMonths(headMonth time.Time, rows []audit.Row) []time.Time {
 // audit_events_ensure_partition once per month per process. A failure for a month the
 // rows need fails the append; one for a month ahead is left to a later append. It
 // returns the months ensured, for noteMonths once the transaction commits.
-func (s *Store) ensurePartitions(ctx context.Context, tx pgx.Tx, months []time.Time) ([]int64, error) {
+func (s *Store) ensurePartitions(ctx context.Context, tx execer, months []time.Time) ([]int64, error) {
 	var done []int64
 	for _, m := range months {
 		if i := monthIndex(m); !s.knownMonth(i) && !slices.Contains(done, i) {
@@ -60,22 +61,27 @@ func (s *Store) ensurePartitions(ctx context.Context, tx pgx.Tx, months []time.T
 		if s.knownMonth(i) || slices.Contains(done, i) {
 			continue
 		}
-		sp, err := tx.Begin(ctx) // a savepoint: a failure here leaves the append alone
-		if err != nil {
+		// A savepoint: a failure here leaves the append alone.
+		if _, err := tx.Exec(ctx, "SAVEPOINT ensure_partition"); err != nil {
 			return nil, classify("create audit partition", err)
 		}
-		if _, err := sp.Exec(ctx, "SELECT audit_events_ensure_partition($1)", monthStart(i)); err != nil {
-			if err := sp.Rollback(ctx); err != nil {
+		if _, err := tx.Exec(ctx, "SELECT audit_events_ensure_partition($1)", monthStart(i)); err != nil {
+			if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT ensure_partition"); err != nil {
 				return nil, classify("create audit partition", err)
 			}
 			break
 		}
-		if err := sp.Commit(ctx); err != nil {
+		if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT ensure_partition"); err != nil {
 			return nil, classify("create audit partition", err)
 		}
 		done = append(done, i)
 	}
 	return done, nil
+}
+
+// execer runs a statement: a transaction, or a connection inside one.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
 // minMonth is below every partition month.
