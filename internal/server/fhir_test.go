@@ -387,8 +387,8 @@ func TestFHIRErasureTakesThePatientsTokensAndDateShift(t *testing.T) {
 	// preset): their tokens went with the subject. The name was not (a name is shared by
 	// many patients): its token still reveals.
 	var pat struct {
-		Identifier []struct{ Value string } `json:"identifier"`
-		Telecom    []struct{ Value string } `json:"telecom"`
+		Identifier []struct{ Value string }  `json:"identifier"`
+		Telecom    []struct{ Value string }  `json:"telecom"`
 		Name       []struct{ Family string } `json:"name"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(deid.Resources[0]), &pat))
