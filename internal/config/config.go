@@ -36,6 +36,8 @@ type Config struct {
 	GRPCAddr  string `yaml:"grpc_addr" usage:"gRPC listen address"`
 	HTTPAddr  string `yaml:"http_addr" usage:"REST gateway listen address"`
 	AdminAddr string `yaml:"admin_addr" usage:"admin listen address (/metrics, /healthz, /readyz)"`
+	// Pprof serves the Go profiler on the admin port (off by default).
+	Pprof bool `yaml:"pprof" usage:"serve /debug/pprof/ (CPU, heap, block, mutex profiles) on the admin port"`
 
 	TLS        TLSConfig `yaml:"tls"`
 	PolicyFile string    `yaml:"policy_file" usage:"policy file (YAML): who may do what; reloaded on SIGHUP and on change"`

@@ -187,7 +187,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.certs != nil {
 		httpLis = tls.NewListener(s.httpLis, s.certs.Config("h2", "http/1.1"))
 	}
-	adminSrv := &http.Server{Handler: admin.Handler(s.metrics, s.app.NotReady), ReadHeaderTimeout: 10 * time.Second}
+	var adminOpts []admin.Option
+	if s.cfg.Pprof {
+		adminOpts = append(adminOpts, admin.WithPprof())
+	}
+	adminSrv := &http.Server{Handler: admin.Handler(s.metrics, s.app.NotReady, adminOpts...), ReadHeaderTimeout: 10 * time.Second}
 	workers, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()
 	errc := make(chan error, 5)
