@@ -94,6 +94,12 @@ func New(ctx context.Context, a *app.App) (*Server, error) {
 		ops.Cache = func() (int64, int64, int) { h, m := c.Stats(); return h, m, c.Len() }
 	}
 	s.metrics.RegisterOps(ops)
+	if c := a.Coalesce; c != nil {
+		c.SetObserver(func(op string, calls, items int) {
+			s.metrics.CoalescedCalls.WithLabelValues(op).Observe(float64(calls))
+			s.metrics.CoalescedItems.WithLabelValues(op).Observe(float64(items))
+		})
+	}
 	s.health = health.NewServer()
 	s.grpc = grpc.NewServer(append(opts, s.chain(false)...)...)
 	// The gateway's own server: reachable only in memory, so the identity the gateway
