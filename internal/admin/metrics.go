@@ -25,8 +25,9 @@ type Metrics struct {
 	SecurityMode   *prometheus.GaugeVec
 	StreamsOpen    prometheus.Gauge
 	StreamsRefused prometheus.Counter
-	// CoalescedCalls and CoalescedItems describe each token-vault statement that
-	// coalescing sent: how many requests' calls and how many items it carried.
+	// CoalescedCalls and CoalescedItems describe each token-vault statement of a
+	// coalesced operation: how many requests' calls (1: it went alone) and how many
+	// items it carried.
 	CoalescedCalls *prometheus.HistogramVec
 	CoalescedItems *prometheus.HistogramVec
 }
@@ -83,12 +84,12 @@ func NewMetrics() *Metrics {
 	})
 	m.CoalescedCalls = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "tokenizer", Subsystem: "coalesce", Name: "calls_per_statement",
-		Help:    "Requests' calls merged into one token-vault statement, by store operation.",
+		Help:    "Calls carried by one token-vault statement of a coalesced operation (1: the call went alone), by store operation.",
 		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
 	}, []string{"operation"})
 	m.CoalescedItems = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "tokenizer", Subsystem: "coalesce", Name: "items_per_statement",
-		Help:    "Items in one coalesced token-vault statement, by store operation.",
+		Help:    "Items in one token-vault statement of a coalesced operation, by store operation.",
 		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024},
 	}, []string{"operation"})
 	m.Registry.MustRegister(m.CoalescedCalls, m.CoalescedItems)

@@ -28,8 +28,8 @@ type Options struct {
 	MaxItems int
 }
 
-// Observer is told of every merged statement: its operation, how many calls it
-// carried and how many items. It sees no item.
+// Observer is told of every statement of a coalesced operation: its operation, how
+// many calls it carried (1: it went alone) and how many items. It sees no item.
 type Observer func(op string, calls, items int)
 
 // Operation names, for metrics.

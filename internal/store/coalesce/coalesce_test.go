@@ -178,7 +178,7 @@ func TestConcurrentCallsShareOneStatementAndGetTheirOwnRows(t *testing.T) {
 
 	assert.Equal(t, []int{1, 30}, g.callSizes(), "the ten calls went as one statement")
 	assert.Equal(t, int64(1), s.Merged())
-	assert.Equal(t, [][2]int{{10, 30}}, observed)
+	assert.Equal(t, [][2]int{{1, 1}, {10, 30}}, observed, "the lone first call, then the merged one")
 	for i := range 10 {
 		require.NoError(t, errsOut[i])
 		assert.Len(t, results[i], 2, "caller %d gets its own rows and no one else's", i)

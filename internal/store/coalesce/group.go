@@ -55,13 +55,18 @@ type batch[Q, R any] struct {
 // window has passed or when it is full, whichever comes first. A caller whose ctx ends
 // while it waits returns ctx's error.
 func (g *group[Q, R]) do(ctx context.Context, in []Q) (R, error) {
-	if g.window <= 0 || len(in) >= g.max {
+	if g.window <= 0 {
+		return g.inner(ctx, in)
+	}
+	if len(in) >= g.max {
+		g.s.observe(g.op, 1, len(in))
 		return g.inner(ctx, in)
 	}
 	c := &call[Q, R]{ctx: ctx, in: in}
 	b := g.join(c)
 	if b == nil {
 		defer g.finished()
+		g.s.observe(g.op, 1, len(in))
 		return g.inner(ctx, in)
 	}
 	var zero R
