@@ -364,3 +364,37 @@ func TestWindowZeroIsOff(t *testing.T) {
 	require.NoError(t, <-first)
 	assert.Equal(t, []int{1, 1}, g.callSizes())
 }
+
+// panicky panics in LookupTokens once released, as a store bug would.
+type panicky struct{ *gated }
+
+func (p panicky) LookupTokens(ctx context.Context, refs []tokenizer.Ref) (map[string]tokenizer.Mapping, error) {
+	m, err := p.gated.LookupTokens(ctx, refs)
+	if len(refs) > 1 {
+		panic("store bug")
+	}
+	return m, err
+}
+
+func TestPanicInMergedStatementReachesEveryCaller(t *testing.T) {
+	t.Parallel()
+	g := newGated()
+	s := coalesce.New(panicky{g}, coalesce.Options{Window: time.Minute, MaxItems: 1000})
+	first := holdFirst(t, s, g)
+	recovered := make(chan any, 2)
+	for i := range 2 {
+		go func() {
+			defer func() { recovered <- recover() }()
+			_, _ = s.LookupTokens(t.Context(), []tokenizer.Ref{ref("ssn", i)})
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(g.release)
+	require.NoError(t, <-first)
+	for range 2 {
+		assert.Equal(t, "store bug", <-recovered, "each caller panics in its own goroutine, where the server recovers")
+	}
+	// The group still works afterwards.
+	_, err := s.LookupTokens(t.Context(), []tokenizer.Ref{ref("ssn", 3)})
+	require.NoError(t, err)
+}

@@ -48,6 +48,9 @@ type batch[Q, R any] struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	left   int // calls still waiting for the sealed batch
+	// panicked is what the statement panicked with, if it did: each waiting caller
+	// panics with it in its own goroutine, where the server's recovery step is.
+	panicked any
 }
 
 // do runs in through the group: at once when nothing of the operation is running, else
@@ -77,6 +80,8 @@ func (g *group[Q, R]) do(ctx context.Context, in []Q) (R, error) {
 		return zero, ctx.Err()
 	}
 	switch {
+	case b.panicked != nil:
+		panic(b.panicked)
 	case c.alone:
 		return g.inner(ctx, in)
 	case c.err != nil && ctx.Err() != nil:
@@ -190,6 +195,11 @@ func (g *group[Q, R]) run(b *batch[Q, R]) {
 	defer g.finished()
 	defer close(b.done)
 	defer b.cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			b.panicked = r
+		}
+	}()
 	var in []Q
 	for _, c := range b.calls {
 		c.off = len(in)
