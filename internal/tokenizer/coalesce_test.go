@@ -186,3 +186,30 @@ func TestSameValueInMergedRequestsGetsOneStaticToken(t *testing.T) {
 	assert.Equal(t, int64(2), pgtest.Count(t, dbURL, "SELECT count(*) FROM tokens WHERE class = 'ssn'"))
 	assert.Equal(t, int64(2), pgtest.Count(t, dbURL, "SELECT count(*) FROM tokens WHERE class = 'mrn'"))
 }
+
+func TestRequestThatTimesOutWhileQueuedGetsItsDeadline(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.NewDatabase(t)
+	st, err := store.Open(t.Context(), dbURL, store.Options{MaxConns: 8, ConnectTimeout: 2 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	_, err = st.Migrate(t.Context())
+	require.NoError(t, err)
+	h := &heldPG{Store: st, first: make(chan struct{}), release: make(chan struct{})}
+	c := coalesce.New(h, coalesce.Options{Window: time.Minute, MaxItems: 256})
+	e := engineOn(t, coalescedPG{Store: st, c: c})
+	held := make(chan error, 1)
+	go func() {
+		_, err := e.Tokenize(t.Context(), []tokenizer.TokenizeItem{{Class: "ssn", Value: "234-56-7890"}}, 0)
+		held <- err
+	}()
+	<-h.first
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Millisecond)
+	defer cancel()
+	_, err = e.Tokenize(ctx, []tokenizer.TokenizeItem{{Class: "ssn", Value: "123-45-6789"}}, 0)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Equal(t, context.DeadlineExceeded, err, "the context's own error, not a token-vault error")
+	close(h.release)
+	require.NoError(t, <-held)
+	assert.Equal(t, int64(1), pgtest.Count(t, dbURL, "SELECT count(*) FROM tokens WHERE class = 'ssn'"), "the request that left wrote nothing")
+}
