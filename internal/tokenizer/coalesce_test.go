@@ -174,7 +174,7 @@ func TestSameValueInMergedRequestsGetsOneStaticToken(t *testing.T) {
 	first := tokenize("234-56-7890", "MRN-00000041", 1)
 	<-h.first
 	same := tokenize("123-45-6789", "MRN-00000042", 3)
-	time.Sleep(50 * time.Millisecond) // the three queue behind the held statement
+	require.Eventually(t, func() bool { return c.Queued() == 3 }, 10*time.Second, time.Millisecond, "the three queue behind the held statement")
 	close(h.release)
 	<-first[0]
 	a := <-same[0]

@@ -85,6 +85,11 @@ func (s *Store) SetObserver(o Observer) { s.observer.Store(&o) }
 // Merged is how many statements carried two calls or more so far.
 func (s *Store) Merged() int64 { return s.merged.Load() }
 
+// Queued is how many calls wait for their operation's next statement now.
+func (s *Store) Queued() int {
+	return s.lookTokens.queued() + s.lookFPs.queued() + s.insStatic.queued() + s.insDynamic.queued()
+}
+
 // Retried is how many merged statements failed so that their calls ran again alone.
 func (s *Store) Retried() int64 { return s.retried.Load() }
 

@@ -129,12 +129,10 @@ func holdFirst(t *testing.T, s *coalesce.Store, g *gated) <-chan error {
 	return done
 }
 
-// waitQueued waits until n calls are queued in the open batch (they are not visible
-// otherwise: the inner store sees nothing until the batch goes).
-func waitQueued(t *testing.T, started *sync.WaitGroup) {
+// waitQueued waits until n calls wait for the next statement.
+func waitQueued(t *testing.T, s *coalesce.Store, n int) {
 	t.Helper()
-	started.Wait()
-	time.Sleep(20 * time.Millisecond) // the goroutines are past Add; give them time to join
+	require.Eventually(t, func() bool { return s.Queued() == n }, 10*time.Second, time.Millisecond)
 }
 
 func TestConcurrentCallsShareOneStatementAndGetTheirOwnRows(t *testing.T) {
@@ -160,17 +158,15 @@ func TestConcurrentCallsShareOneStatementAndGetTheirOwnRows(t *testing.T) {
 	// Ten callers, each asking for its own two rows and one that does not exist.
 	results := make([]map[string]tokenizer.Mapping, 10)
 	errsOut := make([]error, 10)
-	var started, wg sync.WaitGroup
+	var wg sync.WaitGroup
 	for i := range 10 {
-		started.Add(1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			started.Done()
 			results[i], errsOut[i] = s.LookupTokens(t.Context(), []tokenizer.Ref{ref("ssn", 2*i), ref("ssn", 2*i+1), ref("ssn", 100+i)})
 		}()
 	}
-	waitQueued(t, &started)
+	waitQueued(t, s, 10)
 	assert.Equal(t, []int{1}, g.callSizes(), "the queued calls wait for the running one")
 	close(g.release)
 	wg.Wait()
@@ -267,6 +263,12 @@ func TestCallerThatGivesUpWhileWaitingGetsItsContextError(t *testing.T) {
 			g := newGated()
 			s := coalesce.New(g, coalesce.Options{Window: time.Minute, MaxItems: 1000})
 			first := holdFirst(t, s, g)
+			stay := make(chan error, 1)
+			go func() {
+				_, err := s.LookupTokens(t.Context(), []tokenizer.Ref{ref("ssn", 2)})
+				stay <- err
+			}()
+			waitQueued(t, s, 1)
 			ctx, cancel := mk()
 			defer cancel()
 			gone := make(chan error, 1)
@@ -274,13 +276,10 @@ func TestCallerThatGivesUpWhileWaitingGetsItsContextError(t *testing.T) {
 				_, err := s.LookupTokens(ctx, []tokenizer.Ref{ref("ssn", 1)})
 				gone <- err
 			}()
-			stay := make(chan error, 1)
-			go func() {
-				_, err := s.LookupTokens(t.Context(), []tokenizer.Ref{ref("ssn", 2)})
-				stay <- err
-			}()
-			time.Sleep(20 * time.Millisecond)
-			cancel()
+			if name == "canceled" {
+				waitQueued(t, s, 2)
+				cancel()
+			}
 			err := <-gone
 			assert.ErrorIs(t, err, ctx.Err())
 			assert.False(t, errors.Is(err, errs.ErrUnavailable), "a context error, not a store error")
@@ -325,7 +324,7 @@ func TestMergedFailure(t *testing.T) {
 				errsOut[i] = err
 			}()
 		}
-		time.Sleep(20 * time.Millisecond)
+		waitQueued(t, s, 3)
 		close(g.release)
 		wg.Wait()
 		require.NoError(t, <-first)
@@ -388,7 +387,7 @@ func TestPanicInMergedStatementReachesEveryCaller(t *testing.T) {
 			_, _ = s.LookupTokens(t.Context(), []tokenizer.Ref{ref("ssn", i)})
 		}()
 	}
-	time.Sleep(20 * time.Millisecond)
+	waitQueued(t, s, 2)
 	close(g.release)
 	require.NoError(t, <-first)
 	for range 2 {

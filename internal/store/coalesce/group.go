@@ -92,6 +92,16 @@ func (g *group[Q, R]) do(ctx context.Context, in []Q) (R, error) {
 	return c.out, nil
 }
 
+// queued is how many calls wait in the open batch.
+func (g *group[Q, R]) queued() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.open == nil {
+		return 0
+	}
+	return len(g.open.calls)
+}
+
 // join adds c to the open batch (opening one if needed) and returns it, or returns nil
 // when nothing of the operation is running: the caller then runs alone, now.
 func (g *group[Q, R]) join(c *call[Q, R]) *batch[Q, R] {
