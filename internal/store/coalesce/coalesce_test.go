@@ -397,3 +397,47 @@ func TestPanicInMergedStatementReachesEveryCaller(t *testing.T) {
 	_, err := s.LookupTokens(t.Context(), []tokenizer.Ref{ref("ssn", 3)})
 	require.NoError(t, err)
 }
+
+// slowMerged makes merged lookups (more than one ref) take a while, honouring ctx.
+type slowMerged struct{ *gated }
+
+func (s slowMerged) LookupTokens(ctx context.Context, refs []tokenizer.Ref) (map[string]tokenizer.Mapping, error) {
+	if len(refs) > 1 {
+		select {
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("postgres: look up tokens failed: %w: %w", errs.ErrUnavailable, ctx.Err())
+		}
+	}
+	return s.gated.LookupTokens(ctx, refs)
+}
+
+func TestOneCallerGivingUpDoesNotEndTheStatementForTheOthers(t *testing.T) {
+	t.Parallel()
+	g := newGated()
+	_, err := g.Store.InsertMappings(t.Context(), []tokenizer.Mapping{mapping("ssn", 1), mapping("ssn", 2)})
+	require.NoError(t, err)
+	s := coalesce.New(slowMerged{g}, coalesce.Options{Window: time.Minute, MaxItems: 1000})
+	first := holdFirst(t, s, g)
+	short, cancel := context.WithTimeout(t.Context(), time.Hour)
+	defer cancel()
+	long, cancelLong := context.WithTimeout(t.Context(), time.Hour)
+	defer cancelLong()
+	shortErr, longRes := make(chan error, 1), make(chan map[string]tokenizer.Mapping, 1)
+	go func() {
+		_, err := s.LookupTokens(short, []tokenizer.Ref{ref("ssn", 1)})
+		shortErr <- err
+	}()
+	go func() {
+		got, err := s.LookupTokens(long, []tokenizer.Ref{ref("ssn", 2)})
+		assert.NoError(t, err)
+		longRes <- got
+	}()
+	waitQueued(t, s, 2)
+	close(g.release)
+	require.NoError(t, <-first)
+	require.Eventually(t, func() bool { return s.Queued() == 0 }, 10*time.Second, time.Millisecond)
+	cancel() // while the merged statement runs
+	assert.ErrorIs(t, <-shortErr, context.Canceled)
+	assert.Len(t, <-longRes, 1, "the statement went on for the caller still waiting")
+}

@@ -167,26 +167,13 @@ func (g *group[Q, R]) seal(b *batch[Q, R]) {
 	b.timer.Stop()
 	b.sealed = true
 	b.left = len(b.calls)
-	b.ctx, b.cancel = statementContext(b.calls)
+	// No caller's cancellation or deadline ends the statement, which others still wait
+	// for; it is cancelled when every caller has left (leave), so that it never fails
+	// for a deadline before the callers themselves see theirs, and it is bounded like
+	// every statement by PostgreSQL's statement_timeout.
+	b.ctx, b.cancel = context.WithCancel(context.Background())
 	g.busy++
 	go g.run(b)
-}
-
-// statementContext is the context of a merged statement: no caller's cancellation
-// ends it (others still wait), but it ends by the latest of the callers' deadlines,
-// and when every caller has left (leave).
-func statementContext[Q, R any](calls []*call[Q, R]) (context.Context, context.CancelFunc) {
-	var latest time.Time
-	for _, c := range calls {
-		d, ok := c.ctx.Deadline()
-		if !ok {
-			return context.WithCancel(context.Background())
-		}
-		if d.After(latest) {
-			latest = d
-		}
-	}
-	return context.WithDeadline(context.Background(), latest)
 }
 
 // finished counts a statement done and, when none is left running, sends the open
