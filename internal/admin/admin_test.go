@@ -141,3 +141,17 @@ func TestMetricsLabelsBounded(t *testing.T) {
 	}
 	assert.Equal(t, 12, seen, "tokenizer_* families")
 }
+
+func TestHandlerPprofOnlyWhenAsked(t *testing.T) {
+	// Not parallel: WithPprof sets the process's block and mutex profile rates.
+	ready := func(context.Context) string { return "" }
+	code, _ := get(t, admin.Handler(admin.NewMetrics(), ready), http.MethodGet, "/debug/pprof/")
+	assert.Equal(t, http.StatusNotFound, code, "the profiler is off unless asked for")
+
+	h := admin.Handler(admin.NewMetrics(), ready, admin.WithPprof())
+	code, body := get(t, h, http.MethodGet, "/debug/pprof/")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, "block")
+	code, _ = get(t, h, http.MethodGet, "/debug/pprof/block?debug=1")
+	assert.Equal(t, http.StatusOK, code)
+}

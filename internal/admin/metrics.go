@@ -25,6 +25,11 @@ type Metrics struct {
 	SecurityMode   *prometheus.GaugeVec
 	StreamsOpen    prometheus.Gauge
 	StreamsRefused prometheus.Counter
+	// CoalescedCalls and CoalescedItems describe each token-vault statement of a
+	// coalesced operation: how many requests' calls (1: it went alone) and how many
+	// items it carried.
+	CoalescedCalls *prometheus.HistogramVec
+	CoalescedItems *prometheus.HistogramVec
 }
 
 // NewMetrics registers the service's metrics, with the Go and process collectors.
@@ -77,6 +82,17 @@ func NewMetrics() *Metrics {
 	m.StreamsRefused = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "tokenizer", Name: "streams_refused_total", Help: "Streams refused because the caller held too many.",
 	})
+	m.CoalescedCalls = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "tokenizer", Subsystem: "coalesce", Name: "calls_per_statement",
+		Help:    "Calls carried by one token-vault statement of a coalesced operation (1: the call went alone), by store operation.",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
+	}, []string{"operation"})
+	m.CoalescedItems = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "tokenizer", Subsystem: "coalesce", Name: "items_per_statement",
+		Help:    "Items in one token-vault statement of a coalesced operation, by store operation.",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024},
+	}, []string{"operation"})
+	m.Registry.MustRegister(m.CoalescedCalls, m.CoalescedItems)
 	m.Registry.MustRegister(m.Requests, m.Duration, m.Items, m.Panics, m.Ready, m.AuditFailures,
 		m.PolicyReloads, m.BreakGlass, m.Anomalies, m.RateLimited, m.SecurityMode, m.StreamsOpen, m.StreamsRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

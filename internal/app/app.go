@@ -19,6 +19,7 @@ import (
 	"github.com/phivault/tokenizer/internal/policy"
 	"github.com/phivault/tokenizer/internal/store"
 	"github.com/phivault/tokenizer/internal/store/cache"
+	"github.com/phivault/tokenizer/internal/store/coalesce"
 	"github.com/phivault/tokenizer/internal/tokenizer"
 	"github.com/phivault/tokenizer/internal/vault"
 )
@@ -39,7 +40,10 @@ type App struct {
 
 	writer *audit.Writer
 	// Cache is the mapping cache in front of Store (nil when off).
-	Cache    *cache.Store
+	Cache *cache.Store
+	// Coalesce merges concurrent small calls into one statement, between Cache and
+	// Store (nil when off).
+	Coalesce *coalesce.Store
 	monitor  *keys.Monitor
 	classSet map[string]bool
 	engine   atomic.Pointer[tokenizer.Engine]
@@ -110,9 +114,7 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		return nil, err
 	}
 	a.closers = append(a.closers, a.Store.Close)
-	if cfg.Cache.Entries > 0 && !o.command {
-		a.Cache = cache.New(a.Store, cache.Options{Entries: cfg.Cache.Entries, TTL: cfg.Cache.TTL})
-	}
+	a.buildDecorators(o)
 	if !o.command {
 		if a.Policies, err = policy.NewStore(cfg.PolicyFile, a.ClassNames(), fixedPolicy(cfg, log), policy.WithStaticClasses(a.staticClassNames())); err != nil {
 			return nil, err
@@ -130,6 +132,22 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 	}
 	ok = true
 	return a, nil
+}
+
+// buildDecorators puts the service's decorators around the token store: coalescing
+// next to it, the cache in front (whose hits then never wait). Commands get neither.
+func (a *App) buildDecorators(o options) {
+	if o.command {
+		return
+	}
+	var inner tokenizer.Store = a.Store
+	if c := a.Config.Coalesce; c.Window > 0 {
+		a.Coalesce = coalesce.New(a.Store, coalesce.Options{Window: c.Window, MaxItems: c.MaxItems})
+		inner = a.Coalesce
+	}
+	if c := a.Config.Cache; c.Entries > 0 {
+		a.Cache = cache.New(inner, cache.Options{Entries: c.Entries, TTL: c.TTL})
+	}
 }
 
 // OpenStore opens the token vault's connection pool (it does not wait for the
@@ -284,10 +302,14 @@ func (a *App) Close() {
 	a.closers = nil
 }
 
-// tokenStore is what the engine reads and writes: the cache when on, else the store.
+// tokenStore is what the engine reads and writes: the cache when on, else the
+// coalescing decorator when on, else the store.
 func (a *App) tokenStore() tokenizer.Store {
-	if a.Cache != nil {
+	switch {
+	case a.Cache != nil:
 		return a.Cache
+	case a.Coalesce != nil:
+		return a.Coalesce
 	}
 	return a.Store
 }

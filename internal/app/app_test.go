@@ -288,3 +288,43 @@ func TestNewProviderLocal(t *testing.T) {
 	_, err = os.Stat(cfg.Keys.LocalFile)
 	assert.NoError(t, err, "the local key file is created")
 }
+
+func TestBuildDecorators(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dbURL := pgtest.NewDatabase(t)
+	build := func(mutate func(*config.Config), opts ...app.Option) *app.App {
+		cfg := testConfig(t, dbURL)
+		mutate(cfg)
+		require.NoError(t, cfg.Validate())
+		a, err := app.Build(ctx, cfg, quiet(), append(opts, app.WithProvider(localProvider(t, cfg)))...)
+		require.NoError(t, err)
+		t.Cleanup(a.Close)
+		return a
+	}
+	a := build(func(*config.Config) {})
+	assert.NotNil(t, a.Coalesce, "coalescing is on by default")
+	assert.NotNil(t, a.Cache)
+	a = build(func(c *config.Config) { c.Coalesce.Window = 0 })
+	assert.Nil(t, a.Coalesce, "a zero window turns coalescing off")
+	a = build(func(c *config.Config) { c.Cache.Entries = 0 })
+	assert.NotNil(t, a.Coalesce, "coalescing does not need the cache")
+	a = build(func(*config.Config) {}, app.ForCommand())
+	assert.Nil(t, a.Coalesce, "commands get no coalescing")
+	assert.Nil(t, a.Cache)
+
+	// The engine runs through both decorators and still erases a subject's rows, which
+	// the cache reaches through coalescing.
+	a = build(func(c *config.Config) { c.Dev = true })
+	require.NoError(t, a.Init(ctx))
+	eng, err := a.Engine()
+	require.NoError(t, err)
+	tok, err := eng.Tokenize(ctx, []tokenizer.TokenizeItem{{Class: "ssn", Value: "123-45-6789", Subject: "MRN-00000042"}}, 0)
+	require.NoError(t, err)
+	require.NoError(t, tok[0].Err)
+	_, err = eng.ForgetSubject(ctx, "MRN-00000042")
+	require.NoError(t, err)
+	rev, err := eng.Detokenize(ctx, []tokenizer.DetokenizeItem{{Class: "ssn", Token: tok[0].Token}})
+	require.NoError(t, err)
+	assert.Equal(t, errs.NotFound, errs.KindOf(rev[0].Err))
+}

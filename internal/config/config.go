@@ -36,6 +36,8 @@ type Config struct {
 	GRPCAddr  string `yaml:"grpc_addr" usage:"gRPC listen address"`
 	HTTPAddr  string `yaml:"http_addr" usage:"REST gateway listen address"`
 	AdminAddr string `yaml:"admin_addr" usage:"admin listen address (/metrics, /healthz, /readyz)"`
+	// Pprof serves the Go profiler on the admin port (off by default).
+	Pprof bool `yaml:"pprof" usage:"serve /debug/pprof/ (CPU, heap, block, mutex profiles) on the admin port"`
 
 	TLS        TLSConfig `yaml:"tls"`
 	PolicyFile string    `yaml:"policy_file" usage:"policy file (YAML): who may do what; reloaded on SIGHUP and on change"`
@@ -52,6 +54,7 @@ type Config struct {
 	Audit    AuditConfig    `yaml:"audit"`
 	FHIR     FHIRConfig     `yaml:"fhir"`
 	Cache    CacheConfig    `yaml:"cache"`
+	Coalesce CoalesceConfig `yaml:"coalesce"`
 	Subjects SubjectsConfig `yaml:"subjects"`
 	Grants   GrantsConfig   `yaml:"grants"`
 
@@ -132,6 +135,14 @@ type CacheConfig struct {
 	TTL     time.Duration `yaml:"ttl" usage:"the longest a cached mapping is trusted (bounds staleness if invalidations are lost)"`
 }
 
+// CoalesceConfig merges concurrent small token-vault reads and writes into one
+// statement: while a statement runs, calls of the same operation queue for the next,
+// which goes when the running one ends, after Window, or at MaxItems items.
+type CoalesceConfig struct {
+	Window   time.Duration `yaml:"window" usage:"longest a token-vault call waits to share a statement with concurrent ones; 0 turns coalescing off"`
+	MaxItems int           `yaml:"max_items" usage:"items per merged token-vault statement; a request with this many items goes alone"`
+}
+
 // FHIRConfig sets up FHIR de-identification (docs/fhir.md).
 type FHIRConfig struct {
 	// DateShiftDays bounds each patient's random date shift: ±1..DateShiftDays days.
@@ -158,6 +169,7 @@ func Defaults() *Config {
 		Audit:           AuditConfig{CheckpointEvery: 1000, CheckpointInterval: time.Minute, CheckpointSink: "stdout", WriteTimeout: 5 * time.Second},
 		FHIR:            FHIRConfig{DateShiftDays: 365},
 		Cache:           CacheConfig{Entries: 50000, TTL: 30 * time.Second},
+		Coalesce:        CoalesceConfig{Window: time.Millisecond, MaxItems: 256},
 		RequestTimeout:  10 * time.Second,
 		ShutdownTimeout: 30 * time.Second,
 	}
@@ -487,13 +499,19 @@ func (c *Config) validateClassNames(bad func(key, format string, args ...any)) {
 	}
 }
 
-// validateFeatures checks the settings of the cache and of FHIR de-identification.
+// validateFeatures checks the settings of the cache, coalescing and FHIR de-identification.
 func (c *Config) validateFeatures(bad func(key, format string, args ...any)) {
 	if c.Cache.Entries < 0 {
 		bad("cache.entries", "must not be negative")
 	}
 	if c.Cache.Entries > 0 && c.Cache.TTL <= 0 {
 		bad("cache.ttl", "must be positive when the cache is on")
+	}
+	if c.Coalesce.Window < 0 || c.Coalesce.Window > 100*time.Millisecond {
+		bad("coalesce.window", "must be 0 (off) to 100ms")
+	}
+	if c.Coalesce.Window > 0 && c.Coalesce.MaxItems < 2 {
+		bad("coalesce.max_items", "must be at least 2 when coalescing is on")
 	}
 	if c.FHIR.DateShiftDays < 1 || c.FHIR.DateShiftDays > 3650 {
 		bad("fhir.date_shift_days", "must be 1 to 3650")

@@ -94,6 +94,12 @@ func New(ctx context.Context, a *app.App) (*Server, error) {
 		ops.Cache = func() (int64, int64, int) { h, m := c.Stats(); return h, m, c.Len() }
 	}
 	s.metrics.RegisterOps(ops)
+	if c := a.Coalesce; c != nil {
+		c.SetObserver(func(op string, calls, items int) {
+			s.metrics.CoalescedCalls.WithLabelValues(op).Observe(float64(calls))
+			s.metrics.CoalescedItems.WithLabelValues(op).Observe(float64(items))
+		})
+	}
 	s.health = health.NewServer()
 	s.grpc = grpc.NewServer(append(opts, s.chain(false)...)...)
 	// The gateway's own server: reachable only in memory, so the identity the gateway
@@ -187,7 +193,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.certs != nil {
 		httpLis = tls.NewListener(s.httpLis, s.certs.Config("h2", "http/1.1"))
 	}
-	adminSrv := &http.Server{Handler: admin.Handler(s.metrics, s.app.NotReady), ReadHeaderTimeout: 10 * time.Second}
+	var adminOpts []admin.Option
+	if s.cfg.Pprof {
+		adminOpts = append(adminOpts, admin.WithPprof())
+	}
+	adminSrv := &http.Server{Handler: admin.Handler(s.metrics, s.app.NotReady, adminOpts...), ReadHeaderTimeout: 10 * time.Second}
 	workers, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()
 	errc := make(chan error, 5)

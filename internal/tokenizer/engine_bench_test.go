@@ -17,6 +17,12 @@ import (
 // newEngine is an engine on a fresh database with the development classes.
 func newEngine(tb testing.TB) (*tokenizer.Engine, *store.Store) {
 	tb.Helper()
+	return newEngineWith(tb, func(st *store.Store) tokenizer.Store { return st })
+}
+
+// newEngineWith is newEngine with the engine's token store wrapped by wrap.
+func newEngineWith(tb testing.TB, wrap func(*store.Store) tokenizer.Store) (*tokenizer.Engine, *store.Store) {
+	tb.Helper()
 	st, err := store.Open(tb.Context(), pgtest.NewDatabase(tb), store.Options{MaxConns: 8, ConnectTimeout: 2 * time.Second})
 	if err != nil {
 		tb.Fatal(err)
@@ -41,7 +47,7 @@ func newEngine(tb testing.TB) (*tokenizer.Engine, *store.Store) {
 	if err := kr.Ensure(tb.Context(), tokenizer.KeyPurposes(classes)...); err != nil {
 		tb.Fatal(err)
 	}
-	e, err := tokenizer.New(classes, st, kr, tokenizer.Limits{})
+	e, err := tokenizer.New(classes, wrap(st), kr, tokenizer.Limits{})
 	if err != nil {
 		tb.Fatal(err)
 	}
