@@ -39,18 +39,11 @@ func auditArchive(ctx context.Context, cfg *config.Config, args *auditArgs, stdo
 	if err != nil {
 		return 0, err
 	}
-	a, err := openRuntime(ctx, cfg, NewLogger(cfg, stderr))
+	a, signer, err := openSigner(ctx, cfg, stderr, "sign checkpoints")
 	if err != nil {
 		return 0, err
 	}
 	defer a.Close()
-	if err := a.CheckKeys(ctx); err != nil {
-		return 0, err
-	}
-	signer, ok := a.Signer()
-	if !ok {
-		return 0, fmt.Errorf("key provider %s cannot sign checkpoints", a.Provider.Name())
-	}
 	part, err := closedPartition(ctx, a.Store, month, time.Now())
 	if err != nil {
 		return 0, err

@@ -103,23 +103,35 @@ func auditCmd(ctx context.Context, args []string, getenv func(string) string, st
 	return code
 }
 
+// openSigner opens the runtime with its keys checked and the key provider's signer
+// (what must sign or verify checkpoints); the caller closes the runtime.
+func openSigner(ctx context.Context, cfg *config.Config, stderr io.Writer, what string) (*app.App, audit.Signer, error) {
+	a, err := openRuntime(ctx, cfg, NewLogger(cfg, stderr))
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := a.CheckKeys(ctx); err != nil {
+		a.Close()
+		return nil, nil, err
+	}
+	signer, ok := a.Signer()
+	if !ok {
+		a.Close()
+		return nil, nil, fmt.Errorf("key provider %s cannot %s", a.Provider.Name(), what)
+	}
+	return a, signer, nil
+}
+
 func auditVerify(ctx context.Context, cfg *config.Config, args *auditArgs, stdout, stderr io.Writer) (int, error) {
 	held, err := heldCheckpoints(cfg, args, stderr)
 	if err != nil {
 		return 0, err
 	}
-	a, err := openRuntime(ctx, cfg, NewLogger(cfg, stderr))
+	a, signer, err := openSigner(ctx, cfg, stderr, "verify signatures")
 	if err != nil {
 		return 0, err
 	}
 	defer a.Close()
-	if err := a.CheckKeys(ctx); err != nil {
-		return 0, err
-	}
-	signer, ok := a.Signer()
-	if !ok {
-		return 0, fmt.Errorf("key provider %s cannot verify signatures", a.Provider.Name())
-	}
 	res, err := audit.Verify(ctx, a.Store, signer, a.AuditKeys(), args.from, args.to, held)
 	if err != nil {
 		return 0, err
