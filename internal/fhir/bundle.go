@@ -6,14 +6,51 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/phivault/tokenizer/internal/errs"
 )
 
-// droppedBundleFields are Bundle-level elements not passed on: paging links can carry
-// search parameters (identifiers, names), a signature no longer matches the content, and
-// the Bundle's identifier, timestamp and meta are the source's (an instant, an id).
-var droppedBundleFields = map[string]bool{"link": true, "signature": true, "identifier": true, "timestamp": true, "meta": true}
+// bundleFields are the Bundle's own elements (FHIR R4) other than entry. Paging links
+// can carry search parameters (identifiers, names), a signature no longer matches the
+// content, and the Bundle's id, identifier, timestamp, meta and implicitRules are the
+// source's: they are dropped, with every "_element" sibling. type, total and language
+// pass. Anything else is refused: it would pass through unexamined.
+var bundleFields = map[string]fieldRule{"resourceType": keepString, "type": keepString, "total": keepNumber, "language": keepString,
+	"id": drop, "link": drop, "signature": drop, "identifier": drop, "timestamp": drop, "meta": drop, "implicitRules": drop}
+
+// keepBundleField says whether a Bundle-level element is written out, or why the
+// Bundle is refused.
+func keepBundleField(f field) (bool, error) {
+	rule := bundleFields[f.key]
+	if strings.HasPrefix(f.key, "_") {
+		rule = drop
+	}
+	obj := map[string]any{f.key: f.val}
+	if rule == 0 {
+		return false, invalid("Bundle.%s: not an element of Bundle (it would pass through unexamined)", f.key)
+	}
+	if path, why := scrubObject(obj, "Bundle", map[string]fieldRule{f.key: rule}); path != "" {
+		return false, invalid("%s: %s", path, why)
+	}
+	return rule != drop, nil
+}
+
+// writeBundleFields writes the Bundle-level elements that pass (keepBundleField).
+func writeBundleFields(out *jsonOut, fields []field) error {
+	for _, f := range fields {
+		keep, err := keepBundleField(f)
+		if err != nil {
+			return err
+		}
+		if keep {
+			if err := out.field(f.key, f.val); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
 
 type field struct {
 	key string
@@ -90,12 +127,8 @@ func (p *Processor) runJSON(ctx context.Context, r io.Reader, w io.Writer, rever
 			if resourceType != "" && resourceType != "Bundle" {
 				return nil, invalid("entry is only allowed in a Bundle")
 			}
-			for _, f := range head {
-				if !droppedBundleFields[f.key] {
-					if err := out.field(f.key, f.val); err != nil {
-						return nil, err
-					}
-				}
+			if err := writeBundleFields(out, head); err != nil {
+				return nil, err
 			}
 			out.start()
 			if err := p.streamEntries(ctx, dec, out, reverse, rep); err != nil {
@@ -117,8 +150,8 @@ func (p *Processor) runJSON(ctx context.Context, r io.Reader, w io.Writer, rever
 		switch {
 		case !streamed:
 			head = append(head, field{key, v})
-		case !droppedBundleFields[key]:
-			if err := out.field(key, v); err != nil {
+		default:
+			if err := writeBundleFields(out, []field{{key, v}}); err != nil {
 				return nil, err
 			}
 		}
@@ -146,12 +179,8 @@ func (p *Processor) single(ctx context.Context, head []field, out *jsonOut, reve
 		obj[f.key] = f.val
 	}
 	if obj["resourceType"] == "Bundle" {
-		for _, f := range head {
-			if !droppedBundleFields[f.key] {
-				if err := out.field(f.key, f.val); err != nil {
-					return err
-				}
-			}
+		if err := writeBundleFields(out, head); err != nil {
+			return err
 		}
 		out.start()
 		out.bw.WriteByte('}')

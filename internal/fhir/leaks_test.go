@@ -3,6 +3,8 @@ package fhir
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -242,4 +244,58 @@ func TestFreeTextThatCarriesIdentifiers(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The Bundle envelope is examined like a resource: the Bundle's and its entries' own
+// elements pass only when FHIR defines them and no identifier can hide there (type,
+// total, fullUrl, request method and url, response status and location, search mode and
+// score); ids, extensions, "_element" siblings, narratives-that-are-not are dropped;
+// anything else is refused (the Bundle) or fails its entry, naming it.
+func TestBundleEnvelopeIsExamined(t *testing.T) {
+	patient := `{"fullUrl":"urn:uuid:aaaaaaaa-0000-4000-8000-000000000001","resource":{"resourceType":"Patient","id":"aaaaaaaa-0000-4000-8000-000000000001","gender":"female"}`
+	for _, tc := range []struct{ name, in, refused, entryPath string }{
+		{"unknown Bundle element", `{"resourceType":"Bundle","type":"collection","zzbogus":"Zzfamily01","entry":[` + patient + `}]}`, "Bundle.zzbogus", ""},
+		{"Bundle narrative", `{"resourceType":"Bundle","type":"collection","text":{"status":"generated","div":"<div>Zzfamily02</div>"},"entry":[` + patient + `}]}`, "Bundle.text", ""},
+		{"Bundle extension", `{"resourceType":"Bundle","type":"collection","extension":[{"url":"http://x","valueString":"Zzfamily03"}],"entry":[` + patient + `}]}`, "Bundle.extension", ""},
+		{"Bundle after entry", `{"resourceType":"Bundle","entry":[` + patient + `}],"type":"collection","zzafter":"Zzfamily04"}`, "Bundle.zzafter", ""},
+		{"total not a number", `{"resourceType":"Bundle","type":"collection","total":"Zzfamily05","entry":[` + patient + `}]}`, "Bundle.total", ""},
+		{"unknown entry element", `{"resourceType":"Bundle","type":"collection","entry":[` + patient + `,"zzbogus":"Zzfamily06"}]}`, "", "Bundle.entry.zzbogus"},
+		{"unknown request element", `{"resourceType":"Bundle","type":"transaction","entry":[` + patient + `,"request":{"method":"POST","url":"Patient","zzreq":"Zzfamily07"}}]}`, "", "Bundle.entry.request.zzreq"},
+		{"search URL as fullUrl", `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"http://x/fhir/Patient?name=Zzfamily08","resource":{"resourceType":"Patient","id":"p8","gender":"female"}}]}`, "", "Bundle.entry.fullUrl"},
+		{"search mode not a string", `{"resourceType":"Bundle","type":"searchset","entry":[` + patient + `,"search":{"mode":{"x":"Zzfamily09"}}}]}`, "", "Bundle.entry.search.mode"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, name := range []string{PresetSafeHarbor, PresetLimitedDataSet} {
+				p, _, _ := newTestProcessor(t, preset(t, name))
+				var out bytes.Buffer
+				rep, err := p.DeidentifyJSON(context.Background(), strings.NewReader(tc.in), &out)
+				if tc.refused != "" {
+					require.Error(t, err, name)
+					assert.Contains(t, err.Error(), tc.refused)
+					assert.NotContains(t, err.Error(), "Zzfamily")
+					continue
+				}
+				require.NoError(t, err, name)
+				require.Len(t, rep.Errors, 1, name)
+				assert.Equal(t, tc.entryPath, rep.Errors[0].Path)
+				assert.NotContains(t, out.String(), "Zzfamily", name)
+				assert.NotContains(t, rep.Errors[0].Error(), "Zzfamily")
+			}
+		})
+	}
+	// What is dropped goes quietly; type, total, language and search mode/score pass.
+	in := `{"resourceType":"Bundle","id":"bundle-Zzsecret","type":"searchset","total":1,"language":"en","implicitRules":"http://Zzrules",
+		"_timestamp":{"extension":[{"url":"http://x","valueString":"Zzext"}]},
+		"entry":[` + patient + `,"id":"Zzentryid","extension":[{"url":"http://x","valueString":"Zzentryext"}],
+		"search":{"mode":"match","score":1,"extension":[{"url":"http://x","valueString":"Zzsearchext"}]}}]}`
+	p, _, _ := newTestProcessor(t, preset(t, PresetSafeHarbor))
+	out, rep := run(t, p, []byte(in), false)
+	require.Empty(t, rep.Errors)
+	assert.NotContains(t, string(out), "Zz")
+	got := decodeJSON(t, out)
+	assert.Equal(t, "searchset", got["type"])
+	assert.EqualValues(t, "1", fmt.Sprint(got["total"]))
+	assert.Equal(t, "en", got["language"])
+	entry := got["entry"].([]any)[0].(map[string]any)
+	assert.Equal(t, map[string]any{"mode": "match", "score": json.Number("1")}, entry["search"])
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -160,8 +162,8 @@ func (p *Processor) deidentify(ctx context.Context, docs []*doc, rs resolver, re
 		if dropPrimitiveExtensions(root) {
 			d.labels[LabelRedacted] = true
 		}
-		if path := d.scrubEntry(); path != "" {
-			d.err = &ResourceError{Index: d.index, ResourceType: d.typ, Path: path, Reason: "a conditional request URL carries search parameters, which are not de-identified"}
+		if path, why := d.scrubEntry(); path != "" {
+			d.err = &ResourceError{Index: d.index, ResourceType: d.typ, Path: path, Reason: why}
 			continue
 		}
 		p.planIDs(d, root, rs, false)
@@ -323,26 +325,90 @@ func unmodelled(n *node) (string, string) {
 // identifiers (the conditional headers' search strings, a response's OperationOutcome,
 // the entry's extensions), and returns the path of a request URL with search parameters
 // ("" when none): a conditional request cannot be de-identified, so the entry fails.
-func (d *doc) scrubEntry() string {
+func (d *doc) scrubEntry() (string, string) {
 	if d.entry == nil {
-		return ""
+		return "", ""
 	}
-	delete(d.entry, "extension")
-	delete(d.entry, "modifierExtension")
+	if path, why := scrubObject(d.entry, "Bundle.entry", entryFields); path != "" {
+		return path, why
+	}
+	if u, ok := d.entry["fullUrl"]; ok {
+		if s, isStr := u.(string); !isStr || strings.Contains(s, "?") {
+			return "Bundle.entry.fullUrl", "not a resource's URL (a search URL's parameters are not de-identified)"
+		}
+	}
+	for _, part := range []struct {
+		key    string
+		fields map[string]fieldRule
+	}{{"request", requestFields}, {"response", responseFields}, {"search", searchFields}} {
+		v, ok := d.entry[part.key]
+		if !ok {
+			continue
+		}
+		obj, isObj := v.(map[string]any)
+		if !isObj {
+			return "Bundle.entry." + part.key, "the JSON value does not match the element's FHIR type"
+		}
+		if path, why := scrubObject(obj, "Bundle.entry."+part.key, part.fields); path != "" {
+			return path, why
+		}
+	}
 	if req, ok := d.entry["request"].(map[string]any); ok {
-		for _, k := range []string{"ifNoneExist", "ifMatch", "ifNoneMatch", "ifModifiedSince", "extension", "modifierExtension"} {
-			delete(req, k)
-		}
 		if u, _ := req["url"].(string); strings.Contains(u, "?") {
-			return "Bundle.entry.request.url"
+			return "Bundle.entry.request.url", "a conditional request URL carries search parameters, which are not de-identified"
 		}
 	}
-	if resp, ok := d.entry["response"].(map[string]any); ok {
-		for _, k := range []string{"outcome", "etag", "lastModified", "extension", "modifierExtension"} {
-			delete(resp, k)
+	return "", ""
+}
+
+// fieldRule says what de-identification does with an element of a Bundle entry (or of
+// the Bundle itself): keep it (a primitive of the JSON kind given), or drop it.
+type fieldRule int
+
+const (
+	keepString fieldRule = iota + 1
+	keepNumber
+	keepAny // checked elsewhere: resource, request, response, search
+	drop
+)
+
+// The elements of Bundle.entry and its parts (FHIR R4). Ids, extensions and "_element"
+// siblings are dropped everywhere; anything else fails the entry, naming it: it would
+// pass through unexamined.
+var (
+	entryFields    = map[string]fieldRule{"fullUrl": keepAny, "resource": keepAny, "search": keepAny, "request": keepAny, "response": keepAny, "link": drop}
+	requestFields  = map[string]fieldRule{"method": keepString, "url": keepString, "ifNoneExist": drop, "ifMatch": drop, "ifNoneMatch": drop, "ifModifiedSince": drop}
+	responseFields = map[string]fieldRule{"status": keepString, "location": keepString, "outcome": drop, "etag": drop, "lastModified": drop}
+	searchFields   = map[string]fieldRule{"mode": keepString, "score": keepNumber}
+)
+
+// scrubObject applies rules to obj's elements: drops what goes, and returns the path
+// and reason of the first element that is not one of them or not of its JSON kind.
+func scrubObject(obj map[string]any, path string, rules map[string]fieldRule) (string, string) {
+	for _, k := range slices.Sorted(maps.Keys(obj)) {
+		v, rule := obj[k], rules[k]
+		switch {
+		case k == "id" || k == "extension" || k == "modifierExtension" || strings.HasPrefix(k, "_"):
+			rule = drop
+		case rule == 0:
+			return path + "." + k, "not an element of " + path + " (it would pass through unexamined)"
+		}
+		switch rule {
+		case drop:
+			delete(obj, k)
+		case keepString:
+			if _, ok := v.(string); !ok {
+				return path + "." + k, "the JSON value does not match the element's FHIR type"
+			}
+		case keepNumber:
+			if _, ok := v.(json.Number); !ok {
+				if _, ok := v.(float64); !ok {
+					return path + "." + k, "the JSON value does not match the element's FHIR type"
+				}
+			}
 		}
 	}
-	return ""
+	return "", ""
 }
 
 // dropPrimitiveExtensions removes every "_element" sibling (a primitive's id and
