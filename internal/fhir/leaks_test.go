@@ -299,3 +299,34 @@ func TestBundleEnvelopeIsExamined(t *testing.T) {
 	entry := got["entry"].([]any)[0].(map[string]any)
 	assert.Equal(t, map[string]any{"mode": "match", "score": json.Number("1")}, entry["search"])
 }
+
+// Free text anywhere (the black-box review's list): no preset lets a string through that
+// is not a code, an id or the vocabulary's own text. Safe Harbor removes it, the limited
+// data set tokenizes it (and gives it back), URLs in extensions are removed by both.
+func TestNoFreeTextPassesThrough(t *testing.T) {
+	for _, in := range []string{
+		`{"resourceType":"Patient","id":"a","modifierExtension":[{"url":"http://x","valueString":"Zzmodext"}]}`,
+		`{"resourceType":"Patient","id":"a","extension":[{"url":"http://x","valueUri":"http://portal.example/Zzuri-MRN-1"},{"url":"http://y","valueUrl":"http://portal.example/Zzurl"},{"url":"http://z","valueCanonical":"http://portal.example/Zzcanon"}]}`,
+		`{"resourceType":"Patient","id":"a","generalPractitioner":[{"reference":"Practitioner?identifier=Zzcondref"}]}`,
+		`{"resourceType":"Condition","id":"c","subject":{"reference":"Patient/a"},"abatementString":"when Zzabate moved out"}`,
+		`{"resourceType":"MedicationRequest","id":"m","status":"active","intent":"order","subject":{"reference":"Patient/a"},"medicationCodeableConcept":{"text":"x"},"dosageInstruction":[{"patientInstruction":"ask Zzinstr","text":"call Zzdosage"}]}`,
+		`{"resourceType":"Immunization","id":"i","status":"completed","vaccineCode":{"text":"flu"},"patient":{"reference":"Patient/a"},"occurrenceString":"Zzoccur fair","protocolApplied":[{"series":"Zzseries","doseNumberString":"Zzdose","seriesDosesString":"Zzdoses"}]}`,
+		`{"resourceType":"Claim","id":"cl","status":"active","type":{"text":"x"},"use":"claim","patient":{"reference":"Patient/a"},"created":"2020-01-01","provider":{"reference":"Organization/o"},"priority":{"text":"n"},"insurance":[{"sequence":1,"focal":true,"coverage":{"reference":"Coverage/c"},"businessArrangement":"Zzbiz","preAuthRef":["Zzpreauth"]}]}`,
+		`{"resourceType":"Observation","id":"o","status":"final","code":{"text":"bp"},"subject":{"reference":"Patient/a"},"component":[{"code":{"text":"note"},"valueString":"Zzcompval"}],"referenceRange":[{"text":"Zzrange"}],"valueString":"Zzvalstr"}`,
+		`{"resourceType":"DiagnosticReport","id":"d","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/a"},"media":[{"comment":"Zzmedia","link":{"reference":"Media/m"}}]}`,
+	} {
+		for _, name := range []string{PresetSafeHarbor, PresetLimitedDataSet} {
+			p, _, _ := newTestProcessor(t, preset(t, name))
+			out, rep := run(t, p, []byte(in), false)
+			assert.NotContains(t, string(out), "Zz", "%s: %s", name, in)
+			for _, e := range rep.Errors {
+				assert.NotContains(t, e.Error(), "Zz")
+			}
+			if name == PresetLimitedDataSet && len(rep.Errors) == 0 && !strings.Contains(in, "valueU") && !strings.Contains(in, "valueCanonical") {
+				back, rep := run(t, p, out, true)
+				require.Empty(t, rep.Errors, in)
+				assert.JSONEq(t, in, string(back), "the limited data set gives free text back")
+			}
+		}
+	}
+}
