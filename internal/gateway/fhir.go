@@ -96,7 +96,7 @@ func (h *fhirHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	if ndjson {
-		h.serveNDJSON(ctx, w, r.Body, q)
+		h.serveNDJSON(ctx, w, r, q)
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, h.maxBytes+1))
@@ -144,7 +144,9 @@ func (h *fhirHandler) call(ctx context.Context, q map[string][]string, resources
 
 // serveNDJSON streams: batches of lines go out as stream messages while the answers
 // are written back in order; memory holds a few batches whatever the body's length.
-func (h *fhirHandler) serveNDJSON(ctx context.Context, w http.ResponseWriter, body io.Reader, q map[string][]string) {
+func (h *fhirHandler) serveNDJSON(ctx context.Context, w http.ResponseWriter, r *http.Request, q map[string][]string) {
+	_ = http.NewResponseController(w).EnableFullDuplex() // read the request while answering
+	body := r.Body
 	w.Header().Set("Trailer", errorsHeader+", "+unrestoredHeader)
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 0, 64<<10), int(h.maxBytes))
@@ -206,13 +208,25 @@ func (h *fhirHandler) serveNDJSON(ctx context.Context, w http.ResponseWriter, bo
 		grpcOutcome(w, err)
 		return
 	}
+	if err != nil {
+		h.abort(r, true, err)
+	}
 	setErrors(w.Header(), errList.items, errList.more, trailerBudget)
 	setUnrestored(w.Header(), unrestored.items, unrestored.more, trailerBudget)
-	if err != nil {
-		// The body has started: the failure goes in the trailer, and the output is
-		// incomplete (the caller must discard it).
-		w.Header().Set(errorsHeader, `[{"index":-1,"reason":"request failed before the end: output incomplete"}]`)
+}
+
+// abort ends a response whose body has started when the request fails: the failure is
+// audited (a refusal, when the gRPC side did not already audit it) and the connection is
+// cut without the chunked body's end, so that every client sees an error rather than a
+// complete-looking answer with a trailer it may not read.
+func (h *fhirHandler) abort(r *http.Request, stream bool, err error) {
+	if _, isStatus := status.FromError(err); !isStatus || errors.Is(err, context.Canceled) {
+		rej := rejectionOf(r, h.method(stream), http.StatusBadRequest, codes.InvalidArgument, "request failed before the end of the body: "+bundleReadError(err))
+		if h.reject != nil {
+			_ = h.reject(r.Context(), rej)
+		}
 	}
+	panic(http.ErrAbortHandler)
 }
 
 // maxListed bounds the failures and the unrestored paths a streamed response keeps: a

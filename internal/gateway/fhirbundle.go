@@ -205,16 +205,13 @@ func (bw *bundleWriter) entries(list []json.RawMessage) {
 	}
 }
 
-func (bw *bundleWriter) finish(err error) {
+func (bw *bundleWriter) finish() {
 	if bw.wroteKeys["entry"] && !bw.wroteKeys["]"] {
 		_, _ = io.WriteString(bw.w, "]")
 	}
 	_, _ = io.WriteString(bw.w, "}")
 	setErrors(bw.w.Header(), bw.errList.items, bw.errList.more, trailerBudget)
 	setUnrestored(bw.w.Header(), bw.unrestored.items, bw.unrestored.more, trailerBudget)
-	if err != nil {
-		bw.w.Header().Set(errorsHeader, `[{"index":-1,"reason":"request failed before the end: output incomplete"}]`)
-	}
 }
 
 // bundleReader reads a Bundle's top level and its entries one at a time.
@@ -343,6 +340,9 @@ func partOf(fields []rawField, entries []json.RawMessage) string {
 
 // serveBundleParts answers a Bundle larger than the message limit (see above).
 func (h *fhirHandler) serveBundleParts(ctx context.Context, w http.ResponseWriter, r *http.Request, body io.Reader, q map[string][]string) {
+	// The answer is written while the request is read: HTTP/1.1 needs full duplex for
+	// that (HTTP/2 has it; the error then says so and changes nothing).
+	_ = http.NewResponseController(w).EnableFullDuplex()
 	lim := &entryLimiter{r: body, limit: h.maxBytes / 2}
 	br := &bundleReader{dec: json.NewDecoder(lim), lim: lim, seen: map[string]bool{}}
 	br.dec.UseNumber()
@@ -372,7 +372,10 @@ func (h *fhirHandler) serveBundleParts(ctx context.Context, w http.ResponseWrite
 		h.refuse(w, r, true, http.StatusBadRequest, codes.InvalidArgument, bundleReadError(err))
 		return
 	}
-	bw.finish(err)
+	if err != nil {
+		h.abort(r, true, err)
+	}
+	bw.finish()
 }
 
 // sendParts sends the Bundle in parts, one at a time, and writes each answer.

@@ -635,7 +635,28 @@ func TestFHIRLargeBundleOverRESTGoesInParts(t *testing.T) {
 	big := `{"resourceType":"Patient","id":"x","name":[{"family":"` + strings.Repeat("a", 70<<10) + `"}]}`
 	code, _, _ = fhirPost(t, r, "/v1/fhir/$de-identify?profile=limited_data_set", "application/fhir+json", big)
 	assert.Equal(t, http.StatusRequestEntityTooLarge, code)
-	code, body, _ := fhirPost(t, r, "/v1/fhir/$de-identify?profile=limited_data_set", "application/fhir+json", in[:len(in)/2])
-	assert.Equal(t, http.StatusOK, code, "the body started to stream")
-	assert.NotContains(t, body, planted[0])
+
+	// A Bundle that fails after its answer has started (cut short, a repeated element
+	// after entry) never looks complete: the connection is cut before the chunked body's
+	// end, so the client gets an error, and the failure is audited with its cause.
+	for _, bad := range []string{in[:len(in)/2], in[:len(in)-1] + `,"type":"batch"}`} {
+		req, err := http.NewRequest("POST", "http://"+r.addrs.HTTP+"/v1/fhir/$de-identify?profile=limited_data_set", strings.NewReader(bad))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/fhir+json")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Error(t, err, "the answer is cut, not complete")
+		assert.NotContains(t, string(body), planted[0])
+	}
+	var refused []string
+	for _, d := range events(t, e.dbURL) {
+		if d.Operation == "tokenize_resources_stream" && d.Outcome == "INVALID_ARGUMENT" {
+			refused = append(refused, d.Reason)
+		}
+	}
+	require.Len(t, refused, 2, "each failed Bundle is audited")
+	assert.Contains(t, refused[0], "ends too early")
+	assert.Contains(t, refused[1], "appears twice")
 }
