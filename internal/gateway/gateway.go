@@ -25,6 +25,7 @@ import (
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 
 	"github.com/phivault/tokenizer/internal/authn"
+	"github.com/phivault/tokenizer/internal/grpcx"
 	"github.com/phivault/tokenizer/internal/warehouse"
 )
 
@@ -190,7 +191,20 @@ func New(ctx context.Context, conn *grpc.ClientConn, maxBytes int, opts ...Optio
 		Metadata: forwardIdentity, MaxBodyBytes: int64(maxBytes), MaxItems: o.maxItems, Refused: warehouseRefused(o.reject)}))
 	g.mux = gw
 	mux.HandleFunc("/", g.handler)
-	return mux, nil
+	return encodeOnBehalfOf(mux), nil
+}
+
+// encodeOnBehalfOf percent-encodes an X-Tokenizer-On-Behalf-Of header that is not
+// printable ASCII, so that a name in any script reaches the audit event (gRPC metadata
+// is ASCII; the service decodes).
+func encodeOnBehalfOf(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A value in printable ASCII passes as it is (it may be percent-encoded already).
+		if v := r.Header.Values("X-Tokenizer-On-Behalf-Of"); len(v) > 0 && strings.ContainsFunc(v[0], func(c rune) bool { return c < 0x20 || c > 0x7e }) {
+			r.Header.Set("X-Tokenizer-On-Behalf-Of", grpcx.EncodeOnBehalfOf(v[0]))
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // warehouseRefused reports the calls the warehouse handler refuses before the service

@@ -9,6 +9,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"net/url"
 	"regexp"
 	"strings"
 	"unicode"
@@ -144,24 +146,44 @@ const OnBehalfOfKey = "x-tokenizer-on-behalf-of"
 // maxOnBehalfOf bounds what an event records of it.
 const maxOnBehalfOf = 256
 
-// OnBehalfOf reads OnBehalfOfKey: valid UTF-8, control characters removed, at
-// most maxOnBehalfOf bytes (cut at a character boundary).
+// OnBehalfOf reads OnBehalfOfKey: percent-decoded (gRPC metadata is ASCII: other text
+// comes percent-encoded as UTF-8, EncodeOnBehalfOf), valid UTF-8, control characters
+// removed, at most maxOnBehalfOf bytes (cut at a character boundary).
 func OnBehalfOf(ctx context.Context) string {
 	md, _ := metadata.FromIncomingContext(ctx)
 	v := md.Get(OnBehalfOfKey)
 	if len(v) == 0 {
 		return ""
 	}
+	raw := v[0]
+	if dec, err := url.PathUnescape(raw); err == nil {
+		raw = dec // a value that is no valid escape (100% Corp) is taken as it is
+	}
 	s := strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) {
 			return -1
 		}
 		return r
-	}, strings.ToValidUTF8(v[0], "\uFFFD"))
+	}, strings.ToValidUTF8(raw, "\uFFFD"))
 	s = strings.TrimSpace(s)
 	for len(s) > maxOnBehalfOf {
 		_, n := utf8.DecodeLastRuneInString(s)
 		s = s[:len(s)-n]
 	}
 	return s
+}
+
+// EncodeOnBehalfOf writes s for OnBehalfOfKey: bytes outside printable ASCII, and %,
+// percent-encoded, so that any UTF-8 text travels as gRPC metadata (OnBehalfOf decodes).
+func EncodeOnBehalfOf(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e || c == '%' {
+			fmt.Fprintf(&b, "%%%02X", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }

@@ -162,3 +162,19 @@ func TestOnBehalfOf(t *testing.T) {
 	assert.Len(t, long, 256)
 	assert.True(t, utf8.ValidString(long))
 }
+
+// Names in any script travel percent-encoded and come back as they were; a value that
+// is no valid escape is taken as it is.
+func TestOnBehalfOfEncoding(t *testing.T) {
+	in := func(v string) context.Context {
+		return metadata.NewIncomingContext(context.Background(), metadata.Pairs(grpcx.OnBehalfOfKey, v))
+	}
+	for _, name := range []string{"José Müller", "山田太郎", "bigquery session user ana@example.org", "100% Corp"} {
+		enc := grpcx.EncodeOnBehalfOf(name)
+		assert.False(t, strings.ContainsFunc(enc, func(c rune) bool { return c < 0x20 || c > 0x7e }), "printable ASCII: %q", enc)
+		assert.Equal(t, name, grpcx.OnBehalfOf(in(enc)))
+	}
+	assert.Equal(t, "100% Corp", grpcx.OnBehalfOf(in("100% Corp")), "not an escape: as it is")
+	assert.Equal(t, "ab", grpcx.OnBehalfOf(in(grpcx.EncodeOnBehalfOf("a\x01\nb"))), "control characters removed after decoding")
+	assert.Equal(t, "a\uFFFDb", grpcx.OnBehalfOf(in(grpcx.EncodeOnBehalfOf("a\xffb"))))
+}

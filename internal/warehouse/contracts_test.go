@@ -1,6 +1,7 @@
 package warehouse_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -198,4 +199,26 @@ func TestDeniedCallers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A session user in any script (or with control characters) is recorded, decoded and
+// cleaned, and never fails the call; a REST caller's own on-behalf-of header likewise.
+func TestSessionUsersInAnyScript(t *testing.T) {
+	e := start(t)
+	for _, tc := range []struct{ user, want string }{
+		{"José Müller", "bigquery session user José Müller"},
+		{"山田\u0001太郎\n", "bigquery session user 山田太郎"},
+		{"100% analyst", "bigquery session user 100% analyst"},
+	} {
+		userJSON, _ := json.Marshal(tc.user)
+		code, _, raw := e.post(t, gateway, "/v1/warehouse/bigquery",
+			`{"requestId": "r1", "sessionUser": `+string(userJSON)+`, "userDefinedContext": {"operation": "tokenize", "class": "mrn"}, "calls": [["MRN-00001234"]]}`, nil)
+		require.Equal(t, http.StatusOK, code, raw)
+		ev := last(t, e.events(t), gateway)
+		assert.Equal(t, tc.want, ev["on_behalf_of"])
+	}
+	code, _, raw := e.post(t, gateway, "/v1/tokenize", `{"items":[{"class":"mrn","value":"MRN-00001234"}]}`,
+		map[string]string{"X-Tokenizer-On-Behalf-Of": "Dr. José Müller"})
+	require.Equal(t, http.StatusOK, code, raw)
+	assert.Equal(t, "Dr. José Müller", last(t, e.events(t), gateway)["on_behalf_of"])
 }

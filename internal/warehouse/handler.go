@@ -187,7 +187,7 @@ func (h *handler) outgoing(r *http.Request, c *call) context.Context {
 		md.Set("x-forwarded-for", host)
 	}
 	if c.user != "" {
-		md.Set(grpcx.OnBehalfOfKey, c.warehouse+" session user "+c.user)
+		md.Set(grpcx.OnBehalfOfKey, grpcx.EncodeOnBehalfOf(c.warehouse+" session user "+c.user))
 	}
 	if c.queryID != "" {
 		id := requestIDUnsafe.ReplaceAllString(c.warehouse+":"+c.queryID, "_")
