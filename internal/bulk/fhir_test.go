@@ -140,6 +140,19 @@ func TestFHIRNDJSONFiles(t *testing.T) {
 	assert.Equal(t, 3, strings.Count(string(got), "\n"), "two resources, the blank line, nothing of the rejects:\n%s", got)
 	assert.Contains(t, string(got), "}\n\n{", "the blank line stays")
 
+	// A resource over the service's message limit is a reject, not the end of the job.
+	huge := `{"resourceType":"Patient","id":"huge","name":[{"family":"` + strings.Repeat("Q", 5<<20) + `"}]}`
+	hugeIn := filepath.Join(dir, "huge.ndjson")
+	require.NoError(t, os.WriteFile(hugeIn, []byte(lines[0]+"\n"+huge+"\n"+lines[1]+"\n"), 0o600))
+	res = s.client(t, "tokenize-file", "--input", hugeIn, "--output", out, "--profile", "limited_data_set", "--progress", "none")
+	require.Equal(t, 3, res.code, res.stderr)
+	rej, err = os.ReadFile(out + ".rejects.csv")
+	require.NoError(t, err)
+	assert.Contains(t, string(rej), "2,resource,the resource is larger than the service's message limit")
+	got, err = os.ReadFile(out)
+	require.NoError(t, err)
+	assert.Equal(t, 2, strings.Count(string(got), "\n"), "the two other resources")
+
 	// Usage: a profile is required; columns do not apply.
 	res = s.client(t, "tokenize-file", "--input", badIn, "--output", out, "--format", "fhir-ndjson", "--progress", "none")
 	assert.Equal(t, 1, res.code, res.stderr)

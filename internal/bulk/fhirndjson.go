@@ -5,6 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 )
@@ -62,6 +66,20 @@ func (r *run) sendFHIR(ctx context.Context, items []Field, out []string, errs []
 		resp, err = c.DetokenizeResources(ctx, &tokenizerv1.DetokenizeResourcesRequest{Profile: r.job.Profile, Resources: resources,
 			PurposeOfUse: r.job.Purpose, Justification: r.job.Justification})
 	}
+	if tooLarge(err) {
+		// One resource (or the batch) is over the service's message limit: the
+		// resources go one by one, and the one too large is a reject.
+		if len(items) == 1 {
+			errs[0] = &RowError{Column: "resource", Reason: "the resource is larger than the service's message limit"}
+			return nil
+		}
+		for i := range items {
+			if err := r.sendFHIR(ctx, items[i:i+1], out[i:i+1], errs[i:i+1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -96,3 +114,10 @@ func (r *run) sendFHIR(ctx context.Context, items []Field, out []string, errs []
 // fhirBatchItems is the default number of resources per request: a Synthea Patient is a
 // few KiB, so 100 keep a request well under the service's message limit.
 const fhirBatchItems = 100
+
+// tooLarge tells a message over gRPC's size limit (either side) from other
+// RESOURCE_EXHAUSTED answers, such as a rate limit, which are retried.
+func tooLarge(err error) bool {
+	st := status.Convert(err)
+	return st.Code() == codes.ResourceExhausted && strings.Contains(st.Message(), "larger than max")
+}
