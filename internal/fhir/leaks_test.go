@@ -330,3 +330,24 @@ func TestNoFreeTextPassesThrough(t *testing.T) {
 		}
 	}
 }
+
+// Two Patient entries with one fullUrl (FHIR bdl-7): the later fails, and references by
+// that fullUrl keep naming the first patient, whose date shift they take.
+func TestDuplicatePatientFullUrlFails(t *testing.T) {
+	in := `{"resourceType":"Bundle","type":"collection","entry":[
+	{"fullUrl":"urn:uuid:aaaaaaaa-0000-4000-8000-000000000001","resource":{"resourceType":"Patient","id":"p1","birthDate":"1970-01-01"}},
+	{"fullUrl":"urn:uuid:aaaaaaaa-0000-4000-8000-000000000001","resource":{"resourceType":"Patient","id":"p2","birthDate":"1980-01-01"}},
+	{"fullUrl":"urn:uuid:bbbbbbbb-0000-4000-8000-000000000001","resource":{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"x"},
+	 "subject":{"reference":"urn:uuid:aaaaaaaa-0000-4000-8000-000000000001"},"effectiveDateTime":"1970-01-01"}}]}`
+	p, _, _ := newTestProcessor(t, preset(t, PresetLimitedDataSet))
+	out, rep := run(t, p, []byte(in), false)
+	require.Len(t, rep.Errors, 1)
+	assert.Equal(t, 1, rep.Errors[0].Index)
+	assert.Equal(t, "Bundle.entry.fullUrl", rep.Errors[0].Path)
+	got := decodeJSON(t, out)
+	entries := got["entry"].([]any)
+	require.Len(t, entries, 2)
+	birth := entries[0].(map[string]any)["resource"].(map[string]any)["birthDate"]
+	effective := entries[1].(map[string]any)["resource"].(map[string]any)["effectiveDateTime"]
+	assert.Equal(t, birth, effective, "the Observation shifted with the first patient")
+}

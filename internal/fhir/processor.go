@@ -140,6 +140,12 @@ func (p *Processor) deidentify(ctx context.Context, docs []*doc, rs resolver, re
 		if d.err == nil && d.typ == "Patient" && d.entry != nil {
 			if u, ok := d.entry["fullUrl"].(string); ok {
 				if s := subjectOf(d.res, d.typ, rs.resolve); s != "" {
+					if prev, seen := rs[u]; seen && prev != s {
+						// FHIR bdl-7: one fullUrl, one resource. Which patient would its
+						// references name? Neither: the later entry fails.
+						d.err = &ResourceError{Index: d.index, ResourceType: d.typ, Path: "Bundle.entry.fullUrl", Reason: "the same fullUrl as an earlier entry of another patient (FHIR bdl-7)"}
+						continue
+					}
 					rs.remember(u, s)
 				}
 			}
@@ -510,6 +516,9 @@ func (p *Processor) offsets(ctx context.Context, docs []*doc, create bool) (map[
 	}
 	m, err := p.offs.Offsets(ctx, subjects, create)
 	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, ctxErr // the caller left: CANCELED or DEADLINE_EXCEEDED, not an outage
+		}
 		return nil, errs.Wrap(errs.Unavailable, err, "date shift offsets unavailable")
 	}
 	return m, nil
