@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phivault/tokenizer/internal/testutil/vaulttest"
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 )
 
@@ -43,24 +44,31 @@ func syntheaObservation(i int) string {
 // BenchmarkFHIRStream: resources per second through TokenizeResourcesStream with the
 // real engine, PostgreSQL and the audit log (one event per 256-resource message), over
 // one stream and over four concurrent streams. Patient: every patient new (a subject,
-// its key and its date shift are created); Patient_seen: the same 2,560 patients again;
-// Observation: references to 1,000 patients.
+// its key and its date shift are created; keys in the local provider's files);
+// Patient_vault: the same with the Vault key provider (a dev server: Transit and KV);
+// Patient_seen: the same 2,560 patients again; Observation: references to 1,000
+// patients.
 //
 //	go test -run '^$' -bench FHIRStream -benchtime 40x ./internal/server/
 func BenchmarkFHIRStream(b *testing.B) {
 	const batch, seen = 256, 2560
 	for _, kind := range []struct {
-		name string
-		make func(int) string
-		warm bool
+		name  string
+		make  func(int) string
+		warm  bool
+		vault bool
 	}{
-		{"Patient", syntheaPatient, false},
-		{"Patient_seen", func(i int) string { return syntheaPatient(i % seen) }, true},
-		{"Observation", syntheaObservation, false},
+		{"Patient", syntheaPatient, false, false},
+		{"Patient_vault", syntheaPatient, false, true},
+		{"Patient_seen", func(i int) string { return syntheaPatient(i % seen) }, true, false},
+		{"Observation", syntheaObservation, false, false},
 	} {
 		for _, streams := range []int{1, 4} {
 			b.Run(fmt.Sprintf("%s/streams=%d", kind.name, streams), func(b *testing.B) {
 				e := newEnv(b)
+				if kind.vault { // subject keys in Vault (KV) instead of the local key files
+					e.vaultAddr = vaulttest.Start(b).Addr
+				}
 				r := e.start(b, true)
 				fc := tokenizerv1.NewFhirServiceClient(r.conn)
 				if kind.warm {

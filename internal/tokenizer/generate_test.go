@@ -372,3 +372,23 @@ func TestRandomTokensAreUniform(t *testing.T) {
 		}
 	}
 }
+
+// The subject key cache stays within its bound when every key is younger than the TTL,
+// and a put into a full cache does not scan it each time.
+func TestSubjectKeyCacheIsBounded(t *testing.T) {
+	s := &subjects{cacheTTL: time.Hour, cache: map[string]*subjectKeys{}}
+	scans := 0
+	for i := range 5 * subjectCacheMax {
+		before := len(s.cache)
+		s.put(fmt.Sprintf("ref-%d", i), &subjectKeys{loaded: time.Now()})
+		if len(s.cache) < before {
+			scans++
+		}
+		if len(s.cache) > subjectCacheMax {
+			t.Fatalf("cache holds %d keys, bound %d", len(s.cache), subjectCacheMax)
+		}
+	}
+	if scans > 5*subjectCacheMax/(subjectCacheMax/10) {
+		t.Fatalf("%d evicting scans for %d puts: the full cache was scanned too often", scans, 5*subjectCacheMax)
+	}
+}

@@ -278,14 +278,27 @@ func (s *subjects) get(ref string) *subjectKeys {
 	return sk
 }
 
+// subjectCacheMax bounds the unwrapped subject keys a replica holds.
+const subjectCacheMax = 4096
+
+// put caches sk. A full cache first loses its expired keys and then, if still full,
+// keys at random (map order) down to nine tenths: the scan runs once per hundreds of
+// puts, not on every one (it did, and the cache outgrew its bound, when every key was
+// younger than the TTL: a batch of new patients then cost a scan of the cache each).
 func (s *subjects) put(ref string, sk *subjectKeys) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.cache) >= 4096 {
+	if len(s.cache) >= subjectCacheMax {
 		for r, v := range s.cache {
 			if time.Since(v.loaded) > s.cacheTTL {
 				delete(s.cache, r)
 			}
+		}
+		for r := range s.cache {
+			if len(s.cache) < subjectCacheMax*9/10 {
+				break
+			}
+			delete(s.cache, r)
 		}
 	}
 	s.cache[ref] = sk
