@@ -145,7 +145,6 @@ func (h *fhirHandler) call(ctx context.Context, q map[string][]string, resources
 // serveNDJSON streams: batches of lines go out as stream messages while the answers
 // are written back in order; memory holds a few batches whatever the body's length.
 func (h *fhirHandler) serveNDJSON(ctx context.Context, w http.ResponseWriter, r *http.Request, q map[string][]string) {
-	_ = http.NewResponseController(w).EnableFullDuplex() // read the request while answering
 	body := r.Body
 	w.Header().Set("Trailer", errorsHeader+", "+unrestoredHeader)
 	sc := bufio.NewScanner(body)

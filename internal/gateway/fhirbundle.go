@@ -340,9 +340,6 @@ func partOf(fields []rawField, entries []json.RawMessage) string {
 
 // serveBundleParts answers a Bundle larger than the message limit (see above).
 func (h *fhirHandler) serveBundleParts(ctx context.Context, w http.ResponseWriter, r *http.Request, body io.Reader, q map[string][]string) {
-	// The answer is written while the request is read: HTTP/1.1 needs full duplex for
-	// that (HTTP/2 has it; the error then says so and changes nothing).
-	_ = http.NewResponseController(w).EnableFullDuplex()
 	lim := &entryLimiter{r: body, limit: h.maxBytes / 2}
 	br := &bundleReader{dec: json.NewDecoder(lim), lim: lim, seen: map[string]bool{}}
 	br.dec.UseNumber()
