@@ -52,7 +52,7 @@ func (l *entryLimiter) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// field is one top-level element of the Bundle, other than entry.
+// rawField is one top-level element of the Bundle, other than entry.
 type rawField struct {
 	key string
 	val json.RawMessage
