@@ -134,6 +134,13 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 	return a, nil
 }
 
+// ObserveAuditBatches has o told of every audit group commit (for metrics).
+func (a *App) ObserveAuditBatches(o audit.BatchObserver) {
+	if a.writer != nil {
+		a.writer.SetObserver(o)
+	}
+}
+
 // buildDecorators puts the service's decorators around the token store: coalescing
 // next to it, the cache in front (whose hits then never wait). Commands get neither.
 func (a *App) buildDecorators(o options) {

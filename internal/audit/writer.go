@@ -39,6 +39,7 @@ type Writer struct {
 	appended atomic.Int64
 	done     chan struct{}
 	macKey   atomic.Pointer[MACKey]
+	observer atomic.Pointer[BatchObserver]
 
 	mu     sync.RWMutex // Append holds it for reading while it queues; Close for writing
 	closed bool
@@ -55,6 +56,13 @@ func NewWriter(st Appender, log *slog.Logger, timeout time.Duration) *Writer {
 	go w.run()
 	return w
 }
+
+// BatchObserver is told of every batch the writer appended (or failed to): how many
+// events it carried and how long its transaction took.
+type BatchObserver func(events int, took time.Duration, err error)
+
+// SetObserver has o told of every batch from now on.
+func (w *Writer) SetObserver(o BatchObserver) { w.observer.Store(&o) }
 
 // Appended is how many events this writer has committed.
 func (w *Writer) Appended() int64 { return w.appended.Load() }
@@ -127,7 +135,11 @@ func (w *Writer) run() {
 				break drain
 			}
 		}
+		start := time.Now()
 		err := w.write(batch)
+		if o := w.observer.Load(); o != nil {
+			(*o)(len(batch), time.Since(start), err)
+		}
 		if err != nil {
 			w.log.Error("audit append failed: requests fail closed", slog.Int("events", len(batch)), slog.String("error", err.Error()))
 			err = fmt.Errorf("audit log: %w: %w", errs.ErrUnavailable, err)

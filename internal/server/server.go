@@ -100,6 +100,10 @@ func New(ctx context.Context, a *app.App) (*Server, error) {
 			s.metrics.CoalescedItems.WithLabelValues(op).Observe(float64(items))
 		})
 	}
+	a.ObserveAuditBatches(func(events int, took time.Duration, _ error) {
+		s.metrics.AuditBatchEvents.Observe(float64(events))
+		s.metrics.AuditBatchSeconds.Observe(took.Seconds())
+	})
 	s.health = health.NewServer()
 	s.grpc = grpc.NewServer(append(opts, s.chain(false)...)...)
 	// The gateway's own server: reachable only in memory, so the identity the gateway

@@ -24,14 +24,24 @@ const auditLock = 7_453_219_002
 // their monthly partitions (creating a missing one). When it returns nil the rows are
 // durably committed.
 //
-// Every request waits for the append of its event, so its round trips are few: BEGIN,
-// the lock and the head go in one pipeline, and a batch of up to pipelinedAppend rows
-// goes in one multi-row INSERT pipelined with the COMMIT (two round trips in all); a
-// larger batch is copied (COPY), then committed.
+// Every request waits for the append of its event, so its round trips are few. When
+// this process made the last append, it assumes that head and sends BEGIN, the lock,
+// an INSERT of up to pipelinedAppend rows that inserts nothing unless the head is still
+// the one assumed, and the COMMIT in one pipeline: one round trip. Otherwise (another
+// replica appended, a larger batch, a month whose partition this process has not seen),
+// BEGIN, the lock and the head read go in one pipeline and the rows in a second one
+// with the COMMIT (two round trips), or, above pipelinedAppend rows, by COPY.
 func (s *Store) AppendAudit(ctx context.Context, build func(headSeq int64, headHash []byte) ([]audit.Row, error)) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return classify("begin audit append", err)
+	}
+	if h := s.cachedHead(); h.seq > 0 {
+		done, err := s.appendAtHead(ctx, conn, h, build)
+		if err != nil || done {
+			conn.Release()
+			return err
+		}
 	}
 	// An open transaction (a failure on the way) is rolled back, or the connection
 	// closed, which rolls it back and releases the lock.
@@ -60,11 +70,103 @@ func (s *Store) AppendAudit(ctx context.Context, build func(headSeq int64, headH
 		s.noteMonths(nil) // a partition gone (detached?): check again next time
 		return err
 	}
-	s.noteMonths(ensured)
+	if len(ensured) > 0 {
+		s.noteMonths(ensured) // (noteMonths(nil) would forget every month)
+	}
 	if len(months) > 0 {
 		s.noteHeadMonth(months[len(months)-1])
+		s.setHead(auditHead{seq: rows[len(rows)-1].Seq, hash: rows[len(rows)-1].Hash, month: months[len(months)-1]})
 	}
 	return nil
+}
+
+// auditHead is a chain head as this process last appended it.
+type auditHead struct {
+	seq   int64
+	hash  []byte
+	month time.Time
+}
+
+func (s *Store) cachedHead() auditHead {
+	s.monthsMu.Lock()
+	defer s.monthsMu.Unlock()
+	return s.head
+}
+
+func (s *Store) setHead(h auditHead) {
+	s.monthsMu.Lock()
+	defer s.monthsMu.Unlock()
+	s.head = h
+}
+
+// appendAtHead appends rows built on h in one round trip, if h is still the head and
+// every partition the rows need is known to exist. It reports whether it appended;
+// false with a nil error means the caller must append the slow way (rows unwritten,
+// nothing left open).
+func (s *Store) appendAtHead(ctx context.Context, conn *pgxpool.Conn, h auditHead, build func(int64, []byte) ([]audit.Row, error)) (bool, error) {
+	rows, err := build(h.seq, h.hash)
+	if err != nil {
+		return false, err
+	}
+	months := partitionMonths(h.month, rows)
+	now := monthIndex(time.Now())
+	if len(rows) > pipelinedAppend || !s.knownMonth(now) || !s.knownMonth(now+1) {
+		return false, nil
+	}
+	for _, m := range months {
+		if !s.knownMonth(monthIndex(m)) {
+			return false, nil
+		}
+	}
+	src := copyRows(rows, months)
+	args := make([]any, 0, len(src)*len(auditColumns)+2)
+	for _, r := range src {
+		args = append(args, r...)
+	}
+	args = append(args, h.month, h.hash)
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue("SELECT pg_advisory_xact_lock($1)", int64(auditLock))
+	b.Queue(insertAtHeadStatements[len(rows)], args...)
+	b.Queue("COMMIT")
+	res := conn.SendBatch(ctx, b)
+	fail := func(what string, err error) (bool, error) {
+		res.Close()
+		s.setHead(auditHead{})
+		s.noteMonths(nil) // a partition gone (detached?): check again next time
+		// The connection may be mid-transaction: close it rather than hand it back.
+		_ = conn.Conn().Close(context.WithoutCancel(ctx))
+		return false, classify(what, err)
+	}
+	if _, err := res.Exec(); err != nil {
+		return fail("begin audit append", err)
+	}
+	if _, err := res.Exec(); err != nil {
+		return fail("lock audit chain", err)
+	}
+	tag, err := res.Exec()
+	if err != nil {
+		return fail("insert audit events", err)
+	}
+	ctag, err := res.Exec()
+	if cerr := res.Close(); err == nil {
+		err = cerr
+	}
+	if err := commitAudit(ctag, err); err != nil {
+		s.setHead(auditHead{})
+		return false, err
+	}
+	if tag.RowsAffected() != int64(len(rows)) {
+		// Another writer appended since: nothing was written (the transaction that
+		// committed was empty).
+		s.setHead(auditHead{})
+		return false, nil
+	}
+	last := len(rows) - 1
+	s.noteHeadMonth(months[last])
+	s.setHead(auditHead{seq: rows[last].Seq, hash: rows[last].Hash, month: months[last]})
+	s.headAppends.Add(1)
+	return true, nil
 }
 
 // lockHead begins the append's transaction, takes the chain lock and reads the head,
@@ -134,6 +236,40 @@ var insertStatements = func() []string {
 			}
 			b.WriteByte(')')
 		}
+		out[n] = b.String()
+	}
+	return out
+}()
+
+// auditColumnTypes are the SQL types of auditColumns, for the casts of a VALUES list
+// that no INSERT column types its parameters.
+var auditColumnTypes = []string{"bigint", "bytea", "bytea", "text", "timestamptz", "text", "text", "bytea[]", "bytea", "integer", "date"}
+
+// insertAtHeadStatements[n] inserts n rows if, and only if, the chain's head (the
+// newest event in the partitions from the month given after the rows) has the hash
+// given last; otherwise it inserts none.
+var insertAtHeadStatements = func() []string {
+	out := make([]string, pipelinedAppend+1)
+	cols := strings.Join(auditColumns, ", ")
+	for n := 1; n <= pipelinedAppend; n++ {
+		var b strings.Builder
+		b.WriteString("INSERT INTO audit_events (" + cols + ") SELECT " + cols + " FROM (VALUES ")
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteByte('(')
+			for k := range auditColumns {
+				if k > 0 {
+					b.WriteByte(',')
+				}
+				fmt.Fprintf(&b, "$%d::%s", i*len(auditColumns)+k+1, auditColumnTypes[k])
+			}
+			b.WriteByte(')')
+		}
+		next := n*len(auditColumns) + 1
+		fmt.Fprintf(&b, ") AS v (%s) WHERE (SELECT hash FROM audit_events WHERE partition_month >= $%d::date ORDER BY seq DESC LIMIT 1) = $%d::bytea",
+			cols, next, next+1)
 		out[n] = b.String()
 	}
 	return out

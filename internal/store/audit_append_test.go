@@ -49,3 +49,59 @@ func TestAppendAuditBatchSizes(t *testing.T) {
 	require.True(t, res.OK, res.Reason)
 	assert.Equal(t, total, res.EventsChecked)
 }
+
+// Two replicas append in turn to one chain: each assumes the head it appended last,
+// which the other has since moved, so its assumption fails, nothing is written and it
+// appends again on the real head; a replica appending twice in a row appends in one
+// round trip. The chain verifies throughout.
+func TestAppendAuditAssumedHead(t *testing.T) {
+	a, db := openMigrated(t, store.LatestVersion())
+	b, err := store.Open(t.Context(), db, store.Options{MaxConns: 4})
+	require.NoError(t, err)
+	t.Cleanup(b.Close)
+	total := int64(0)
+	appendN := func(st *store.Store, n int) (offered []int64) {
+		require.NoError(t, st.AppendAudit(t.Context(), func(seq int64, prev []byte) ([]audit.Row, error) {
+			offered = append(offered, seq)
+			return detokenizeRows(seq, prev, n, func(body string, _ [][]byte) string { return body }), nil
+		}))
+		total += int64(n)
+		return offered
+	}
+	appendN(a, 1)
+	appendN(a, 2) // this month's partitions are known now
+	before, head := a.HeadAppends(), total
+	assert.Equal(t, []int64{head}, appendN(a, 3), "a builds once, on the head it appended")
+	assert.Equal(t, before+1, a.HeadAppends(), "in one round trip")
+
+	appendN(b, 1)
+	appendN(b, 1)
+	seen := total
+	offered := appendN(a, 2)
+	assert.Equal(t, []int64{6, seen}, offered, "a assumed its own head (6), found b's appends, and built again on the real head")
+	assert.Equal(t, before+1, a.HeadAppends(), "the failed assumption wrote nothing")
+	head = total
+	assert.Equal(t, []int64{head}, appendN(a, 1))
+	assert.Equal(t, before+2, a.HeadAppends())
+
+	// Concurrent appends from both.
+	done := make(chan error, 2)
+	for _, st := range []*store.Store{a, b} {
+		go func() {
+			var err error
+			for range 40 {
+				err = errors.Join(err, st.AppendAudit(context.Background(), func(seq int64, prev []byte) ([]audit.Row, error) {
+					return detokenizeRows(seq, prev, 2, func(body string, _ [][]byte) string { return body }), nil
+				}))
+			}
+			done <- err
+		}()
+	}
+	require.NoError(t, <-done)
+	require.NoError(t, <-done)
+	total += 2 * 40 * 2
+	res, err := audit.Verify(t.Context(), a, newSigner(), nil, 0, 0, nil)
+	require.NoError(t, err)
+	require.True(t, res.OK, res.Reason)
+	assert.Equal(t, total, res.EventsChecked)
+}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -45,6 +46,11 @@ type Store struct {
 	auditMonths map[int64]bool
 	// lastMonth is the partition month of the newest event this process appended.
 	lastMonth time.Time
+	// head is the chain head this process last appended (seq 0: unknown); the next
+	// append assumes it and checks it in the same statement (AppendAudit).
+	head auditHead
+	// headAppends counts the appends made in one round trip on the assumed head.
+	headAppends atomic.Int64
 }
 
 // Open connects a pool to dsn. It does not wait for the database: the first query does.
