@@ -8,6 +8,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 
 	"github.com/phivault/tokenizer/internal/vault"
@@ -27,6 +29,9 @@ type Runner struct {
 	Config
 	Service tokenizerv1.TokenizerServiceClient
 	Vault   *vault.Client // nil: no baseline
+	// Database, when set, is where the PostgreSQL floor of new static mappings is
+	// measured beside the baseline (a scratch table, dropped after).
+	Database *pgxpool.Pool
 	// Admin is the service's admin address (host:port); when set, each workload also
 	// reports the server's CPU seconds per 1,000 values and its RSS.
 	Admin string
@@ -77,6 +82,13 @@ func (r *Runner) Run(ctx context.Context) ([]Result, error) {
 				return nil, err
 			}
 			results = append(results, rs...)
+		}
+		if r.Database != nil {
+			res, err := r.floor(ctx, b)
+			if err != nil {
+				return nil, err
+			}
+			results = append(results, res)
 		}
 	}
 	return results, nil
@@ -206,9 +218,6 @@ func (r *Runner) Report(w io.Writer, results []Result) {
 			res.P999.Round(10*time.Microsecond), cpu, rss)
 	}
 	tw.Flush()
-	if r.Vault == nil {
-		return
-	}
 	find := func(name string, b int) *Result {
 		for i := range results {
 			if results[i].Name == name && results[i].Batch == b {
@@ -216,6 +225,20 @@ func (r *Runner) Report(w io.Writer, results []Result) {
 			}
 		}
 		return nil
+	}
+	if r.Database != nil {
+		fmt.Fprintln(w, "\nratios (values/s, tokenize of new values ÷ PostgreSQL floor, same batch):")
+		for _, b := range r.Batches {
+			f := find(FloorName, b)
+			for _, class := range []string{r.StaticClass, r.DynamicClass} {
+				if t := find("tokenize "+class, b); t != nil && f != nil {
+					fmt.Fprintf(w, "  batch %-5d %-30s ÷ floor: %.2f\n", b, "tokenize "+class, t.ValuesPerSec()/f.ValuesPerSec())
+				}
+			}
+		}
+	}
+	if r.Vault == nil {
+		return
 	}
 	fmt.Fprintln(w, "\nratios (values/s, tokenizer ÷ Vault Transit convergent, same batch):")
 	for _, b := range r.Batches {

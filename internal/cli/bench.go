@@ -44,6 +44,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	vaultToken := fs.String("vault-token", "", "Vault token for the baseline (needs transit write)")
 	admin := fs.String("admin", "", "the service's admin address (host:port): adds its CPU seconds per 1,000 values and RSS")
 	asJSON := fs.Bool("json", false, "print the results as JSON, for machines")
+	floorURL := fs.String("database-url", "", "PostgreSQL URL on which to measure the floor of new mappings (multi-row INSERTs into a scratch table with two random 16-byte keys) beside the baseline (empty: not measured)")
 	var cfg bench.Config
 	fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "how long each workload runs")
 	fs.IntVar(&cfg.Clients, "clients", 4, "concurrent clients")
@@ -78,6 +79,14 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		defer vc.Close()
 		r.Vault = vc
+	}
+	if *floorURL != "" {
+		pool, err := bench.OpenFloorDatabase(ctx, *floorURL, cfg.Clients)
+		if err != nil {
+			return fail(exitFailure, err)
+		}
+		defer pool.Close()
+		r.Database = pool
 	}
 	results, err := r.Run(ctx)
 	if err != nil {
