@@ -30,16 +30,21 @@ func (e *Engine) vaultlessToken(w *pending, ttl bool) error {
 	return nil
 }
 
+// vaultlessNotFound is the answer for a token that is not one of the class's: made
+// only when needed, since most reveals succeed.
+func vaultlessNotFound(c *Class) error {
+	return errs.New(errs.NotFound, "class %s: token not found (it does not decrypt to a value of the class)", c.Name)
+}
+
 // vaultlessReveal decrypts a token of a storage-none class: the inverse of fpeCore's
 // cycle walk. The value is checked by encrypting it again, so a token that was not made
 // from a value of the class (or a walk that cannot be undone) is NOT_FOUND, never a
 // wrong value.
 func (e *Engine) vaultlessReveal(c *Class, tp *format.Parsed) (string, error) {
-	notFound := errs.New(errs.NotFound, "class %s: token not found (it does not decrypt to a value of the class)", c.Name)
 	l := c.layoutFor(len(tp.Core))
 	sets := tp.Template.Sets()
 	if len(l.free) == 0 {
-		return "", notFound
+		return "", vaultlessNotFound(c)
 	}
 	alphabet := sets[l.free[0]].FPEAlphabet()
 	x := make([]rune, len(l.free))
@@ -54,14 +59,14 @@ func (e *Engine) vaultlessReveal(c *Class, tp *format.Parsed) (string, error) {
 		return "", err
 	}
 	if len(x) < ff1.MinLen() {
-		return "", notFound
+		return "", vaultlessNotFound(c)
 	}
 	tweak := fpeTweak(c.Name, "")
 	s := string(x)
 	core := slices.Clone(tp.Core)
 	for range maxWalk {
 		if s, err = ff1.Decrypt(tweak, s); err != nil {
-			return "", notFound
+			return "", vaultlessNotFound(c)
 		}
 		for j, r := range []rune(s) {
 			core[l.free[j]] = r
@@ -76,14 +81,14 @@ func (e *Engine) vaultlessReveal(c *Class, tp *format.Parsed) (string, error) {
 	value := tp.Template.Render(core)
 	vp, err := c.format.Parse(value)
 	if err != nil {
-		return "", notFound
+		return "", vaultlessNotFound(c)
 	}
 	again, err := e.fpeCore(c, vp, "")
 	if err != nil {
-		return "", notFound
+		return "", vaultlessNotFound(c)
 	}
 	if rp, err := c.format.ParseToken(vp.Template.Render(again)); err != nil || rp.Normalized != tp.Normalized {
-		return "", notFound
+		return "", vaultlessNotFound(c)
 	}
 	return value, nil
 }
