@@ -160,6 +160,15 @@ func stateOf(r io.Reader) *requestState {
 	return nil
 }
 
+// errStalled is what the codec returns for a body that stopped arriving (ReadIdle).
+var errStalled = errors.New("request body: nothing arrived within limits.read_idle_timeout; the connection is closed")
+
+// isTimeout reports whether err is a read that timed out.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 // errTooBig is what the codec returns for a body over the limit.
 type errTooBig struct{ limit int64 }
 
@@ -176,6 +185,9 @@ func decodeError(err error, limit int64) error {
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		return errTooBig{limit: limit}
+	}
+	if isTimeout(err) {
+		return errStalled
 	}
 	if m := unknownFieldRE.FindStringSubmatch(err.Error()); m != nil {
 		return fmt.Errorf("request body: unknown field %q for this method (field names are the proto names, e.g. purpose_of_use, or their lowerCamel JSON names)", m[1])
@@ -239,8 +251,11 @@ func (g *restGateway) errorHandler(ctx context.Context, mux *runtime.ServeMux, m
 		return
 	}
 	code := http.StatusBadRequest
-	if tooBig {
+	switch {
+	case tooBig:
 		code = http.StatusRequestEntityTooLarge
+	case decode == errStalled:
+		code = http.StatusRequestTimeout
 	}
 	g.refuse(w, r, st, code, codes.InvalidArgument, decode.Error())
 }

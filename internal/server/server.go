@@ -192,7 +192,10 @@ func (s *Server) Run(ctx context.Context) error {
 		s.closeListeners()
 		return err
 	}
-	httpSrv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
+	// A body that stops arriving is cut off after read_idle_timeout, and so is a kept-alive
+	// connection that sends no next request.
+	idle := s.cfg.Limits.ReadIdleTimeout
+	httpSrv := &http.Server{Handler: gateway.ReadIdle(idle, gw), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idle}
 	httpLis := s.httpLis
 	if s.certs != nil {
 		httpLis = tls.NewListener(s.httpLis, s.certs.Config("h2", "http/1.1"))

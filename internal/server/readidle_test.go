@@ -1,0 +1,87 @@
+package server_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/phivault/tokenizer/internal/config"
+)
+
+// A REST client that starts a body and then sends nothing is cut off after
+// limits.read_idle_timeout, while one that sends slowly but steadily (for longer than
+// the timeout in all) is served, and a kept-alive connection serves its next request.
+func TestRESTBodyThatStopsIsCutOff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const idle = 400 * time.Millisecond
+	e.mutate = func(c *config.Config) { c.Limits.ReadIdleTimeout = idle }
+	r := e.start(t, true)
+	body := `{"items":[{"class":"ssn","value":"123-45-6789","reference":"r1"}]}`
+	head := fmt.Sprintf("POST /v1/tokenize HTTP/1.1\r\nHost: tokenizer\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
+
+	// Stalls after a third of the body.
+	conn, err := net.Dial("tcp", r.addrs.HTTP)
+	require.NoError(t, err)
+	defer conn.Close()
+	start := time.Now()
+	_, err = io.WriteString(conn, head+body[:len(body)/3])
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(20*time.Second)))
+	rest, _ := io.ReadAll(conn) // the server answers (or not) and closes
+	took := time.Since(start)
+	assert.GreaterOrEqual(t, took, idle, "not before the timeout")
+	assert.Less(t, took, 10*time.Second, "cut off, not held")
+	assert.Contains(t, string(rest), "408 Request Timeout")
+	assert.Contains(t, string(rest), "read_idle_timeout", "the answer names the setting")
+	assert.NotContains(t, string(rest), "123-45-6789", "nothing of the body comes back")
+
+	// Trickles: a few bytes every idle/3, about 2.5 timeouts in all.
+	conn2, err := net.Dial("tcp", r.addrs.HTTP)
+	require.NoError(t, err)
+	defer conn2.Close()
+	_, err = io.WriteString(conn2, head)
+	require.NoError(t, err)
+	chunks := 8
+	step := (len(body) + chunks - 1) / chunks
+	for i := 0; i < len(body); i += step {
+		time.Sleep(idle / 3)
+		_, err := io.WriteString(conn2, body[i:min(i+step, len(body))])
+		require.NoError(t, err)
+	}
+	br := bufio.NewReader(conn2)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(out))
+	assert.Contains(t, string(out), `"token"`)
+
+	// The same connection serves the next request after a pause longer than the last
+	// read's deadline would have allowed, had it stayed set.
+	time.Sleep(idle / 2)
+	_, err = io.WriteString(conn2, head+body)
+	require.NoError(t, err)
+	time.Sleep(idle) // the handler's reads are over; a stale deadline would cut this
+	resp, err = http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	out, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(out))
+	assert.True(t, strings.Contains(string(out), `"token"`))
+
+	// Idle after that: the kept-alive connection is closed.
+	require.NoError(t, conn2.SetReadDeadline(time.Now().Add(20*time.Second)))
+	start = time.Now()
+	_, err = br.ReadByte()
+	assert.ErrorIs(t, err, io.EOF, "closed by the server")
+	assert.Less(t, time.Since(start), 10*time.Second)
+}
