@@ -157,6 +157,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	grpcx.SetGRPCLogger(log)
 	log.Debug("configuration", slog.String("config", cfg.String()))
 	log.Info("starting", slog.String("database", app.DescribeDatabase(cfg)), slog.String("keys", app.DescribeKeys(cfg)))
+	setMemoryLimit(cfg, getenv, log)
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	a, err := app.Build(ctx, cfg, log)
@@ -210,4 +211,18 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	fmt.Fprintf(stdout, "applied migrations %v; schema is at version %d\n", applied, store.LatestVersion())
 	return exitOK
+}
+
+// setMemoryLimit gives the Go runtime serve's soft memory limit, unless GOMEMLIMIT
+// (which the runtime read at start) sets one already.
+func setMemoryLimit(cfg *config.Config, getenv func(string) string, log *slog.Logger) {
+	if v := getenv("GOMEMLIMIT"); v != "" {
+		log.Info("memory limit", slog.String("source", "GOMEMLIMIT"), slog.Int64("bytes", debug.SetMemoryLimit(-1)))
+		return
+	}
+	limit, _ := cfg.MemoryLimitBytes() // validated by load
+	if limit > 0 {
+		debug.SetMemoryLimit(limit)
+	}
+	log.Info("memory limit", slog.String("source", "memory_limit"), slog.Int64("bytes", limit))
 }
