@@ -64,11 +64,13 @@ func (e *Event) Canonical() []byte {
 	classes := slices.Clone(e.Classes)
 	slices.Sort(classes)
 	classes = slices.Compact(classes)
-	digests := make([]string, len(e.TokenDigests))
-	for i, d := range e.TokenDigests {
-		digests[i] = hex.EncodeToString(d)
+	// Sized for the usual event at once: the digests, in hex and quoted, are most of a
+	// large one.
+	size := 512 + len(e.Justification) + len(e.Reason) + len(e.OnBehalfOf)
+	for _, d := range e.TokenDigests {
+		size += 2*len(d) + 3
 	}
-	var b []byte
+	b := make([]byte, 0, size)
 	b = append(b, '{')
 	b = appendBool(b, "break_glass", e.BreakGlass)
 	b = appendString(b, ",", "caller", e.Caller)
@@ -105,7 +107,7 @@ func (e *Event) Canonical() []byte {
 		b = appendStrings(b, "subject_digests", slices.Compact(subjects))
 	}
 	b = appendString(b, ",", "time", e.Time.UTC().Format(TimeLayout))
-	b = appendStrings(b, "token_digests", digests)
+	b = appendHexList(b, "token_digests", e.TokenDigests)
 	b = appendInt(b, "version", FormatVersion)
 	b = append(b, '}')
 	return b
@@ -154,6 +156,23 @@ func appendStrings(b []byte, key string, vs []string) []byte {
 			b = append(b, ',')
 		}
 		b = appendQuoted(b, v)
+	}
+	return append(b, ']')
+}
+
+// appendHexList appends a list of byte strings as quoted lower-case hex, in order:
+// what appendStrings of their hex.EncodeToString forms would, without the strings.
+func appendHexList(b []byte, key string, vs [][]byte) []byte {
+	b = append(b, ',')
+	b = appendKey(b, key)
+	b = append(b, '[')
+	for i, v := range vs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = hex.AppendEncode(b, v)
+		b = append(b, '"')
 	}
 	return append(b, ']')
 }

@@ -332,7 +332,10 @@ func (e *Engine) insert(ctx context.Context, work []*pending) error {
 			w.fp = e.fingerprint(k.fp.Material, w.class.Name, w.scope, w.parsed.Normalized)
 		}
 	}
-	todo := work
+	todo, err := e.peekStatic(work)
+	if err != nil {
+		return err
+	}
 	rng := newRand()
 	for attempt := 0; attempt < maxAttempts && len(todo) > 0; attempt++ {
 		if todo, err = e.insertOnce(ctx, todo, rng, k); err != nil {
@@ -340,6 +343,42 @@ func (e *Engine) insert(ctx context.Context, work []*pending) error {
 		}
 	}
 	return nil
+}
+
+// peekStatic answers the static items whose values the store holds in memory (the
+// cache) with their tokens, before any new mapping is drawn and encrypted for them,
+// and returns the other items.
+func (e *Engine) peekStatic(work []*pending) ([]*pending, error) {
+	p, ok := e.store.(FingerprintPeeker)
+	if !ok {
+		return work, nil
+	}
+	var refs []FingerprintRef
+	for _, w := range work {
+		if w.fp != nil {
+			refs = append(refs, FingerprintRef{Class: w.class.Name, Scope: w.scope, Fingerprint: w.fp})
+		}
+	}
+	if len(refs) == 0 {
+		return work, nil
+	}
+	known := p.PeekFingerprints(refs)
+	if len(known) == 0 {
+		return work, nil
+	}
+	rest := make([]*pending, 0, len(work)-len(known))
+	for _, w := range work {
+		if w.fp != nil {
+			if m, ok := known[FingerprintRef{Class: w.class.Name, Scope: w.scope, Fingerprint: w.fp}.Key()]; ok {
+				if err := e.adopt(w, m); err != nil {
+					return nil, err
+				}
+				continue
+			}
+		}
+		rest = append(rest, w)
+	}
+	return rest, nil
 }
 
 // insertOnce draws a token for every item of todo and writes them; it returns the
@@ -577,8 +616,8 @@ func (e *Engine) DetokenizeWith(ctx context.Context, items []DetokenizeItem, gua
 	if err != nil || len(digKeys) == 0 {
 		return nil, errs.New(errs.Unavailable, "data keys not loaded")
 	}
-	var wants []detokWant
-	var refs []Ref
+	wants := make([]detokWant, 0, len(items))
+	refs := make([]Ref, 0, len(items)*len(digKeys))
 	for i, it := range items {
 		c, p, err := e.parseToken(it.Class, it.Token)
 		if err != nil {
@@ -591,7 +630,7 @@ func (e *Engine) DetokenizeWith(ctx context.Context, items []DetokenizeItem, gua
 			}
 			continue
 		}
-		w := detokWant{idx: i, class: c, norm: p.Normalized}
+		w := detokWant{idx: i, class: c, norm: p.Normalized, digests: make([][]byte, 0, len(digKeys))}
 		for _, k := range digKeys {
 			d := e.digest(k.Material, c.Name, p.Normalized)
 			w.digests = append(w.digests, d)

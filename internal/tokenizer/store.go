@@ -46,6 +46,13 @@ func (r FingerprintRef) Key() string {
 	return r.Class + "\x00" + r.Scope + "\x00" + string(r.Fingerprint)
 }
 
+// FingerprintPeeker is a Store that can answer static mappings by fingerprint from
+// memory, without a trip to the database (the mapping cache). PeekFingerprints returns
+// those it holds, keyed by FingerprintRef.Key, and never waits on I/O.
+type FingerprintPeeker interface {
+	PeekFingerprints(refs []FingerprintRef) map[string]Mapping
+}
+
 // Store is what the engine needs of the token vault. internal/store implements it on
 // PostgreSQL, internal/store/memory in memory; internal/store/storetest is the suite
 // both pass. Errors wrap errs.ErrUnavailable (cannot reach the database) or

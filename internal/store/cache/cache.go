@@ -81,6 +81,21 @@ func (s *Store) LookupTokens(ctx context.Context, refs []tokenizer.Ref) (map[str
 	return lookupThrough(ctx, s, s.byDigest, refs, s.Store.LookupTokens, func(_ string, m tokenizer.Mapping) { s.remember(m) })
 }
 
+// PeekFingerprints returns the cached static mappings of refs, without asking the
+// inner store (tokenizer.FingerprintPeeker). Only hits are counted: a value not found
+// here is counted when the tokenize that follows looks it up.
+func (s *Store) PeekFingerprints(refs []tokenizer.FingerprintRef) map[string]tokenizer.Mapping {
+	out := make(map[string]tokenizer.Mapping, len(refs))
+	now := s.now()
+	for _, r := range refs {
+		if m, ok := s.byFP.get(r.Key(), now); ok {
+			out[r.Key()] = m
+		}
+	}
+	s.count(len(out), 0)
+	return out
+}
+
 // LookupFingerprints answers cached rows and asks the inner store for the rest.
 func (s *Store) LookupFingerprints(ctx context.Context, refs []tokenizer.FingerprintRef) (map[string]tokenizer.Mapping, error) {
 	return lookupThrough(ctx, s, s.byFP, refs, s.Store.LookupFingerprints, func(k string, m tokenizer.Mapping) { s.byFP.put(k, m, s.now()) })
@@ -90,7 +105,7 @@ func (s *Store) LookupFingerprints(ctx context.Context, refs []tokenizer.Fingerp
 // returns.
 func lookupThrough[R interface{ Key() string }](ctx context.Context, s *Store, idx *lru, refs []R,
 	inner func(context.Context, []R) (map[string]tokenizer.Mapping, error), keep func(string, tokenizer.Mapping)) (map[string]tokenizer.Mapping, error) {
-	out := map[string]tokenizer.Mapping{}
+	out := make(map[string]tokenizer.Mapping, len(refs))
 	var miss []R
 	now := s.now()
 	for _, r := range refs {
