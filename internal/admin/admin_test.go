@@ -139,7 +139,7 @@ func TestMetricsLabelsBounded(t *testing.T) {
 			}
 		}
 	}
-	assert.Equal(t, 12, seen, "tokenizer_* families")
+	assert.Equal(t, 14, seen, "tokenizer_* families")
 }
 
 func TestHandlerPprofOnlyWhenAsked(t *testing.T) {

@@ -21,12 +21,15 @@ func ReadIdle(d time.Duration, next http.Handler) http.Handler {
 			return
 		}
 		b := &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), d: d}
-		r.Body = b
 		defer func() {
 			if !b.failed {
 				_ = b.rc.SetReadDeadline(time.Time{})
 			}
 		}()
+		// A shallow copy carries the wrapped body: the server keeps its own request,
+		// whose body it inspects when the answer starts before the body is read.
+		r = r.WithContext(r.Context())
+		r.Body = b
 		next.ServeHTTP(w, r)
 	})
 }
