@@ -161,7 +161,7 @@ func stateOf(r io.Reader) *requestState {
 }
 
 // errStalled is what the codec returns for a body that stopped arriving (ReadIdle).
-var errStalled = errors.New("request body: nothing arrived within limits.read_idle_timeout; the connection is closed")
+var errStalled = errors.New("request body: nothing arrived within limits.read_idle_timeout; the request is cut off")
 
 // isTimeout reports whether err is a read that timed out.
 func isTimeout(err error) bool {

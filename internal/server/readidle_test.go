@@ -85,3 +85,24 @@ func TestRESTBodyThatStopsIsCutOff(t *testing.T) {
 	assert.ErrorIs(t, err, io.EOF, "closed by the server")
 	assert.Less(t, time.Since(start), 10*time.Second)
 }
+
+// A request answered without its body being read (here 415, a wrong Content-Type) whose
+// client then stops sending is not held either: the server's reading of the rest of the
+// body, which comes before it reuses the connection, is bounded by the same timeout.
+func TestRESTUnreadBodyThatStopsIsCutOff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const idle = 400 * time.Millisecond
+	e.mutate = func(c *config.Config) { c.Limits.ReadIdleTimeout = idle }
+	r := e.start(t, true)
+	conn, err := net.Dial("tcp", r.addrs.HTTP)
+	require.NoError(t, err)
+	defer conn.Close()
+	start := time.Now()
+	_, err = io.WriteString(conn, "POST /v1/fhir/$de-identify HTTP/1.1\r\nHost: tokenizer\r\nContent-Type: text/plain\r\nContent-Length: 5000\r\n\r\nonly a little")
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(20*time.Second)))
+	rest, _ := io.ReadAll(conn)
+	assert.Less(t, time.Since(start), 10*time.Second, "answered or closed, not held")
+	assert.NotContains(t, string(rest), "200 OK")
+}
