@@ -145,6 +145,7 @@ func (h *fhirHandler) call(ctx context.Context, q map[string][]string, resources
 // serveNDJSON streams: batches of lines go out as stream messages while the answers
 // are written back in order; memory holds a few batches whatever the body's length.
 func (h *fhirHandler) serveNDJSON(ctx context.Context, w http.ResponseWriter, r *http.Request, q map[string][]string) {
+	answerWhileReading(w, r)
 	body := r.Body
 	w.Header().Set("Trailer", errorsHeader+", "+unrestoredHeader)
 	sc := bufio.NewScanner(body)
@@ -321,4 +322,16 @@ func outcome(w http.ResponseWriter, code int, msg string) {
 		"resourceType": "OperationOutcome",
 		"issue":        []map[string]any{{"severity": "error", "code": "processing", "diagnostics": msg}},
 	})
+}
+
+// answerWhileReading prepares an HTTP/1.x answer that starts before the request body is
+// read to its end. Left alone, net/http would first read ahead and discard up to 256 KiB
+// of the unread body (NDJSON lines lost without a trace when the body is chunked or has
+// less than that left), or, full duplex, race its own background read. An answer that
+// closes the connection is neither: the server reads nothing of the body itself, and the
+// handler keeps reading it. HTTP/2 streams have no such issue (nor Connection headers).
+func answerWhileReading(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
+	}
 }

@@ -340,6 +340,7 @@ func partOf(fields []rawField, entries []json.RawMessage) string {
 
 // serveBundleParts answers a Bundle larger than the message limit (see above).
 func (h *fhirHandler) serveBundleParts(ctx context.Context, w http.ResponseWriter, r *http.Request, body io.Reader, q map[string][]string) {
+	answerWhileReading(w, r)
 	lim := &entryLimiter{r: body, limit: h.maxBytes / 2}
 	br := &bundleReader{dec: json.NewDecoder(lim), lim: lim, seen: map[string]bool{}}
 	br.dec.UseNumber()
