@@ -110,7 +110,7 @@ func (s *Store) appendAtHead(ctx context.Context, conn *pgxpool.Conn, h auditHea
 	}
 	months := partitionMonths(h.month, rows)
 	now := monthIndex(time.Now())
-	if len(rows) > pipelinedAppend || !s.knownMonth(now) || !s.knownMonth(now+1) {
+	if len(rows) == 0 || len(rows) > pipelinedAppend || !s.knownMonth(now) || !s.knownMonth(now+1) {
 		return false, nil
 	}
 	for _, m := range months {
@@ -135,7 +135,9 @@ func (s *Store) appendAtHead(ctx context.Context, conn *pgxpool.Conn, h auditHea
 		s.setHead(auditHead{})
 		s.noteMonths(nil) // a partition gone (detached?): check again next time
 		// The connection may be mid-transaction: close it rather than hand it back.
-		_ = conn.Conn().Close(context.WithoutCancel(ctx))
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_ = conn.Conn().Close(cctx)
+		cancel()
 		return false, classify(what, err)
 	}
 	if _, err := res.Exec(); err != nil {

@@ -10,6 +10,13 @@
 -- table applies to every existing partition without rewriting a row; the partitions the
 -- writer creates from now on copy it (LIKE ... INCLUDING STORAGE; the function is
 -- otherwise as migration 0008 made it).
+--
+-- SET STORAGE takes an ACCESS EXCLUSIVE lock on the table and each partition for a
+-- moment (no row is read or written). Queued behind a long export or verification it
+-- would hold up every audit append meanwhile, so it waits at most 10 s and the
+-- migration fails instead; run it again (the migrate Job retries) when the audit log
+-- is quieter.
+SET LOCAL lock_timeout = '10s';
 ALTER TABLE audit_events
     ALTER COLUMN body SET STORAGE EXTERNAL,
     ALTER COLUMN token_digests SET STORAGE EXTERNAL;
