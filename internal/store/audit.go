@@ -219,33 +219,42 @@ const pipelinedAppend = 32
 
 var auditColumns = []string{"seq", "prev_hash", "hash", "body", "time", "operation", "caller", "token_digests", "mac", "mac_version", "partition_month"}
 
+// auditColumnTypes are the SQL types of auditColumns, for the casts of a VALUES list
+// that no INSERT column types its parameters.
+var auditColumnTypes = []string{"bigint", "bytea", "bytea", "text", "timestamptz", "text", "text", "bytea[]", "bytea", "integer", "date"}
+
+// valueRows writes the parameters of n rows of auditColumns, ($1,$2,...),(...), each
+// cast to its column's type when cast is set.
+func valueRows(b *strings.Builder, n int, cast bool) {
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('(')
+		for k := range auditColumns {
+			if k > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(b, "$%d", i*len(auditColumns)+k+1)
+			if cast {
+				b.WriteString("::" + auditColumnTypes[k])
+			}
+		}
+		b.WriteByte(')')
+	}
+}
+
 // insertStatements[n] inserts n rows.
 var insertStatements = func() []string {
 	out := make([]string, pipelinedAppend+1)
 	for n := 1; n <= pipelinedAppend; n++ {
 		var b strings.Builder
 		b.WriteString("INSERT INTO audit_events (" + strings.Join(auditColumns, ", ") + ") VALUES ")
-		for i := range n {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteByte('(')
-			for k := range auditColumns {
-				if k > 0 {
-					b.WriteByte(',')
-				}
-				fmt.Fprintf(&b, "$%d", i*len(auditColumns)+k+1)
-			}
-			b.WriteByte(')')
-		}
+		valueRows(&b, n, false)
 		out[n] = b.String()
 	}
 	return out
 }()
-
-// auditColumnTypes are the SQL types of auditColumns, for the casts of a VALUES list
-// that no INSERT column types its parameters.
-var auditColumnTypes = []string{"bigint", "bytea", "bytea", "text", "timestamptz", "text", "text", "bytea[]", "bytea", "integer", "date"}
 
 // insertAtHeadStatements[n] inserts n rows if, and only if, the chain's head (the
 // newest event in the partitions from the month given after the rows) has the hash
@@ -256,19 +265,7 @@ var insertAtHeadStatements = func() []string {
 	for n := 1; n <= pipelinedAppend; n++ {
 		var b strings.Builder
 		b.WriteString("INSERT INTO audit_events (" + cols + ") SELECT " + cols + " FROM (VALUES ")
-		for i := range n {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteByte('(')
-			for k := range auditColumns {
-				if k > 0 {
-					b.WriteByte(',')
-				}
-				fmt.Fprintf(&b, "$%d::%s", i*len(auditColumns)+k+1, auditColumnTypes[k])
-			}
-			b.WriteByte(')')
-		}
+		valueRows(&b, n, true)
 		next := n*len(auditColumns) + 1
 		fmt.Fprintf(&b, ") AS v (%s) WHERE (SELECT hash FROM audit_events WHERE partition_month >= $%d::date ORDER BY seq DESC LIMIT 1) = $%d::bytea",
 			cols, next, next+1)
