@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -36,12 +37,15 @@ func (s *Store) AppendAudit(ctx context.Context, build func(headSeq int64, headH
 	if err != nil {
 		return classify("begin audit append", err)
 	}
-	if h := s.cachedHead(); h.seq > 0 {
-		done, err := s.appendAtHead(ctx, conn, h, build)
+	h := s.cachedHead()
+	var built []audit.Row // rows built on h but not sent
+	if h.seq > 0 {
+		done, unsent, err := s.appendAtHead(ctx, conn, h, build)
 		if err != nil || done {
 			conn.Release()
 			return err
 		}
+		built = unsent
 	}
 	// An open transaction (a failure on the way) is rolled back, or the connection
 	// closed, which rolls it back and releases the lock.
@@ -57,9 +61,11 @@ func (s *Store) AppendAudit(ctx context.Context, build func(headSeq int64, headH
 	if err != nil {
 		return err
 	}
-	rows, err := build(seq, hash)
-	if err != nil {
-		return err
+	rows := built
+	if built == nil || seq != h.seq || !bytes.Equal(hash, h.hash) {
+		if rows, err = build(seq, hash); err != nil {
+			return err
+		}
 	}
 	months := partitionMonths(headMonth, rows)
 	ensured, err := s.ensurePartitions(ctx, conn, months)
@@ -102,20 +108,21 @@ func (s *Store) setHead(h auditHead) {
 // appendAtHead appends rows built on h in one round trip, if h is still the head and
 // every partition the rows need is known to exist. It reports whether it appended;
 // false with a nil error means the caller must append the slow way (rows unwritten,
-// nothing left open).
-func (s *Store) appendAtHead(ctx context.Context, conn *pgxpool.Conn, h auditHead, build func(int64, []byte) ([]audit.Row, error)) (bool, error) {
+// nothing left open). The rows it built but did not send (too many, or a month not
+// known) are returned, for the slow way to use if the head it reads is h.
+func (s *Store) appendAtHead(ctx context.Context, conn *pgxpool.Conn, h auditHead, build func(int64, []byte) ([]audit.Row, error)) (bool, []audit.Row, error) {
 	rows, err := build(h.seq, h.hash)
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	months := partitionMonths(h.month, rows)
 	now := monthIndex(time.Now())
 	if len(rows) == 0 || len(rows) > pipelinedAppend || !s.knownMonth(now) || !s.knownMonth(now+1) {
-		return false, nil
+		return false, rows, nil
 	}
 	for _, m := range months {
 		if !s.knownMonth(monthIndex(m)) {
-			return false, nil
+			return false, rows, nil
 		}
 	}
 	src := copyRows(rows, months)
@@ -130,7 +137,7 @@ func (s *Store) appendAtHead(ctx context.Context, conn *pgxpool.Conn, h auditHea
 	b.Queue(insertAtHeadStatements[len(rows)], args...)
 	b.Queue("COMMIT")
 	res := conn.SendBatch(ctx, b)
-	fail := func(what string, err error) (bool, error) {
+	fail := func(what string, err error) (bool, []audit.Row, error) {
 		res.Close()
 		s.setHead(auditHead{})
 		s.noteMonths(nil) // a partition gone (detached?): check again next time
@@ -138,7 +145,7 @@ func (s *Store) appendAtHead(ctx context.Context, conn *pgxpool.Conn, h auditHea
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		_ = conn.Conn().Close(cctx)
 		cancel()
-		return false, classify(what, err)
+		return false, nil, classify(what, err)
 	}
 	if _, err := res.Exec(); err != nil {
 		return fail("begin audit append", err)
@@ -156,19 +163,19 @@ func (s *Store) appendAtHead(ctx context.Context, conn *pgxpool.Conn, h auditHea
 	}
 	if err := commitAudit(ctag, err); err != nil {
 		s.setHead(auditHead{})
-		return false, err
+		return false, nil, err
 	}
 	if tag.RowsAffected() != int64(len(rows)) {
 		// Another writer appended since: nothing was written (the transaction that
 		// committed was empty).
 		s.setHead(auditHead{})
-		return false, nil
+		return false, nil, nil
 	}
 	last := len(rows) - 1
 	s.noteHeadMonth(months[last])
 	s.setHead(auditHead{seq: rows[last].Seq, hash: rows[last].Hash, month: months[last]})
 	s.headAppends.Add(1)
-	return true, nil
+	return true, nil, nil
 }
 
 // lockHead begins the append's transaction, takes the chain lock and reads the head,

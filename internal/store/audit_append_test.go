@@ -83,6 +83,12 @@ func TestAppendAuditAssumedHead(t *testing.T) {
 	head = total
 	assert.Equal(t, []int64{head}, appendN(a, 1))
 	assert.Equal(t, before+2, a.HeadAppends())
+	head = total
+	assert.Equal(t, []int64{head}, appendN(a, 40), "a batch too large for one round trip is built once: the head read back is the one assumed")
+	assert.Equal(t, before+2, a.HeadAppends(), "it went the two-round-trip way")
+	appendN(b, 1)
+	head = total
+	assert.Equal(t, []int64{head - 1, head}, appendN(a, 40), "built again when the head read back is another")
 
 	// Concurrent appends from both.
 	done := make(chan error, 2)
