@@ -212,8 +212,27 @@ func (s *ssn) shape(v string) (*Parsed, error) {
 }
 
 func issuedSSN(c []rune) bool {
-	area := string(c[:3])
-	return area != "000" && area != "666" && c[0] != '9' && string(c[3:5]) != "00" && string(c[5:]) != "0000"
+	return !runesAre(c[:3], "000") && !runesAre(c[:3], "666") && c[0] != '9' && ssnGroupSerial(c)
+}
+
+// ssnGroupSerial reports whether an SSN core's group (00) and serial (0000) were ever
+// issued.
+func ssnGroupSerial(c []rune) bool {
+	return !runesAre(c[3:5], "00") && !runesAre(c[5:], "0000")
+}
+
+// runesAre reports whether rs spells the ASCII string s, without converting rs (a
+// conversion allocates, and tokens are drawn and checked many times per value).
+func runesAre(rs []rune, s string) bool {
+	if len(rs) != len(s) {
+		return false
+	}
+	for i, r := range rs {
+		if r != rune(s[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *ssn) Parse(value string) (*Parsed, error) {
@@ -240,7 +259,7 @@ func (s *ssn) ParseToken(token string) (*Parsed, error) {
 
 func (s *ssn) ValidToken(_ Template, c []rune) bool {
 	if s.distinguishable {
-		return c[0] == '9' && string(c[3:5]) != "00" && string(c[5:]) != "0000"
+		return c[0] == '9' && ssnGroupSerial(c)
 	}
 	return issuedSSN(c)
 }

@@ -69,10 +69,10 @@ func (s *Store) remember(m tokenizer.Mapping) {
 		m.CreatedAt = now // a row just written: the store's time, near enough
 	}
 	if m.ValueCT != nil {
-		s.byDigest.put(tokenizer.RefKey(m.Class, m.TokenDigest), m, now)
+		s.byDigest.put(tokenizer.RefKey(m.Class, m.TokenDigest), &m, now)
 	}
 	if m.Fingerprint != nil && m.TokenCT != nil {
-		s.byFP.put(fpKey(m), m, now)
+		s.byFP.put(fpKey(m), &m, now)
 	}
 }
 
@@ -98,7 +98,7 @@ func (s *Store) PeekFingerprints(refs []tokenizer.FingerprintRef) map[string]tok
 
 // LookupFingerprints answers cached rows and asks the inner store for the rest.
 func (s *Store) LookupFingerprints(ctx context.Context, refs []tokenizer.FingerprintRef) (map[string]tokenizer.Mapping, error) {
-	return lookupThrough(ctx, s, s.byFP, refs, s.Store.LookupFingerprints, func(k string, m tokenizer.Mapping) { s.byFP.put(k, m, s.now()) })
+	return lookupThrough(ctx, s, s.byFP, refs, s.Store.LookupFingerprints, func(k string, m tokenizer.Mapping) { s.byFP.put(k, &m, s.now()) })
 }
 
 // lookupThrough answers the refs idx holds and asks inner for the rest, keeping what it
@@ -166,7 +166,7 @@ func (s *Store) InsertStatic(ctx context.Context, ms []tokenizer.Mapping) ([]boo
 	}
 	for k, m := range got {
 		existing[k] = m
-		s.byFP.put(k, m, s.now())
+		s.byFP.put(k, &m, s.now())
 	}
 	return inserted, existing, nil
 }

@@ -17,9 +17,11 @@ type lru struct {
 	items map[string]*list.Element
 }
 
+// entry is one index's entry. A static mapping's two entries (by token digest, by
+// fingerprint) share one copy of it.
 type entry struct {
 	key     string
-	m       tokenizer.Mapping
+	m       *tokenizer.Mapping
 	expires time.Time // cache lifetime (not the mapping's own expiry)
 }
 
@@ -42,10 +44,10 @@ func (c *lru) get(key string, now time.Time) (tokenizer.Mapping, bool) {
 		return tokenizer.Mapping{}, false
 	}
 	c.ll.MoveToFront(el)
-	return e.m, true
+	return *e.m, true
 }
 
-func (c *lru) put(key string, m tokenizer.Mapping, now time.Time) {
+func (c *lru) put(key string, m *tokenizer.Mapping, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.items[key]; ok {
@@ -70,7 +72,7 @@ func (c *lru) remove(key string) (tokenizer.Mapping, bool) {
 	}
 	c.ll.Remove(el)
 	delete(c.items, key)
-	return el.Value.(*entry).m, true
+	return *el.Value.(*entry).m, true
 }
 
 func (c *lru) clear() {
