@@ -22,8 +22,16 @@ func (c *Config) MemoryLimitBytes() (int64, error) {
 	if c.MemoryLimit == "" {
 		return memoryBase + int64(max(c.Cache.Entries, 0))*memoryPerCacheEntry, nil
 	}
-	return ParseBytes(c.MemoryLimit)
+	n, err := ParseBytes(c.MemoryLimit)
+	if err == nil && n > 0 && n < minMemoryLimit {
+		return 0, errors.New("want at least 32MiB (the service's own working set), or 0 for none")
+	}
+	return n, err
 }
+
+// minMemoryLimit is the smallest memory_limit accepted: below it the collector would
+// run without pause.
+const minMemoryLimit = 32 << 20
 
 var byteUnits = []struct {
 	suffix string

@@ -16,7 +16,7 @@ func TestMemoryLimit(t *testing.T) {
 	got, _ = c.MemoryLimitBytes()
 	assert.Equal(t, int64(80<<20), got)
 
-	for in, want := range map[string]int64{"0": 0, "512MiB": 512 << 20, "2GiB": 2 << 30, "1048576": 1 << 20, " 64 MiB ": 64 << 20, "10KiB": 10 << 10, "7B": 7} {
+	for in, want := range map[string]int64{"0": 0, "512MiB": 512 << 20, "2GiB": 2 << 30, "33554432": 32 << 20, " 64 MiB ": 64 << 20, "40960KiB": 40 << 20} {
 		c.MemoryLimit = in
 		got, err := c.MemoryLimitBytes()
 		require.NoError(t, err, in)
@@ -27,5 +27,9 @@ func TestMemoryLimit(t *testing.T) {
 		_, err := c.MemoryLimitBytes()
 		assert.Error(t, err, in)
 		assert.ErrorContains(t, c.Validate(), "memory_limit: want a size", in)
+	}
+	for _, in := range []string{"10", "7B", "31MiB"} {
+		c.MemoryLimit = in
+		assert.ErrorContains(t, c.Validate(), "memory_limit: want at least 32MiB", in)
 	}
 }

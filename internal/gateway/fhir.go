@@ -48,6 +48,8 @@ const (
 	unrestoredHeader = "X-Tokenizer-Unrestored"
 	// ndjsonBatch is how many lines go in one stream message (one audit event).
 	ndjsonBatch = 256
+	// ndjsonEnvelope is room left in a message beside its one longest line.
+	ndjsonEnvelope = 4 << 10
 )
 
 type fhirHandler struct {
@@ -101,7 +103,11 @@ func (h *fhirHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, h.maxBytes+1))
 	if err != nil {
-		h.refuse(w, r, false, http.StatusBadRequest, codes.InvalidArgument, "request body could not be read")
+		code, msg, ok := bodyReadFailure(err)
+		if !ok {
+			code, msg = http.StatusBadRequest, "request body could not be read"
+		}
+		h.refuse(w, r, false, code, codes.InvalidArgument, msg)
 		return
 	}
 	if int64(len(body)) > h.maxBytes {
@@ -149,12 +155,16 @@ func (h *fhirHandler) serveNDJSON(ctx context.Context, w http.ResponseWriter, r 
 	body := r.Body
 	w.Header().Set("Trailer", errorsHeader+", "+unrestoredHeader)
 	sc := bufio.NewScanner(body)
-	sc.Buffer(make([]byte, 0, 64<<10), int(h.maxBytes))
+	// A line must fit one message with its envelope (the profile, field tags).
+	sc.Buffer(make([]byte, 0, 64<<10), int(max(h.maxBytes-ndjsonEnvelope, 1024)))
 	var errList listed[*tokenizerv1.ResourceError]
 	badUTF8 := map[int]bool{}
 	var unrestored listed[*tokenizerv1.UnrestoredPath]
 	started, base := false, 0
 	batch := make([]string, 0, ndjsonBatch)
+	// A message carries at most ndjsonBatch lines and about half the message limit in
+	// bytes (a longer line goes alone), so that no batch is refused for its size.
+	budget, size := int(h.maxBytes/2), 0
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -184,7 +194,7 @@ func (h *fhirHandler) serveNDJSON(ctx context.Context, w http.ResponseWriter, r 
 			errList.add(e)
 		}
 		base += len(batch)
-		batch = batch[:0]
+		batch, size = batch[:0], 0
 		return nil
 	}
 	var err error
@@ -196,15 +206,31 @@ func (h *fhirHandler) serveNDJSON(ctx context.Context, w http.ResponseWriter, r 
 				badUTF8[base+len(batch)] = true
 				line = "null"
 			}
-			if batch = append(batch, line); len(batch) == ndjsonBatch {
+			if len(batch) > 0 && size+len(line) > budget {
+				if err = flush(); err != nil {
+					break
+				}
+			}
+			if batch, size = append(batch, line), size+len(line); len(batch) == ndjsonBatch {
 				err = flush()
 			}
 		}
 	}
 	if err == nil {
-		err = errors.Join(sc.Err(), flush())
+		// A body that could not be read (stalled, a line over the limit) fails as such:
+		// the lines before it are not sent on.
+		if err = sc.Err(); err == nil {
+			err = flush()
+		} else if code, msg, ok := bodyReadFailure(err); ok && !started {
+			h.refuse(w, r, true, code, codes.InvalidArgument, msg)
+			return
+		}
 	}
 	if err != nil && !started {
+		if _, isStatus := status.FromError(err); !isStatus {
+			h.refuse(w, r, true, http.StatusBadRequest, codes.InvalidArgument, bundleReadError(err))
+			return
+		}
 		grpcOutcome(w, err)
 		return
 	}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -434,5 +435,29 @@ func bundleReadError(err error) string {
 	if errors.As(err, &ute) {
 		return "malformed resource: unexpected JSON type"
 	}
-	return err.Error()
+	if _, msg, ok := bodyReadFailure(err); ok {
+		return msg
+	}
+	if _, isStatus := status.FromError(err); isStatus {
+		return err.Error()
+	}
+	// Anything else is a read of the body that failed: its text may name sockets and
+	// addresses, which are not the caller's business.
+	return "request body could not be read"
+}
+
+// bodyReadFailure is the answer to a body that could not be read for a reason the
+// caller caused: one that stopped arriving (408, limits.read_idle_timeout), or a line
+// or body over the limit (413).
+func bodyReadFailure(err error) (int, string, bool) {
+	var tooBig *http.MaxBytesError
+	switch {
+	case isTimeout(err):
+		return http.StatusRequestTimeout, errStalled.Error(), true
+	case errors.Is(err, bufio.ErrTooLong):
+		return http.StatusRequestEntityTooLarge, "an NDJSON line is larger than limits.max_message_bytes", true
+	case errors.As(err, &tooBig):
+		return http.StatusRequestEntityTooLarge, "request body exceeds limits.max_message_bytes", true
+	}
+	return 0, "", false
 }

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -69,4 +71,57 @@ func TestFHIRLargeBundleChunkedLosesNoEntry(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(out, &got), "one whole Bundle")
 	assert.Len(t, got.Entry, 1999, "every entry but the bad one")
+}
+
+// NDJSON whose lines are long for the message limit goes in messages by bytes as well as
+// by lines; a line that cannot fit a message is refused as too large (413, audited),
+// never as the gRPC client's own refusal; a body that stops arriving is 408, audited,
+// and the answer names no socket or address.
+func TestFHIRNDJSONAtTheMessageLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const idle = 400 * time.Millisecond
+	e.mutate = func(c *config.Config) {
+		c.Limits.MaxMessageBytes = 64 << 10
+		c.Limits.ReadIdleTimeout = idle
+	}
+	r := e.start(t, true)
+	line := func(i, pad int) string {
+		return fmt.Sprintf(`{"resourceType":"Patient","id":"w-%04d","gender":"other","name":[{"family":"Widefamily","given":["%s"]}]}`, i, strings.Repeat("g", pad))
+	}
+	var lines []string
+	for i := range 300 {
+		lines = append(lines, line(i, 900+i*100)) // up to about 31 KB, 4.6 MB in all
+	}
+	code, out, hdr := fhirPost(t, r, "/v1/fhir/$de-identify?profile=safe_harbor", "application/fhir+ndjson", strings.Join(lines, "\n"))
+	require.Equal(t, http.StatusOK, code, out)
+	assert.Equal(t, 300, strings.Count(out, "\n"), "every line answered")
+	assert.Empty(t, hdr.Get("X-Tokenizer-Errors"))
+	assert.NotContains(t, out, "Widefamily")
+
+	before := len(events(t, e.dbURL))
+	giant := line(0, 70<<10)
+	code, out, _ = fhirPost(t, r, "/v1/fhir/$de-identify?profile=safe_harbor", "application/fhir+ndjson", giant+"\n"+line(1, 10))
+	assert.Equal(t, http.StatusRequestEntityTooLarge, code, out)
+	assert.Contains(t, out, "limits.max_message_bytes")
+	assert.NotContains(t, out, "Widefamily")
+	evs := events(t, e.dbURL)
+	require.Len(t, evs, before+1, "the refusal is audited")
+	assert.Contains(t, evs[len(evs)-1].Reason, "larger than limits.max_message_bytes")
+
+	// Stalls before its first message.
+	conn, err := net.Dial("tcp", r.addrs.HTTP)
+	require.NoError(t, err)
+	defer conn.Close()
+	first := line(2, 10) + "\n"
+	_, err = io.WriteString(conn, fmt.Sprintf("POST /v1/fhir/$de-identify?profile=safe_harbor HTTP/1.1\r\nHost: t\r\nContent-Type: application/fhir+ndjson\r\nContent-Length: %d\r\n\r\n%s", len(first)+500, first))
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(20*time.Second)))
+	rest, _ := io.ReadAll(conn)
+	assert.Contains(t, string(rest), "408 Request Timeout")
+	assert.Contains(t, string(rest), "read_idle_timeout")
+	assert.NotContains(t, string(rest), "127.0.0.1")
+	assert.NotContains(t, string(rest), "tcp")
+	evs = events(t, e.dbURL)
+	assert.Contains(t, evs[len(evs)-1].Reason, "read_idle_timeout", "audited")
 }
