@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -438,12 +439,13 @@ func bundleReadError(err error) string {
 	if _, msg, ok := bodyReadFailure(err); ok {
 		return msg
 	}
-	if _, isStatus := status.FromError(err); isStatus {
-		return err.Error()
+	// A read of the connection that failed: its text names sockets and addresses, which
+	// are not the caller's business. (The reader's own errors are worded for callers.)
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return "request body could not be read"
 	}
-	// Anything else is a read of the body that failed: its text may name sockets and
-	// addresses, which are not the caller's business.
-	return "request body could not be read"
+	return err.Error()
 }
 
 // bodyReadFailure is the answer to a body that could not be read for a reason the
