@@ -206,6 +206,10 @@ func (g *restGateway) handler(w http.ResponseWriter, r *http.Request) {
 		g.refuse(w, r, st, http.StatusRequestEntityTooLarge, codes.InvalidArgument, errTooBig{limit: g.limit}.Error())
 		return
 	}
+	if strings.HasSuffix(rt[r.Method], "Stream") {
+		// A stream's answers start while its body is still being read.
+		answerWhileReading(w, r)
+	}
 	r.Body = &body{ReadCloser: http.MaxBytesReader(w, r.Body, g.limit), st: st}
 	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 	r.Header.Del("Accept")

@@ -125,3 +125,31 @@ func TestFHIRNDJSONAtTheMessageLimit(t *testing.T) {
 	evs = events(t, e.dbURL)
 	assert.Contains(t, evs[len(evs)-1].Reason, "read_idle_timeout", "audited")
 }
+
+// The REST streams (:stream) answer every request line of a long body, declared or
+// chunked: none is lost to net/http reading ahead once answers start.
+func TestRESTStreamLongBodyLosesNoRequest(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.start(t, true)
+	const n = 6000
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, `{"items":[{"class":"ssn","value":"%03d-%02d-%04d","reference":"line-%05d"}]}`+"\n", 100+i%500, 10+i%89, 1000+i, i)
+	}
+	body := b.String()
+	require.Greater(t, len(body), 300<<10)
+	for name, rd := range map[string]func() io.Reader{
+		"length":  func() io.Reader { return strings.NewReader(body) },
+		"chunked": func() io.Reader { return io.MultiReader(strings.NewReader(body)) },
+	} {
+		resp, err := http.Post("http://"+r.addrs.HTTP+"/v1/tokenize:stream", "application/json", rd())
+		require.NoError(t, err, name)
+		out, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err, name)
+		require.Equal(t, http.StatusOK, resp.StatusCode, name)
+		assert.Equal(t, n, strings.Count(string(out), `"token"`), "%s: one answer per request line", name)
+		assert.NotContains(t, string(out), `"error"`, name)
+	}
+}
