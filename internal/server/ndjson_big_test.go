@@ -153,3 +153,30 @@ func TestRESTStreamLongBodyLosesNoRequest(t *testing.T) {
 		assert.NotContains(t, string(out), `"error"`, name)
 	}
 }
+
+// A REST stream answers each request line while the client is still sending.
+func TestRESTStreamAnswersWhileTheClientSends(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.start(t, true)
+	conn, err := net.Dial("tcp", r.addrs.HTTP)
+	require.NoError(t, err)
+	defer conn.Close()
+	chunk := func(s string) string { return fmt.Sprintf("%x\r\n%s\r\n", len(s), s) }
+	line := `{"items":[{"class":"ssn","value":"123-45-6789","reference":"first"}]}` + "\n"
+	_, err = io.WriteString(conn, "POST /v1/tokenize:stream HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"+chunk(line))
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+	buf := make([]byte, 0, 4096)
+	for !strings.Contains(string(buf), `"first"`) {
+		tmp := make([]byte, 1024)
+		n, err := conn.Read(tmp)
+		require.NoError(t, err, "the first answer comes before the body ends")
+		buf = append(buf, tmp[:n]...)
+	}
+	assert.Contains(t, string(buf), "200 OK")
+	_, err = io.WriteString(conn, chunk(strings.Replace(line, "first", "second", 1))+"0\r\n\r\n")
+	require.NoError(t, err)
+	rest, _ := io.ReadAll(conn)
+	assert.Contains(t, string(rest), `"second"`)
+}
