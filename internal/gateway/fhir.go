@@ -160,8 +160,12 @@ func (h *fhirHandler) serveNDJSON(ctx context.Context, w http.ResponseWriter, r 
 	var errList listed[*tokenizerv1.ResourceError]
 	badUTF8 := map[int]bool{}
 	var unrestored listed[*tokenizerv1.UnrestoredPath]
-	started, base := false, 0
+	started := false
 	batch := make([]string, 0, ndjsonBatch)
+	// at[i] is the 0-based line of the body that batch[i] came from (blank lines
+	// included), which the errors and unrestored paths name.
+	at := make([]int32, 0, ndjsonBatch)
+	lineNo := int32(-1)
 	// A message carries at most ndjsonBatch lines and about half the message limit in
 	// bytes (a longer line goes alone), so that no batch is refused for its size.
 	budget, size := int(h.maxBytes/2), 0
@@ -182,28 +186,34 @@ func (h *fhirHandler) serveNDJSON(ctx context.Context, w http.ResponseWriter, r 
 				_, _ = io.WriteString(w, res+"\n")
 			}
 		}
+		line := func(i int32) int32 {
+			if i >= 0 && int(i) < len(at) {
+				return at[i]
+			}
+			return i
+		}
 		for _, u := range resp.GetUnrestored() {
-			u.Index += int32(base)
+			u.Index = line(u.Index)
 			unrestored.add(u)
 		}
 		for _, e := range resp.GetErrors() {
-			e.Index += int32(base)
+			e.Index = line(e.Index)
 			if badUTF8[int(e.Index)] {
 				e.Reason = "not valid UTF-8"
 			}
 			errList.add(e)
 		}
-		base += len(batch)
-		batch, size = batch[:0], 0
+		batch, at, size = batch[:0], at[:0], 0
 		return nil
 	}
 	var err error
 	for err == nil && sc.Scan() {
+		lineNo++
 		if line := strings.TrimSpace(sc.Text()); line != "" {
 			if !utf8.ValidString(line) {
 				// A gRPC string must be UTF-8: the line fails alone, as a non-resource
 				// would, and the report says why.
-				badUTF8[base+len(batch)] = true
+				badUTF8[int(lineNo)] = true
 				line = "null"
 			}
 			if len(batch) > 0 && size+len(line) > budget {
@@ -211,7 +221,8 @@ func (h *fhirHandler) serveNDJSON(ctx context.Context, w http.ResponseWriter, r 
 					break
 				}
 			}
-			if batch, size = append(batch, line), size+len(line); len(batch) == ndjsonBatch {
+			batch, at, size = append(batch, line), append(at, lineNo), size+len(line)
+			if len(batch) == ndjsonBatch {
 				err = flush()
 			}
 		}

@@ -180,3 +180,21 @@ func TestRESTStreamAnswersWhileTheClientSends(t *testing.T) {
 	rest, _ := io.ReadAll(conn)
 	assert.Contains(t, string(rest), `"second"`)
 }
+
+// NDJSON errors name the failing line's place in the body, blank lines counted, so a
+// client can find it.
+func TestFHIRNDJSONErrorsNameTheInputLine(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.start(t, true)
+	ok := `{"resourceType":"Patient","id":"n1","gender":"other"}`
+	body := strings.Join([]string{ok, "", "   ", `{"resourceType":"Patient", not json`, ok, "", "\xff\xfe", ok}, "\n")
+	code, out, hdr := fhirPost(t, r, "/v1/fhir/$de-identify?profile=safe_harbor", "application/fhir+ndjson", body)
+	require.Equal(t, http.StatusOK, code, out)
+	assert.Equal(t, 3, strings.Count(out, "\n"))
+	errs := hdr.Get("X-Tokenizer-Errors")
+	assert.Contains(t, errs, `"index":3`, "the malformed line is line 3 (0-based) of the body")
+	assert.Contains(t, errs, `"index":6`)
+	assert.Contains(t, errs, "not valid UTF-8")
+	assert.NotContains(t, errs, `"index":1,`)
+}
