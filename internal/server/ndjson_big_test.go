@@ -30,22 +30,28 @@ func TestFHIRNDJSONLargeBodyLosesNoLine(t *testing.T) {
 	}
 	body := b.String()
 	require.Greater(t, len(body), 600<<10)
+	postBothWays(t, r, "/v1/fhir/$de-identify?profile=safe_harbor", "application/fhir+ndjson", body, func(name string, resp *http.Response, out string) {
+		assert.Equal(t, n, strings.Count(out, "\n"), "%s: one answer per line", name)
+		assert.Empty(t, resp.Trailer.Get("X-Tokenizer-Errors"), name)
+		assert.NotContains(t, out, "Bigfamily", name)
+	})
+}
+
+// postBothWays posts body to path twice, with its length declared and chunked, and
+// hands check each 200 answer.
+func postBothWays(t *testing.T, r *running, path, contentType, body string, check func(name string, resp *http.Response, out string)) {
+	t.Helper()
 	for name, rd := range map[string]func() io.Reader{
 		"length":  func() io.Reader { return strings.NewReader(body) },
 		"chunked": func() io.Reader { return io.MultiReader(strings.NewReader(body)) },
 	} {
-		req, err := http.NewRequest("POST", "http://"+r.addrs.HTTP+"/v1/fhir/$de-identify?profile=safe_harbor", rd())
-		require.NoError(t, err)
-		req.Header.Set("Content-Type", "application/fhir+ndjson")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := http.Post("http://"+r.addrs.HTTP+path, contentType, rd())
 		require.NoError(t, err, name)
 		out, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		require.NoError(t, err, name)
 		require.Equal(t, http.StatusOK, resp.StatusCode, name)
-		assert.Equal(t, n, strings.Count(string(out), "\n"), "%s: one answer per line", name)
-		assert.Empty(t, resp.Trailer.Get("X-Tokenizer-Errors"), name)
-		assert.NotContains(t, string(out), "Bigfamily", name)
+		check(name, resp, string(out))
 	}
 }
 
@@ -139,19 +145,10 @@ func TestRESTStreamLongBodyLosesNoRequest(t *testing.T) {
 	}
 	body := b.String()
 	require.Greater(t, len(body), 300<<10)
-	for name, rd := range map[string]func() io.Reader{
-		"length":  func() io.Reader { return strings.NewReader(body) },
-		"chunked": func() io.Reader { return io.MultiReader(strings.NewReader(body)) },
-	} {
-		resp, err := http.Post("http://"+r.addrs.HTTP+"/v1/tokenize:stream", "application/json", rd())
-		require.NoError(t, err, name)
-		out, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		require.NoError(t, err, name)
-		require.Equal(t, http.StatusOK, resp.StatusCode, name)
-		assert.Equal(t, n, strings.Count(string(out), `"token"`), "%s: one answer per request line", name)
-		assert.NotContains(t, string(out), `"error"`, name)
-	}
+	postBothWays(t, r, "/v1/tokenize:stream", "application/json", body, func(name string, _ *http.Response, out string) {
+		assert.Equal(t, n, strings.Count(out, `"token"`), "%s: one answer per request line", name)
+		assert.NotContains(t, out, `"error"`, name)
+	})
 }
 
 // A REST stream answers each request line while the client is still sending.

@@ -85,15 +85,23 @@ func (s *Store) LookupTokens(ctx context.Context, refs []tokenizer.Ref) (map[str
 // inner store (tokenizer.FingerprintPeeker). Only hits are counted: a value not found
 // here is counted when the tokenize that follows looks it up.
 func (s *Store) PeekFingerprints(refs []tokenizer.FingerprintRef) map[string]tokenizer.Mapping {
-	out := make(map[string]tokenizer.Mapping, len(refs))
-	now := s.now()
-	for _, r := range refs {
-		if m, ok := s.byFP.get(r.Key(), now); ok {
-			out[r.Key()] = m
-		}
-	}
+	out, _ := held(s.byFP, refs, s.now())
 	s.count(len(out), 0)
 	return out
+}
+
+// held returns the mappings of refs that idx holds, by key, and the refs it does not.
+func held[R interface{ Key() string }](idx *lru, refs []R, now time.Time) (map[string]tokenizer.Mapping, []R) {
+	out := make(map[string]tokenizer.Mapping, len(refs))
+	var miss []R
+	for _, r := range refs {
+		if m, ok := idx.get(r.Key(), now); ok {
+			out[r.Key()] = m
+			continue
+		}
+		miss = append(miss, r)
+	}
+	return out, miss
 }
 
 // LookupFingerprints answers cached rows and asks the inner store for the rest.
@@ -105,16 +113,7 @@ func (s *Store) LookupFingerprints(ctx context.Context, refs []tokenizer.Fingerp
 // returns.
 func lookupThrough[R interface{ Key() string }](ctx context.Context, s *Store, idx *lru, refs []R,
 	inner func(context.Context, []R) (map[string]tokenizer.Mapping, error), keep func(string, tokenizer.Mapping)) (map[string]tokenizer.Mapping, error) {
-	out := make(map[string]tokenizer.Mapping, len(refs))
-	var miss []R
-	now := s.now()
-	for _, r := range refs {
-		if m, ok := idx.get(r.Key(), now); ok {
-			out[r.Key()] = m
-			continue
-		}
-		miss = append(miss, r)
-	}
+	out, miss := held(idx, refs, s.now())
 	s.count(len(refs)-len(miss), len(miss))
 	if len(miss) == 0 {
 		return out, nil
