@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/codes"
@@ -105,20 +106,40 @@ type requestState struct {
 	method   string // gRPC method of the route
 	limit    int64
 	reported bool
+	req      *http.Request
 
 	// Set by the codec, which decodes a stream's body in a goroutine of its own.
-	mu     sync.Mutex
-	tooBig bool
-	decode error
+	mu      sync.Mutex
+	tooBig  bool
+	decode  error
+	decoded chan struct{} // closed when decode is set
 }
 
-// decoded records the first decoding error.
-func (s *requestState) decoded(err error) {
+func newRequestState(method string, limit int64) *requestState {
+	return &requestState{method: method, limit: limit, decoded: make(chan struct{})}
+}
+
+// failed records the first decoding error.
+func (s *requestState) failed(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.decode == nil {
 		s.decode = err
+		close(s.decoded)
 	}
+}
+
+// answer is the HTTP status and gRPC code of a decoding error: 413 for a body over the
+// limit, 408 (DEADLINE_EXCEEDED) for one that stopped arriving, else 400.
+func (s *requestState) answer() (int, codes.Code) {
+	decode, tooBig := s.result()
+	switch {
+	case tooBig:
+		return http.StatusRequestEntityTooLarge, codes.InvalidArgument
+	case decode == errStalled:
+		return http.StatusRequestTimeout, codes.DeadlineExceeded
+	}
+	return http.StatusBadRequest, codes.InvalidArgument
 }
 
 // result returns the decoding error and whether the body went over the limit.
@@ -201,7 +222,7 @@ func decodeError(err error, limit int64) error {
 // stream early; the gRPC server sees only a stream that ends).
 func (g *restGateway) handler(w http.ResponseWriter, r *http.Request) {
 	rt, known := g.routes[r.URL.Path]
-	st := &requestState{method: rt[r.Method], limit: g.limit}
+	st := newRequestState(rt[r.Method], g.limit)
 	if known && r.ContentLength > g.limit {
 		g.refuse(w, r, st, http.StatusRequestEntityTooLarge, codes.InvalidArgument, errTooBig{limit: g.limit}.Error())
 		return
@@ -212,6 +233,7 @@ func (g *restGateway) handler(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = &body{ReadCloser: http.MaxBytesReader(w, r.Body, g.limit), st: st}
 	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
+	st.req = r
 	r.Header.Del("Accept")
 	if r.Header.Get("Content-Type") == exportMIME {
 		r.Header.Del("Content-Type")
@@ -229,16 +251,50 @@ func (g *restGateway) handler(w http.ResponseWriter, r *http.Request) {
 // response with the error line a failed stream ends with ({"error": status}): the
 // lines before it were answered, the status is already 200.
 func (g *restGateway) endStream(w http.ResponseWriter, r *http.Request, st *requestState, decode error) {
+	s := g.reportStream(r, st, decode)
+	line, _ := json.Marshal(map[string]any{"error": map[string]any{"code": int(s.Code()), "message": s.Message()}})
+	_, _ = w.Write(append(line, '\n'))
+}
+
+// reportStream reports a stream's request body that failed (decode) and returns the
+// status its error line carries.
+func (g *restGateway) reportStream(r *http.Request, st *requestState, decode error) *status.Status {
 	st.reported = true
-	code, msg := codes.InvalidArgument, decode.Error()
+	httpStatus, code := st.answer()
+	msg := decode.Error()
 	if g.reject != nil {
-		if err := g.reject(r.Context(), g.rejection(r, st, http.StatusBadRequest, code, msg)); err != nil {
+		if err := g.reject(r.Context(), g.rejection(r, st, httpStatus, code, msg)); err != nil {
 			code, msg = codes.Unavailable, msgAuditUnavailable
 		}
 	}
-	line, _ := json.Marshal(map[string]any{"error": map[string]any{"code": int(code), "message": msg}})
-	_, _ = w.Write(append(line, '\n'))
+	return status.New(code, msg)
 }
+
+// streamErrorHandler chooses the error line of a REST stream that fails after its
+// answer started. When the request body failed (a line that does not decode, a body
+// that stopped arriving), the stream's own error (cancelled: net/http cancels the
+// request when its body cannot be read) is only the consequence: the body's error is
+// reported and is the one line. The decoding goroutine records it just after the
+// cancellation, so a cancelled stream waits a moment for it.
+func (g *restGateway) streamErrorHandler(ctx context.Context, err error) *status.Status {
+	st := stateFrom(ctx)
+	if st == nil || st.reported || st.req == nil {
+		return runtime.DefaultStreamErrorHandler(ctx, err)
+	}
+	if c := status.Code(err); c == codes.Canceled || errors.Is(err, context.Canceled) {
+		select {
+		case <-st.decoded:
+		case <-time.After(streamDecodeWait):
+		}
+	}
+	if decode, _ := st.result(); decode != nil {
+		return g.reportStream(st.req, st, decode)
+	}
+	return runtime.DefaultStreamErrorHandler(ctx, err)
+}
+
+// streamDecodeWait bounds the wait for a cancelled stream's decoding error.
+const streamDecodeWait = 200 * time.Millisecond
 
 // errorHandler answers a decoding error as the rejection it is (413 for a body over
 // the limit, 400 naming an unknown field), reported before the answer leaves; any
@@ -249,19 +305,13 @@ func (g *restGateway) errorHandler(ctx context.Context, mux *runtime.ServeMux, m
 		runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 		return
 	}
-	decode, tooBig := st.result()
+	decode, _ := st.result()
 	if decode == nil || status.Convert(err).Message() != decode.Error() {
 		runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 		return
 	}
-	code := http.StatusBadRequest
-	switch {
-	case tooBig:
-		code = http.StatusRequestEntityTooLarge
-	case decode == errStalled:
-		code = http.StatusRequestTimeout
-	}
-	g.refuse(w, r, st, code, codes.InvalidArgument, decode.Error())
+	httpStatus, code := st.answer()
+	g.refuse(w, r, st, httpStatus, code, decode.Error())
 }
 
 // routingErrorHandler answers an HTTP method the route does not serve with 405 and
@@ -274,7 +324,7 @@ func (g *restGateway) routingErrorHandler(ctx context.Context, mux *runtime.Serv
 	}
 	st := stateFrom(r.Context())
 	if st == nil {
-		st = &requestState{}
+		st = newRequestState("", 0)
 	}
 	allowed := rt.allow()
 	st.method = rt[strings.Split(allowed, ", ")[0]] // the operation of the path

@@ -103,11 +103,11 @@ func (h *fhirHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, h.maxBytes+1))
 	if err != nil {
-		code, msg, ok := bodyReadFailure(err)
+		httpStatus, code, msg, ok := bodyReadFailure(err)
 		if !ok {
-			code, msg = http.StatusBadRequest, "request body could not be read"
+			httpStatus, code, msg = http.StatusBadRequest, codes.InvalidArgument, "request body could not be read"
 		}
-		h.refuse(w, r, false, code, codes.InvalidArgument, msg)
+		h.refuse(w, r, false, httpStatus, code, msg)
 		return
 	}
 	if int64(len(body)) > h.maxBytes {
@@ -232,14 +232,15 @@ func (h *fhirHandler) serveNDJSON(ctx context.Context, w http.ResponseWriter, r 
 		// the lines before it are not sent on.
 		if err = sc.Err(); err == nil {
 			err = flush()
-		} else if code, msg, ok := bodyReadFailure(err); ok && !started {
-			h.refuse(w, r, true, code, codes.InvalidArgument, msg)
+		} else if httpStatus, code, msg, ok := bodyReadFailure(err); ok && !started {
+			h.refuse(w, r, true, httpStatus, code, msg)
 			return
 		}
 	}
 	if err != nil && !started {
 		if _, isStatus := status.FromError(err); !isStatus {
-			h.refuse(w, r, true, http.StatusBadRequest, codes.InvalidArgument, bundleReadError(err))
+			httpStatus, code, msg := readRefusal(err)
+			h.refuse(w, r, true, httpStatus, code, msg)
 			return
 		}
 		grpcOutcome(w, err)

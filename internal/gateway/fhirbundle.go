@@ -35,7 +35,7 @@ var errNotBundle = errors.New("request body exceeds the limit; only a Bundle can
 var errNotUTF8 = errors.New("request body: not valid UTF-8")
 
 // errEntryTooLarge stops a Bundle whose single entry exceeds what one message can hold.
-var errEntryTooLarge = errors.New("a Bundle entry exceeds the request limit")
+var errEntryTooLarge = errors.New("a Bundle entry is larger than half of limits.max_message_bytes (one part must hold it)")
 
 // entryLimiter fails a read once more than limit bytes pass without reset: one entry
 // cannot make the decoder buffer an unbounded amount.
@@ -352,7 +352,8 @@ func (h *fhirHandler) serveBundleParts(ctx context.Context, w http.ResponseWrite
 		return
 	}
 	if err != nil {
-		h.refuse(w, r, true, http.StatusBadRequest, codes.InvalidArgument, bundleReadError(err))
+		httpStatus, code, msg := readRefusal(err)
+		h.refuse(w, r, true, httpStatus, code, msg)
 		return
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -369,7 +370,8 @@ func (h *fhirHandler) serveBundleParts(ctx context.Context, w http.ResponseWrite
 			grpcOutcome(w, err)
 			return
 		}
-		h.refuse(w, r, true, http.StatusBadRequest, codes.InvalidArgument, bundleReadError(err))
+		httpStatus, code, msg := readRefusal(err)
+		h.refuse(w, r, true, httpStatus, code, msg)
 		return
 	}
 	if err != nil {
@@ -429,14 +431,14 @@ func bundleReadError(err error) string {
 		return fmt.Sprintf("malformed JSON at byte %d", se.Offset)
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return "malformed JSON: the body ends too early"
-	case errors.Is(err, errEntryTooLarge), errors.Is(err, errNotUTF8):
+	case errors.Is(err, errNotUTF8):
 		return err.Error()
 	}
 	var ute *json.UnmarshalTypeError
 	if errors.As(err, &ute) {
 		return "malformed resource: unexpected JSON type"
 	}
-	if _, msg, ok := bodyReadFailure(err); ok {
+	if _, _, msg, ok := bodyReadFailure(err); ok {
 		return msg
 	}
 	// A read of the connection that failed: its text names sockets and addresses, which
@@ -449,17 +451,29 @@ func bundleReadError(err error) string {
 }
 
 // bodyReadFailure is the answer to a body that could not be read for a reason the
-// caller caused: one that stopped arriving (408, limits.read_idle_timeout), or a line
-// or body over the limit (413).
-func bodyReadFailure(err error) (int, string, bool) {
+// caller caused: one that stopped arriving (408, limits.read_idle_timeout), or a line,
+// an entry or a body over the limit (413).
+func bodyReadFailure(err error) (int, codes.Code, string, bool) {
 	var tooBig *http.MaxBytesError
 	switch {
 	case isTimeout(err):
-		return http.StatusRequestTimeout, errStalled.Error(), true
+		return http.StatusRequestTimeout, codes.DeadlineExceeded, errStalled.Error(), true
 	case errors.Is(err, bufio.ErrTooLong):
-		return http.StatusRequestEntityTooLarge, "an NDJSON line is larger than limits.max_message_bytes", true
+		return http.StatusRequestEntityTooLarge, codes.InvalidArgument, "an NDJSON line is larger than limits.max_message_bytes", true
+	case errors.Is(err, errEntryTooLarge):
+		return http.StatusRequestEntityTooLarge, codes.InvalidArgument, errEntryTooLarge.Error(), true
 	case errors.As(err, &tooBig):
-		return http.StatusRequestEntityTooLarge, "request body exceeds limits.max_message_bytes", true
+		return http.StatusRequestEntityTooLarge, codes.InvalidArgument, "request body exceeds limits.max_message_bytes", true
 	}
-	return 0, "", false
+	return 0, 0, "", false
+}
+
+// readRefusal is the answer to a body that could not be read or decoded:
+// bodyReadFailure's where the caller's sending caused it, else 400 naming what is
+// malformed (never quoting it).
+func readRefusal(err error) (int, codes.Code, string) {
+	if httpStatus, code, msg, ok := bodyReadFailure(err); ok {
+		return httpStatus, code, msg
+	}
+	return http.StatusBadRequest, codes.InvalidArgument, bundleReadError(err)
 }

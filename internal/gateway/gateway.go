@@ -82,7 +82,7 @@ func (m *safeJSON) NewDecoder(r io.Reader) runtime.Decoder {
 	return runtime.DecoderFunc(func(v any) error {
 		err := m.sanitize(d.Decode(v))
 		if err != nil && !errors.Is(err, io.EOF) && st != nil {
-			st.decoded(err)
+			st.failed(err)
 		}
 		return err
 	})
@@ -159,6 +159,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, maxBytes int, opts ...Optio
 		runtime.WithMarshalerOption(exportMIME, exportMarshaler{&runtime.HTTPBodyMarshaler{Marshaler: codec}}),
 		runtime.WithErrorHandler(g.errorHandler),
 		runtime.WithRoutingErrorHandler(g.routingErrorHandler),
+		runtime.WithStreamErrorHandler(g.streamErrorHandler),
 		runtime.WithIncomingHeaderMatcher(headerIn),
 		runtime.WithOutgoingHeaderMatcher(headerOut),
 		runtime.WithMetadata(forwardIdentity),

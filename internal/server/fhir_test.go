@@ -635,6 +635,11 @@ func TestFHIRLargeBundleOverRESTGoesInParts(t *testing.T) {
 	big := `{"resourceType":"Patient","id":"x","name":[{"family":"` + strings.Repeat("a", 70<<10) + `"}]}`
 	code, _, _ = fhirPost(t, r, "/v1/fhir/$de-identify?profile=limited_data_set", "application/fhir+json", big)
 	assert.Equal(t, http.StatusRequestEntityTooLarge, code)
+	// A Bundle with one entry larger than a part can hold: 413 too, naming the limit.
+	bigEntry := `{"resourceType":"Bundle","type":"collection","entry":[{"resource":` + big + `}]}`
+	code, out, _ = fhirPost(t, r, "/v1/fhir/$de-identify?profile=limited_data_set", "application/fhir+json", bigEntry)
+	assert.Equal(t, http.StatusRequestEntityTooLarge, code, out)
+	assert.Contains(t, out, "limits.max_message_bytes")
 
 	// A Bundle that fails after its answer has started (cut short, a repeated element
 	// after entry) never looks complete: the connection is cut before the chunked body's
@@ -660,6 +665,7 @@ func TestFHIRLargeBundleOverRESTGoesInParts(t *testing.T) {
 			refused = append(refused, d.Reason)
 		}
 	}
-	require.Len(t, refused, 2, "each failed Bundle is audited")
-	assert.Contains(t, refused[1], "appears twice")
+	require.Len(t, refused, 3, "each failed Bundle is audited")
+	assert.Contains(t, refused[0], "larger than half of limits.max_message_bytes")
+	assert.Contains(t, refused[2], "appears twice")
 }

@@ -106,3 +106,45 @@ func TestRESTUnreadBodyThatStopsIsCutOff(t *testing.T) {
 	assert.Less(t, time.Since(start), 10*time.Second, "answered or closed, not held")
 	assert.NotContains(t, string(rest), "200 OK")
 }
+
+// A REST stream whose body stops arriving ends, after the lines answered, with exactly
+// one error line: the stall (DEADLINE_EXCEEDED, naming the setting), not a cancellation
+// of the stream first. The plain 408 answer carries the same code.
+func TestRESTStreamThatStopsEndsWithOneError(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const idle = 400 * time.Millisecond
+	e.mutate = func(c *config.Config) { c.Limits.ReadIdleTimeout = idle }
+	r := e.start(t, true)
+	conn, err := net.Dial("tcp", r.addrs.HTTP)
+	require.NoError(t, err)
+	defer conn.Close()
+	chunk := func(s string) string { return fmt.Sprintf("%x\r\n%s\r\n", len(s), s) }
+	line := `{"items":[{"class":"ssn","value":"123-45-6789","reference":"first"}]}` + "\n"
+	_, err = io.WriteString(conn, "POST /v1/tokenize:stream HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"+chunk(line)+chunk(`{"items":[{"cla`))
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(20*time.Second)))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	require.Len(t, lines, 2, "one answer, then one error line: %s", out)
+	assert.Contains(t, lines[0], `"first"`)
+	assert.Contains(t, lines[1], `"code":4`)
+	assert.Contains(t, lines[1], "read_idle_timeout")
+	assert.NotContains(t, string(out), "canceled")
+
+	conn2, err := net.Dial("tcp", r.addrs.HTTP)
+	require.NoError(t, err)
+	defer conn2.Close()
+	_, err = io.WriteString(conn2, "POST /v1/tokenize HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"items\"")
+	require.NoError(t, err)
+	require.NoError(t, conn2.SetReadDeadline(time.Now().Add(20*time.Second)))
+	resp, err = http.ReadResponse(bufio.NewReader(conn2), nil)
+	require.NoError(t, err)
+	out, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusRequestTimeout, resp.StatusCode)
+	assert.Contains(t, string(out), `"code":4`, "DEADLINE_EXCEEDED, as documented")
+}

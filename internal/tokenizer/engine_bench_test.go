@@ -83,3 +83,44 @@ func BenchmarkTokenize(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkVaultless measures a storage-none FF1 class: tokenize and reveal of 1,000
+// values in memory (no row per value, so no database in the loop).
+func BenchmarkVaultless(b *testing.B) {
+	e, _ := newEngine(b)
+	rng := rand.New(rand.NewPCG(3, 4))
+	items := ssns(rng, 1000)
+	for i := range items {
+		items[i].Class = "ssn_vaultless"
+	}
+	res, err := e.Tokenize(b.Context(), items, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	det := make([]tokenizer.DetokenizeItem, len(res))
+	for i, r := range res {
+		if r.Err != nil {
+			b.Fatal(r.Err)
+		}
+		det[i] = tokenizer.DetokenizeItem{Class: "ssn_vaultless", Token: r.Token}
+	}
+	b.Run("tokenize", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := e.Tokenize(b.Context(), items, 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(len(items)*b.N)/b.Elapsed().Seconds(), "values/s")
+	})
+	b.Run("detokenize", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			out, err := e.Detokenize(b.Context(), det)
+			if err != nil || out[0].Err != nil {
+				b.Fatal(err, out[0].Err)
+			}
+		}
+		b.ReportMetric(float64(len(det)*b.N)/b.Elapsed().Seconds(), "values/s")
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"testing"
 	"time"
@@ -273,27 +274,64 @@ func TestVaultlessNeedsFF1(t *testing.T) {
 }
 
 // TestVaultlessRevealIsNeverWrong: any well-formed token decrypts; whatever it reveals
-// tokenizes back to the same token, so a reveal is never another value's.
+// tokenizes back to the same token, so a reveal is never another value's. Tokens are
+// drawn at random in several formats (check digits, preserved characters, letters in
+// either case), most of them never issued.
 func TestVaultlessRevealIsNeverWrong(t *testing.T) {
 	t.Parallel()
-	e := engineOn(t, memory.New(), config.Class{Name: "ssn_ff1", Format: "ssn", Mode: "static", Generator: "fpe", Storage: "none"})
-	var det []tokenizer.DetokenizeItem
-	for i := range 300 {
-		det = append(det, tokenizer.DetokenizeItem{Class: "ssn_ff1", Token: fmt.Sprintf("%03d-%02d-%04d", 1+(i*37)%899, 1+(i*13)%99, 1+(i*7919)%9999)})
+	classes := []config.Class{
+		{Name: "ssn_ff1", Format: "ssn", Mode: "static", Generator: "fpe", Storage: "none"},
+		{Name: "card_ff1", Format: "credit_card", Mode: "static", Generator: "fpe", Storage: "none", PreserveSuffix: 4},
+		{Name: "acct_ff1", Format: "MRN-99999999", Mode: "static", Generator: "fpe", Storage: "none"},
+		{Name: "code_ff1", Format: "AA-AAAAAA", Mode: "static", Generator: "fpe", Storage: "none"},
+		{Name: "date_ff1", Format: "date", Mode: "static", Generator: "fpe", Storage: "none", Distinguishable: new(bool)},
 	}
-	out, err := e.Detokenize(t.Context(), det)
-	require.NoError(t, err)
-	revealed := 0
-	for i, o := range out {
-		if o.Err != nil {
-			assert.Equal(t, errs.NotFound, errs.KindOf(o.Err))
-			continue
+	e := engineOn(t, memory.New(), classes...)
+	rng := rand.New(rand.NewPCG(1, 2))
+	digits := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte('0' + rng.IntN(10))
 		}
-		revealed++
-		back, err := e.Tokenize(t.Context(), []tokenizer.TokenizeItem{{Class: "ssn_ff1", Value: o.Value}}, 0)
-		require.NoError(t, err)
-		require.NoError(t, back[0].Err)
-		assert.Equal(t, det[i].Token, back[0].Token)
+		return string(b)
 	}
-	assert.Positive(t, revealed, "storage none: any well-formed token reveals a value (documented)")
+	letters := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte('A' + rng.IntN(26))
+			if rng.IntN(4) == 0 {
+				b[i] += 'a' - 'A'
+			}
+		}
+		return string(b)
+	}
+	draw := map[string]func() string{
+		"ssn_ff1":  func() string { d := digits(9); return d[:3] + "-" + d[3:5] + "-" + d[5:] },
+		"card_ff1": func() string { return "4" + digits(15) },
+		"acct_ff1": func() string { return "MRN-" + digits(8) },
+		"code_ff1": func() string { return letters(2) + "-" + letters(6) },
+		"date_ff1": func() string { return fmt.Sprintf("%04d-%02d-%02d", 1900+rng.IntN(200), 1+rng.IntN(12), 1+rng.IntN(31)) },
+	}
+	for _, c := range classes {
+		var det []tokenizer.DetokenizeItem
+		for range 400 {
+			det = append(det, tokenizer.DetokenizeItem{Class: c.Name, Token: draw[c.Name]()})
+		}
+		out, err := e.Detokenize(t.Context(), det)
+		require.NoError(t, err)
+		revealed := 0
+		for i, o := range out {
+			if o.Err != nil {
+				kind := errs.KindOf(o.Err)
+				assert.True(t, kind == errs.NotFound || kind == errs.InvalidArgument, "%s: %v", c.Name, o.Err)
+				continue
+			}
+			revealed++
+			back, err := e.Tokenize(t.Context(), []tokenizer.TokenizeItem{{Class: c.Name, Value: o.Value}}, 0)
+			require.NoError(t, err)
+			require.NoError(t, back[0].Err, "%s: a revealed value tokenizes", c.Name)
+			assert.Equal(t, det[i].Token, back[0].Token, "%s: %s reveals a value whose token is %s", c.Name, det[i].Token, back[0].Token)
+		}
+		assert.Positive(t, revealed, "%s: storage none: well-formed tokens reveal values (documented)", c.Name)
+	}
 }

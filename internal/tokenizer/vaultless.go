@@ -37,9 +37,18 @@ func vaultlessNotFound(c *Class) error {
 }
 
 // vaultlessReveal decrypts a token of a storage-none class: the inverse of fpeCore's
-// cycle walk. The value is checked by encrypting it again, so a token that was not made
-// from a value of the class (or a walk that cannot be undone) is NOT_FOUND, never a
-// wrong value.
+// cycle walk. A token that was not made from a value of the class (or a walk that
+// cannot be undone) is NOT_FOUND, never a wrong value: the revealed value must tokenize
+// back to the token.
+//
+// That check needs no second walk. Decryption walked back from the token through
+// points that are not valid tokens to the first one that is (x0). fpeCore, started on
+// x0's value, encrypts the same points in the opposite order with the same test at
+// each, so it ends on the token exactly when x0 parses as a value whose core and
+// template are x0's (then the test sees the same characters at every step) and the
+// token's own characters, as encryption emits them and completed, are a valid token in
+// the token's normalized form. Where the value's core or template differ, the full
+// re-encryption decides.
 func (e *Engine) vaultlessReveal(c *Class, tp *format.Parsed) (string, error) {
 	l := c.layoutFor(len(tp.Core))
 	sets := tp.Template.Sets()
@@ -49,9 +58,15 @@ func (e *Engine) vaultlessReveal(c *Class, tp *format.Parsed) (string, error) {
 	alphabet := sets[l.free[0]].FPEAlphabet()
 	x := make([]rune, len(l.free))
 	for j, i := range l.free {
-		x[j] = unicode.ToUpper(tp.Core[i])
-		if sets[i] != format.Upper && sets[i] != format.Lower {
-			x[j] = tp.Core[i]
+		if sets[i].FPEAlphabet() != alphabet {
+			return "", vaultlessNotFound(c)
+		}
+		x[j] = tp.Core[i]
+		if sets[i] == format.Upper || sets[i] == format.Lower {
+			x[j] = unicode.ToUpper(x[j])
+		}
+		if x[j] >= 0x80 {
+			return "", vaultlessNotFound(c)
 		}
 	}
 	ff1, err := e.ff1(c, alphabet)
@@ -64,6 +79,7 @@ func (e *Engine) vaultlessReveal(c *Class, tp *format.Parsed) (string, error) {
 	tweak := fpeTweak(c.Name, "")
 	s := string(x)
 	core := slices.Clone(tp.Core)
+	walked := false
 	for range maxWalk {
 		if s, err = ff1.Decrypt(tweak, s); err != nil {
 			return "", vaultlessNotFound(c)
@@ -75,19 +91,34 @@ func (e *Engine) vaultlessReveal(c *Class, tp *format.Parsed) (string, error) {
 			c.format.Complete(core, l.check)
 		}
 		if c.format.ValidToken(tp.Template, core) {
+			walked = true
 			break
 		}
+	}
+	if !walked {
+		return "", vaultlessNotFound(c)
 	}
 	value := tp.Template.Render(core)
 	vp, err := c.format.Parse(value)
 	if err != nil {
 		return "", vaultlessNotFound(c)
 	}
-	again, err := e.fpeCore(c, vp, "")
-	if err != nil {
+	var token []rune
+	if slices.Equal(vp.Core, core) && slices.Equal(vp.Template, tp.Template) {
+		token = slices.Clone(core)
+		for j, i := range l.free {
+			token[i] = x[j]
+		}
+		if l.check >= 0 {
+			c.format.Complete(token, l.check)
+		}
+		if !c.format.ValidToken(vp.Template, token) {
+			return "", vaultlessNotFound(c)
+		}
+	} else if token, err = e.fpeCore(c, vp, ""); err != nil {
 		return "", vaultlessNotFound(c)
 	}
-	if rp, err := c.format.ParseToken(vp.Template.Render(again)); err != nil || rp.Normalized != tp.Normalized {
+	if rp, err := c.format.ParseToken(vp.Template.Render(token)); err != nil || rp.Normalized != tp.Normalized {
 		return "", vaultlessNotFound(c)
 	}
 	return value, nil
