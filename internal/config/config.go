@@ -116,6 +116,7 @@ type LimitsConfig struct {
 	MaxStreamsPerPrincipal   int           `yaml:"max_streams_per_principal" usage:"concurrent streams per caller identity"`
 	StreamIdleTimeout        time.Duration `yaml:"stream_idle_timeout" usage:"a stream with no message for this long is closed"`
 	ReadIdleTimeout          time.Duration `yaml:"read_idle_timeout" usage:"REST: a request whose body sends no byte for this long is cut off, and an idle keep-alive connection closed"`
+	ReadBodyTimeout          time.Duration `yaml:"read_body_timeout" usage:"REST: a request body (other than a stream's) not complete this long after the request started is cut off"`
 	MaxConnectionAge         time.Duration `yaml:"max_connection_age" usage:"connections are closed after this age (a revoked certificate stops within it)"`
 	UnknownRequestsPerSecond int           `yaml:"unknown_requests_per_second" usage:"request rate shared by all callers with no policy entry"`
 }
@@ -169,7 +170,7 @@ func Defaults() *Config {
 			ConnectTimeout: 3 * time.Second,
 		},
 		Keys:            KeysConfig{LocalFile: ".tokenizer/dev-kek.hex", CheckInterval: 2 * time.Second, ReloadInterval: 30 * time.Second},
-		Limits:          LimitsConfig{MaxItems: 1000, MaxValueBytes: 1024, MaxMessageBytes: 4 << 20, MaxStreamsPerConnection: 100, MaxStreamsPerPrincipal: 256, StreamIdleTimeout: 5 * time.Minute, ReadIdleTimeout: 30 * time.Second, MaxConnectionAge: time.Hour, UnknownRequestsPerSecond: 10},
+		Limits:          LimitsConfig{MaxItems: 1000, MaxValueBytes: 1024, MaxMessageBytes: 4 << 20, MaxStreamsPerConnection: 100, MaxStreamsPerPrincipal: 256, StreamIdleTimeout: 5 * time.Minute, ReadIdleTimeout: 30 * time.Second, ReadBodyTimeout: time.Minute, MaxConnectionAge: time.Hour, UnknownRequestsPerSecond: 10},
 		Audit:           AuditConfig{CheckpointEvery: 1000, CheckpointInterval: time.Minute, CheckpointSink: "stdout", WriteTimeout: 5 * time.Second},
 		FHIR:            FHIRConfig{DateShiftDays: 365},
 		Cache:           CacheConfig{Entries: 50000, TTL: 30 * time.Second},

@@ -34,8 +34,8 @@ func (c *Config) validateSecurity(bad func(key, format string, args ...any)) {
 	if l.MaxStreamsPerConnection < 1 || l.MaxStreamsPerPrincipal < 1 || l.UnknownRequestsPerSecond < 1 {
 		bad("limits", "max_streams_per_connection, max_streams_per_principal and unknown_requests_per_second must be at least 1")
 	}
-	if l.StreamIdleTimeout <= 0 || l.MaxConnectionAge <= 0 || l.ReadIdleTimeout <= 0 {
-		bad("limits", "stream_idle_timeout, read_idle_timeout and max_connection_age must be positive")
+	if l.StreamIdleTimeout <= 0 || l.MaxConnectionAge <= 0 || l.ReadIdleTimeout <= 0 || l.ReadBodyTimeout <= 0 {
+		bad("limits", "stream_idle_timeout, read_idle_timeout, read_body_timeout and max_connection_age must be positive")
 	}
 }
 

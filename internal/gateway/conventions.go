@@ -136,7 +136,7 @@ func (s *requestState) answer() (int, codes.Code) {
 	switch {
 	case tooBig:
 		return http.StatusRequestEntityTooLarge, codes.InvalidArgument
-	case decode == errStalled:
+	case isStall(decode):
 		return http.StatusRequestTimeout, codes.DeadlineExceeded
 	}
 	return http.StatusBadRequest, codes.InvalidArgument
@@ -184,6 +184,22 @@ func stateOf(r io.Reader) *requestState {
 // errStalled is what the codec returns for a body that stopped arriving (ReadIdle).
 var errStalled = errors.New("request body: nothing arrived within limits.read_idle_timeout; the request is cut off")
 
+// stallOf is the caller-safe error of a read that timed out: the body stopped
+// arriving, or (errBodyTooSlow) was not complete in time.
+func stallOf(err error) error {
+	var slow errBodyTooSlow
+	if errors.As(err, &slow) {
+		return slow
+	}
+	return errStalled
+}
+
+// isStall reports whether err is one of stallOf's.
+func isStall(err error) bool {
+	var slow errBodyTooSlow
+	return err == errStalled || errors.As(err, &slow)
+}
+
 // isTimeout reports whether err is a read that timed out.
 func isTimeout(err error) bool {
 	var ne net.Error
@@ -208,7 +224,7 @@ func decodeError(err error, limit int64) error {
 		return errTooBig{limit: limit}
 	}
 	if isTimeout(err) {
-		return errStalled
+		return stallOf(err)
 	}
 	if m := unknownFieldRE.FindStringSubmatch(err.Error()); m != nil {
 		return fmt.Errorf("request body: unknown field %q for this method (field names are the proto names, e.g. purpose_of_use, or their lowerCamel JSON names)", m[1])

@@ -368,7 +368,10 @@ func outcome(w http.ResponseWriter, code int, msg string) {
 // less than that left), or, full duplex, race its own background read. An answer that
 // closes the connection is neither: the server reads nothing of the body itself, and the
 // handler keeps reading it. HTTP/2 streams have no such issue (nor Connection headers).
+// Such a body is a stream's: only limits.read_idle_timeout bounds it, not the total time
+// of limits.read_body_timeout.
 func answerWhileReading(w http.ResponseWriter, r *http.Request) {
+	streaming(r)
 	if r.ProtoMajor == 1 {
 		w.Header().Set("Connection", "close")
 	}

@@ -451,13 +451,14 @@ func bundleReadError(err error) string {
 }
 
 // bodyReadFailure is the answer to a body that could not be read for a reason the
-// caller caused: one that stopped arriving (408, limits.read_idle_timeout), or a line,
+// caller caused: one that stopped arriving or came too slowly (408,
+// limits.read_idle_timeout or read_body_timeout), or a line,
 // an entry or a body over the limit (413).
 func bodyReadFailure(err error) (int, codes.Code, string, bool) {
 	var tooBig *http.MaxBytesError
 	switch {
 	case isTimeout(err):
-		return http.StatusRequestTimeout, codes.DeadlineExceeded, errStalled.Error(), true
+		return http.StatusRequestTimeout, codes.DeadlineExceeded, stallOf(err).Error(), true
 	case errors.Is(err, bufio.ErrTooLong):
 		return http.StatusRequestEntityTooLarge, codes.InvalidArgument, "an NDJSON line is larger than limits.max_message_bytes", true
 	case errors.Is(err, errEntryTooLarge):

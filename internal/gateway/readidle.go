@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"sync"
@@ -8,33 +9,50 @@ import (
 )
 
 // ReadIdle cuts off a request whose body stops arriving: before each read of the body
-// the connection's read deadline is set d ahead, so a client that sends a few bytes
-// and then nothing (slow loris) holds its connection and handler for at most d at a
-// time, not forever.
+// the connection's read deadline is set idle ahead, so a client that sends a few bytes
+// and then nothing (slow loris) holds its connection and handler for at most idle at a
+// time, not forever. A body other than a stream's must also be complete within total
+// of the handler's start: a client that trickles a byte just often enough is cut off
+// then. A stream (REST :stream, FHIR NDJSON, a Bundle sent in parts) is a sequence of
+// requests; its handler lifts the total bound (streaming), and only idle applies.
 //
 // Once the body is read to its end the deadline is lifted, so that neither the
 // server's watch for a closed connection nor the next request on a kept-alive
 // connection inherits it. When the handler returns with the body not read to its end
-// (an answer given without reading it), the deadline is set d ahead once more and left:
-// the server reads the rest of the body before it reuses the connection (and before it
-// answers, for some answers), and a client that stops sending then is cut off too;
-// after a read failed, the deadline that failed it stays. Reads after the
+// (an answer given without reading it), the deadline is set idle ahead once more and
+// left: the server reads the rest of the body before it reuses the connection (and
+// before it answers, for some answers), and a client that stops sending then is cut
+// off too; after a read failed, the deadline that failed it stays. Reads after the
 // handler returned (a streaming route's decoder goroutine) touch no deadline: the
 // connection's stream may be gone.
-func ReadIdle(d time.Duration, next http.Handler) http.Handler {
+func ReadIdle(idle, total time.Duration, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body == nil || r.Body == http.NoBody || d <= 0 {
+		if r.Body == nil || r.Body == http.NoBody || idle <= 0 {
 			next.ServeHTTP(w, r)
 			return
 		}
-		b := &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), d: d}
+		b := &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), d: idle}
+		if total > 0 {
+			b.end = time.Now().Add(total)
+		}
 		defer b.finish()
 		// A shallow copy carries the wrapped body: the server keeps its own request,
 		// whose body it inspects when the answer starts before the body is read.
-		r = r.WithContext(r.Context())
+		r = r.WithContext(context.WithValue(r.Context(), idleKey{}, b))
 		r.Body = b
 		next.ServeHTTP(w, r)
 	})
+}
+
+type idleKey struct{}
+
+// streaming lifts the total bound of r's body: it is a stream's.
+func streaming(r *http.Request) {
+	if b, ok := r.Context().Value(idleKey{}).(*idleBody); ok {
+		b.mu.Lock()
+		b.end = time.Time{}
+		b.mu.Unlock()
+	}
 }
 
 type idleBody struct {
@@ -42,18 +60,35 @@ type idleBody struct {
 	rc *http.ResponseController
 	d  time.Duration
 
-	mu     sync.Mutex
-	eof    bool // read to its end: the deadline is lifted
-	failed bool // a read failed (timed out): the deadline stays as it is
-	done   bool // the handler returned: deadlines are no longer ours to set
+	mu      sync.Mutex
+	end     time.Time // the body must be complete by then (zero: no bound)
+	byTotal bool      // the deadline set last is end
+	eof     bool      // read to its end: the deadline is lifted
+	failed  bool      // a read failed (timed out): the deadline stays as it is
+	done    bool      // the handler returned: deadlines are no longer ours to set
 }
+
+// errBodyTooSlow is the read error of a body not complete by its end: a timeout, so
+// callers that classify timeouts see one, with its own message.
+type errBodyTooSlow struct{}
+
+func (errBodyTooSlow) Error() string {
+	return "request body: not complete within limits.read_body_timeout; the request is cut off"
+}
+func (errBodyTooSlow) Timeout() bool   { return true }
+func (errBodyTooSlow) Temporary() bool { return false }
 
 func (b *idleBody) Read(p []byte) (int, error) {
 	b.mu.Lock()
 	if !b.done {
+		dl := time.Now().Add(b.d)
+		b.byTotal = !b.end.IsZero() && b.end.Before(dl)
+		if b.byTotal {
+			dl = b.end
+		}
 		// Not every connection supports deadlines (ErrNotSupported): then it reads as
 		// before.
-		_ = b.rc.SetReadDeadline(time.Now().Add(b.d))
+		_ = b.rc.SetReadDeadline(dl)
 	}
 	b.mu.Unlock()
 	n, err := b.ReadCloser.Read(p)
@@ -66,6 +101,9 @@ func (b *idleBody) Read(p []byte) (int, error) {
 			_ = b.rc.SetReadDeadline(time.Time{})
 		default:
 			b.failed = true
+			if b.byTotal && isTimeout(err) {
+				err = errBodyTooSlow{}
+			}
 		}
 		b.mu.Unlock()
 	}

@@ -148,3 +148,78 @@ func TestRESTStreamThatStopsEndsWithOneError(t *testing.T) {
 	assert.Equal(t, http.StatusRequestTimeout, resp.StatusCode)
 	assert.Contains(t, string(out), `"code":4`, "DEADLINE_EXCEEDED, as documented")
 }
+
+// A client that trickles a request body, a byte just often enough to beat
+// limits.read_idle_timeout, is cut off once limits.read_body_timeout has passed (408,
+// DEADLINE_EXCEEDED, naming the setting, audited), while a stream, a sequence of
+// requests, may take longer as long as it keeps sending.
+func TestRESTTricklingBodyIsCutOff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const idle, total = 600 * time.Millisecond, 1500 * time.Millisecond
+	e.mutate = func(c *config.Config) { c.Limits.ReadIdleTimeout, c.Limits.ReadBodyTimeout = idle, total }
+	r := e.start(t, true)
+	body := `{"items":[{"class":"ssn","value":"123-45-6789","reference":"trickled"}]}`
+	conn, err := net.Dial("tcp", r.addrs.HTTP)
+	require.NoError(t, err)
+	defer conn.Close()
+	start := time.Now()
+	_, err = fmt.Fprintf(conn, "POST /v1/tokenize HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
+	require.NoError(t, err)
+	answered := make(chan string, 1)
+	go func() {
+		_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		out, _ := io.ReadAll(conn)
+		answered <- string(out)
+	}()
+	var out string
+trickle:
+	for i := 0; i < len(body); i++ {
+		select {
+		case out = <-answered:
+			break trickle
+		case <-time.After(idle / 3):
+		}
+		if _, err := conn.Write([]byte{body[i]}); err != nil {
+			out = <-answered
+			break
+		}
+	}
+	took := time.Since(start)
+	assert.GreaterOrEqual(t, took, total, "not before read_body_timeout")
+	assert.Less(t, took, 10*time.Second, "cut off, not held for the whole trickle")
+	assert.Contains(t, out, "408 Request Timeout")
+	assert.Contains(t, out, "read_body_timeout")
+	assert.Contains(t, out, `"code":4`)
+	assert.NotContains(t, out, "123-45-6789")
+	refused := false
+	for _, d := range events(t, e.dbURL) {
+		if d.Operation == "tokenize" && strings.Contains(d.Reason, "read_body_timeout") {
+			refused = true
+		}
+	}
+	assert.True(t, refused, "the cut-off request is audited")
+
+	// A stream sending a line every idle/2 for longer than read_body_timeout in all.
+	conn2, err := net.Dial("tcp", r.addrs.HTTP)
+	require.NoError(t, err)
+	defer conn2.Close()
+	chunk := func(s string) string { return fmt.Sprintf("%x\r\n%s\r\n", len(s), s) }
+	_, err = io.WriteString(conn2, "POST /v1/tokenize:stream HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+	require.NoError(t, err)
+	const lines = 6 // 6 × idle/2 = 1.8 s > total
+	for i := range lines {
+		time.Sleep(idle / 2)
+		_, err := io.WriteString(conn2, chunk(fmt.Sprintf(`{"items":[{"class":"ssn","value":"123-45-6789","reference":"l%d"}]}`+"\n", i)))
+		require.NoError(t, err)
+	}
+	_, err = io.WriteString(conn2, "0\r\n\r\n")
+	require.NoError(t, err)
+	require.NoError(t, conn2.SetReadDeadline(time.Now().Add(20*time.Second)))
+	resp, err := http.ReadResponse(bufio.NewReader(conn2), nil)
+	require.NoError(t, err)
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, lines, strings.Count(string(got), `"token"`), "every line answered: %s", got)
+	assert.NotContains(t, string(got), `"error"`)
+}

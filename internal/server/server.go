@@ -193,9 +193,10 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	// A body that stops arriving is cut off after read_idle_timeout, and so is a kept-alive
-	// connection that sends no next request.
+	// connection that sends no next request; a body other than a stream's that is not
+	// complete after read_body_timeout is cut off too (a client trickling bytes).
 	idle := s.cfg.Limits.ReadIdleTimeout
-	httpSrv := &http.Server{Handler: gateway.ReadIdle(idle, gw), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idle}
+	httpSrv := &http.Server{Handler: gateway.ReadIdle(idle, s.cfg.Limits.ReadBodyTimeout, gw), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idle}
 	httpLis := s.httpLis
 	if s.certs != nil {
 		httpLis = tls.NewListener(s.httpLis, s.certs.Config("h2", "http/1.1"))
