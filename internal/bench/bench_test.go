@@ -22,6 +22,7 @@ import (
 	tokenizerv1 "github.com/phivault/tokenizer/proto/tokenizer/v1"
 
 	"github.com/phivault/tokenizer/internal/bench"
+	"github.com/phivault/tokenizer/internal/testutil/pgtest"
 	"github.com/phivault/tokenizer/internal/vault"
 )
 
@@ -334,4 +335,46 @@ func TestRunLoadServerDeadlineMidRunIsAFailure(t *testing.T) {
 			assert.Contains(t, err.Error(), "detokenize ssn: ")
 		})
 	}
+}
+
+// The PostgreSQL floor inserts rows into a scratch table, reports them as values, and
+// drops the table when it ends, also when the run is interrupted mid-floor (the CLI
+// cancels on SIGINT/SIGTERM).
+func TestFloorDropsItsScratchTable(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDatabase(t)
+	pool, err := bench.OpenFloorDatabase(t.Context(), db, 2)
+	require.NoError(t, err)
+	defer pool.Close()
+	tables := func() int64 {
+		return pgtest.Count(t, db, "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'tokenizer_bench_floor_%'")
+	}
+	r := &bench.Runner{
+		Config:   bench.Config{Batches: []int{5}, Clients: 2, Duration: 100 * time.Millisecond, StaticClass: "ssn", DynamicClass: "mrn"},
+		Service:  &fakeService{},
+		Database: pool,
+	}
+	res, err := r.Run(t.Context())
+	require.NoError(t, err)
+	floor := res[len(res)-1]
+	assert.Equal(t, bench.FloorName, floor.Name)
+	assert.Positive(t, floor.Values)
+	assert.Zero(t, tables(), "dropped after the run")
+
+	// Interrupted while the floor runs: the table is gone all the same.
+	r.Duration = 500 * time.Millisecond
+	r.Batches = []int{1}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { _, err := r.Run(ctx); done <- err }()
+	require.Eventually(t, func() bool { return tables() > 0 }, 20*time.Second, 5*time.Millisecond, "the floor started")
+	cancel()
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the run did not end when cancelled")
+	}
+	assert.Error(t, err)
+	assert.Zero(t, tables(), "dropped after an interrupted run")
 }

@@ -7,8 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -65,6 +68,10 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if cfg.Batches, err = parseBatches(*batchList); err != nil {
 		return fail(exitUsage, err)
 	}
+	// Ctrl-C or SIGTERM ends the run through its context, so that what it made (the
+	// floor's scratch table) is removed before it exits.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	conn, err := grpc.NewClient(*target, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
 	if err != nil {
@@ -90,6 +97,9 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	results, err := r.Run(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return fail(exitFailure, errors.New("interrupted"))
+		}
 		return fail(exitFailure, err)
 	}
 	if *asJSON {
