@@ -266,6 +266,14 @@ func (s *ssn) ValidToken(_ Template, c []rune) bool {
 
 func (s *ssn) Distinguishable() bool { return s.distinguishable }
 
+// TokenAlphabet: a distinguishable token's area starts with 9.
+func (s *ssn) TokenAlphabet(n, pos int, a string) string {
+	if s.distinguishable && n == 9 && pos == 0 {
+		return "9"
+	}
+	return a
+}
+
 // phone is a NANP number: 10 digits (area code, exchange, line), optionally after a
 // country code 1, with any of `()+-. ` as punctuation, which the token keeps. Area
 // codes N9X are reserved and never assigned: distinguishable tokens use them.

@@ -202,6 +202,16 @@ type Format interface {
 	Complete(core []rune, pos int)
 }
 
+// TokenNarrower is implemented by formats whose valid tokens take fewer characters than
+// the position's set at some core positions (a distinguishable SSN's area starts with
+// 9): a random draw takes its characters from TokenAlphabet, which returns a (the set's
+// alphabet) where it does not narrow. Every valid token must be drawable from the
+// narrowed alphabets, so that draws stay uniform over the valid tokens; the draw is
+// still checked by ValidToken.
+type TokenNarrower interface {
+	TokenAlphabet(n, pos int, a string) string
+}
+
 // CoreNormalizer is implemented by formats whose normalized form is the core itself,
 // so that a generated token's normalized form needs no rendering and parsing.
 type CoreNormalizer interface {

@@ -68,9 +68,13 @@ func randomCore(c *Class, p *format.Parsed, rng *mrand.Rand) ([]rune, error) {
 	l := c.layoutFor(len(p.Core))
 	sets := p.Template.Sets()
 	core := slices.Clone(p.Core)
+	narrow, _ := c.format.(format.TokenNarrower)
 	for range maxDraws {
 		for _, i := range l.free {
 			a := sets[i].Alphabet()
+			if narrow != nil {
+				a = narrow.TokenAlphabet(len(core), i, a)
+			}
 			core[i] = rune(a[rng.IntN(len(a))])
 		}
 		if l.check >= 0 {

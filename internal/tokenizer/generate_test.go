@@ -392,3 +392,33 @@ func TestSubjectKeyCacheIsBounded(t *testing.T) {
 		t.Fatalf("%d evicting scans for %d puts: the full cache was scanned too often", scans, 5*subjectCacheMax)
 	}
 }
+
+// Distinguishable SSN tokens are drawn with their area's 9 fixed (the format narrows
+// that position) and every other digit uniform: each digit within 25% of its
+// expectation at positions 1 to 8, every token valid and never the value.
+func TestDistinguishableSSNTokensAreUniform(t *testing.T) {
+	t.Parallel()
+	c, err := Compile(ClassConfig{Name: "c", Format: "ssn"})
+	require.NoError(t, err)
+	require.True(t, c.format.Distinguishable())
+	p, err := c.format.Parse("123-45-6789")
+	require.NoError(t, err)
+	var counts [9][10]int
+	rng := newRand()
+	const n = 20000
+	for range n {
+		core, err := randomCore(c, p, rng)
+		require.NoError(t, err)
+		require.True(t, c.format.ValidToken(p.Template, core))
+		for i, r := range core {
+			counts[i][r-'0']++
+		}
+	}
+	assert.Equal(t, n, counts[0][9], "the area of a distinguishable token starts with 9")
+	for i := 1; i < 9; i++ {
+		for d := range counts[i] {
+			// The group (00) and serial (0000) never issued are redrawn: a few fewer zeros.
+			assert.InDelta(t, n/10, counts[i][d], n/10*0.25, "position %d digit %d", i, d)
+		}
+	}
+}
