@@ -310,7 +310,9 @@ func TestVaultlessRevealIsNeverWrong(t *testing.T) {
 		"card_ff1": func() string { return "4" + digits(15) },
 		"acct_ff1": func() string { return "MRN-" + digits(8) },
 		"code_ff1": func() string { return letters(2) + "-" + letters(6) },
-		"date_ff1": func() string { return fmt.Sprintf("%04d-%02d-%02d", 1900+rng.IntN(200), 1+rng.IntN(12), 1+rng.IntN(31)) },
+		"date_ff1": func() string {
+			return fmt.Sprintf("%04d-%02d-%02d", 1900+rng.IntN(200), 1+rng.IntN(12), 1+rng.IntN(31))
+		},
 	}
 	for _, c := range classes {
 		var det []tokenizer.DetokenizeItem
