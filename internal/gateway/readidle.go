@@ -16,7 +16,8 @@ import (
 // then. A stream (REST :stream, FHIR NDJSON, a Bundle sent in parts) is a sequence of
 // requests; its handler lifts the total bound (streaming), and only idle applies.
 //
-// Once the body is read to its end the deadline is lifted, so that neither the
+// Between reads (the handler's own work) the idle deadline is lifted too. Once the body
+// is read to its end the deadline is lifted, so that neither the
 // server's watch for a closed connection nor the next request on a kept-alive
 // connection inherits it. When the handler returns with the body not read to its end
 // (an answer given without reading it), the deadline is set idle ahead once more and
@@ -92,20 +93,23 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	}
 	b.mu.Unlock()
 	n, err := b.ReadCloser.Read(p)
-	if err != nil {
-		b.mu.Lock()
-		switch {
-		case b.done || b.eof || b.failed:
-		case err == io.EOF:
-			b.eof = true
-			_ = b.rc.SetReadDeadline(time.Time{})
-		default:
-			b.failed = true
-			if b.byTotal && isTimeout(err) {
-				err = errBodyTooSlow{}
-			}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.done || b.eof || b.failed:
+	case err == nil:
+		// The wait for the client is over: the handler's work until its next read does
+		// not count as idle. (Over HTTP/2 a stream's deadline fires whether or not a
+		// read waits, and the next read would fail.) The total bound stays.
+		_ = b.rc.SetReadDeadline(b.end)
+	case err == io.EOF:
+		b.eof = true
+		_ = b.rc.SetReadDeadline(time.Time{})
+	default:
+		b.failed = true
+		if b.byTotal && isTimeout(err) {
+			err = errBodyTooSlow{}
 		}
-		b.mu.Unlock()
 	}
 	return n, err
 }
