@@ -96,10 +96,12 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		r.Database = pool
 	}
 	results, err := r.Run(ctx)
+	if ctx.Err() != nil {
+		// Also when the run "ended": a workload cut short by the interrupt would be
+		// reported as if it had run its full duration.
+		return fail(exitFailure, errors.New("interrupted"))
+	}
 	if err != nil {
-		if ctx.Err() != nil {
-			return fail(exitFailure, errors.New("interrupted"))
-		}
 		return fail(exitFailure, err)
 	}
 	if *asJSON {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -108,6 +109,9 @@ type requestState struct {
 	reported bool
 	req      *http.Request
 
+	messages *messageLimiter // a stream's body: bounded per message
+	bodyErr  error           // the first read of the body that failed (under mu)
+
 	// Set by the codec, which decodes a stream's body in a goroutine of its own.
 	mu      sync.Mutex
 	tooBig  bool
@@ -138,8 +142,32 @@ func (s *requestState) answer() (int, codes.Code) {
 		return http.StatusRequestEntityTooLarge, codes.InvalidArgument
 	case isStall(decode):
 		return http.StatusRequestTimeout, codes.DeadlineExceeded
+	case decode == errBodyCut:
+		return statusClientClosed, codes.Canceled
 	}
 	return http.StatusBadRequest, codes.InvalidArgument
+}
+
+// statusClientClosed is the answer (and the audited HTTP status) of a request whose
+// client went away, as grpc-gateway answers CANCELLED.
+const statusClientClosed = 499
+
+// bodyFailure is the caller-safe error of a body whose reading failed after its
+// message decoded (grpc-gateway reads a unary body to its end after decoding it, and
+// net/http cancels the request when that read fails): nil when none did.
+func (s *requestState) bodyFailure() error {
+	s.mu.Lock()
+	err := s.bodyErr
+	s.mu.Unlock()
+	switch {
+	case err == nil:
+		return nil
+	case isTimeout(err):
+		return stallOf(err)
+	case err == errBodyCut:
+		return errBodyCut
+	}
+	return nil
 }
 
 // result returns the decoding error and whether the body went over the limit.
@@ -164,14 +192,30 @@ type body struct {
 
 func (b *body) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
+	if err == nil || err == io.EOF {
+		return n, err
+	}
 	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
+	switch {
+	case errors.As(err, &tooBig):
 		b.st.mu.Lock()
 		b.st.tooBig = true
 		b.st.mu.Unlock()
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		// The connection ended inside the body (before its declared length or last
+		// chunk): the client went away, the body is not malformed.
+		err = errBodyCut
 	}
+	b.st.mu.Lock()
+	if b.st.bodyErr == nil {
+		b.st.bodyErr = err
+	}
+	b.st.mu.Unlock()
 	return n, err
 }
+
+// errBodyCut is the read error of a body whose connection ended before the body did.
+var errBodyCut = errors.New("request body: the connection closed before the end of the body")
 
 // stateOf is the state of the request whose body r is, if it is one.
 func stateOf(r io.Reader) *requestState {
@@ -219,6 +263,13 @@ var unknownFieldRE = regexp.MustCompile(`unknown field "([A-Za-z_][A-Za-z0-9_]{0
 // offending input, which may be a value, so only an unknown field's name (when it
 // looks like a field name) survives.
 func decodeError(err error, limit int64) error {
+	var msgTooBig errMessageTooBig
+	if errors.As(err, &msgTooBig) {
+		return msgTooBig
+	}
+	if errors.Is(err, errBodyCut) {
+		return errBodyCut
+	}
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		return errTooBig{limit: limit}
@@ -239,15 +290,20 @@ func decodeError(err error, limit int64) error {
 func (g *restGateway) handler(w http.ResponseWriter, r *http.Request) {
 	rt, known := g.routes[r.URL.Path]
 	st := newRequestState(rt[r.Method], g.limit)
-	if known && r.ContentLength > g.limit {
+	stream := strings.HasSuffix(rt[r.Method], "Stream")
+	if known && !stream && r.ContentLength > g.limit {
 		g.refuse(w, r, st, http.StatusRequestEntityTooLarge, codes.InvalidArgument, errTooBig{limit: g.limit}.Error())
 		return
 	}
-	if strings.HasSuffix(rt[r.Method], "Stream") {
-		// A stream's answers start while its body is still being read.
+	if stream {
+		// A stream's answers start while its body is still being read, and its body is
+		// any number of messages, each bounded (not the body).
 		answerWhileReading(w, r)
+		st.messages = &messageLimiter{ReadCloser: r.Body, limit: g.limit}
+		r.Body = &body{ReadCloser: st.messages, st: st}
+	} else {
+		r.Body = &body{ReadCloser: http.MaxBytesReader(w, r.Body, g.limit), st: st}
 	}
-	r.Body = &body{ReadCloser: http.MaxBytesReader(w, r.Body, g.limit), st: st}
 	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 	st.req = r
 	r.Header.Del("Accept")
@@ -322,6 +378,15 @@ func (g *restGateway) errorHandler(ctx context.Context, mux *runtime.ServeMux, m
 		return
 	}
 	decode, _ := st.result()
+	if decode == nil && status.Code(err) == codes.Canceled {
+		// The message decoded, then the rest of the body failed and cancelled the call:
+		// the body's failure is the answer (and is audited), not the cancellation.
+		if failed := st.bodyFailure(); failed != nil {
+			st.failed(failed)
+			decode = failed
+			err = status.Error(codes.InvalidArgument, failed.Error())
+		}
+	}
 	if decode == nil || status.Convert(err).Message() != decode.Error() {
 		runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 		return
@@ -403,3 +468,63 @@ const exportMIME = "application/x-tokenizer-export"
 type exportMarshaler struct{ *runtime.HTTPBodyMarshaler }
 
 func (exportMarshaler) Delimiter() []byte { return nil }
+
+// messageLimiter bounds a REST stream's body per message instead of in total: a stream
+// is any number of request messages, one per line. A line longer than limit fails the
+// stream (errMessageTooBig), and so do more than 2×limit bytes read since the last
+// message decoded (a value spread over many lines, which the decoder would otherwise
+// buffer whole; the decoder's read-ahead of the next line counts there too).
+type messageLimiter struct {
+	io.ReadCloser
+	limit  int64
+	line   int64 // bytes since the last newline
+	window int64 // bytes since the last message decoded
+	over   bool
+}
+
+// errMessageTooBig is the read error of a stream line over the limit. It is a
+// *http.MaxBytesError too, for the handling of bodies over the limit.
+type errMessageTooBig struct{ limit int64 }
+
+func (e errMessageTooBig) Error() string {
+	return fmt.Sprintf("request body: a stream's request message (line) exceeds the limit of %d bytes (limits.max_message_bytes)", e.limit)
+}
+
+func (e errMessageTooBig) Unwrap() error { return &http.MaxBytesError{Limit: e.limit} }
+
+func (l *messageLimiter) Read(p []byte) (int, error) {
+	if l.over {
+		return 0, errMessageTooBig{limit: l.limit}
+	}
+	n, err := l.ReadCloser.Read(p)
+	// What goes past a bound is not handed on: the decoder must not complete the
+	// message, it gets this error on its next read instead.
+	keep := n
+	for off := 0; off < n; {
+		i := bytes.IndexByte(p[off:n], '\n')
+		seg := n - off
+		if i >= 0 {
+			seg = i
+		}
+		if l.line+int64(seg) > l.limit {
+			keep, l.over = off+int(l.limit-l.line), true
+			break
+		}
+		if i < 0 {
+			l.line += int64(seg)
+			break
+		}
+		l.line, off = 0, off+i+1
+	}
+	if l.window+int64(keep) > 2*l.limit {
+		keep, l.over = int(2*l.limit-l.window), true
+	}
+	l.window += int64(keep)
+	if l.over {
+		return keep, nil
+	}
+	return n, err
+}
+
+// decodedOne restarts the window: a message was decoded.
+func (l *messageLimiter) decodedOne() { l.window = 0 }

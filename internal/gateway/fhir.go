@@ -101,6 +101,11 @@ func (h *fhirHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveNDJSON(ctx, w, r, q)
 		return
 	}
+	if r.ContentLength > h.maxBytes {
+		// Declared larger than one message: a Bundle sent in parts, a stream from its
+		// first byte (limits.read_body_timeout does not apply).
+		streaming(r)
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, h.maxBytes+1))
 	if err != nil {
 		httpStatus, code, msg, ok := bodyReadFailure(err)
@@ -259,7 +264,8 @@ func (h *fhirHandler) serveNDJSON(ctx context.Context, w http.ResponseWriter, r 
 // complete-looking answer with a trailer it may not read.
 func (h *fhirHandler) abort(r *http.Request, stream bool, err error) {
 	if _, isStatus := status.FromError(err); !isStatus || errors.Is(err, context.Canceled) {
-		rej := rejectionOf(r, h.method(stream), http.StatusBadRequest, codes.InvalidArgument, "request failed before the end of the body: "+bundleReadError(err))
+		httpStatus, code, msg := readRefusal(err)
+		rej := rejectionOf(r, h.method(stream), httpStatus, code, "request failed before the end of the body: "+msg)
 		if h.reject != nil {
 			_ = h.reject(r.Context(), rej)
 		}

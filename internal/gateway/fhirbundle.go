@@ -38,7 +38,7 @@ var errNotUTF8 = errors.New("request body: not valid UTF-8")
 var errEntryTooLarge = errors.New("a Bundle entry is larger than half of limits.max_message_bytes (one part must hold it)")
 
 // entryLimiter fails a read once more than limit bytes pass without reset: one entry
-// cannot make the decoder buffer an unbounded amount.
+// (or top-level element) cannot make the decoder buffer an unbounded amount.
 type entryLimiter struct {
 	r     io.Reader
 	n     int64
@@ -218,8 +218,9 @@ func (bw *bundleWriter) finish() {
 
 // bundleReader reads a Bundle's top level and its entries one at a time.
 type bundleReader struct {
-	dec   *json.Decoder
-	lim   *entryLimiter
+	dec      *json.Decoder
+	lim      *entryLimiter
+	maxEntry int64 // the largest entry a part may carry
 	seen  map[string]bool
 	head  []rawField // top-level elements before entry
 	tail  []rawField // and after it
@@ -240,6 +241,9 @@ func (br *bundleReader) next() (json.RawMessage, error) {
 		var e json.RawMessage
 		if err := br.dec.Decode(&e); err != nil {
 			return nil, err
+		}
+		if int64(len(e)) > br.maxEntry {
+			return nil, errEntryTooLarge
 		}
 		if !utf8.Valid(e) {
 			return nil, errNotUTF8
@@ -343,8 +347,10 @@ func partOf(fields []rawField, entries []json.RawMessage) string {
 // serveBundleParts answers a Bundle larger than the message limit (see above).
 func (h *fhirHandler) serveBundleParts(ctx context.Context, w http.ResponseWriter, r *http.Request, body io.Reader, q map[string][]string) {
 	answerWhileReading(w, r)
-	lim := &entryLimiter{r: body, limit: h.maxBytes / 2}
-	br := &bundleReader{dec: json.NewDecoder(lim), lim: lim, seen: map[string]bool{}}
+	// Entries are checked for size as decoded; the limiter only bounds what the decoder
+	// buffers before it can tell (an entry plus what it read ahead).
+	lim := &entryLimiter{r: body, limit: 2 * h.maxBytes}
+	br := &bundleReader{dec: json.NewDecoder(lim), lim: lim, maxEntry: h.maxBytes / 2, seen: map[string]bool{}}
 	br.dec.UseNumber()
 	first, err := br.next()
 	if errors.Is(err, errNotBundle) {

@@ -84,6 +84,9 @@ func (m *safeJSON) NewDecoder(r io.Reader) runtime.Decoder {
 		if err != nil && !errors.Is(err, io.EOF) && st != nil {
 			st.failed(err)
 		}
+		if err == nil && st != nil && st.messages != nil {
+			st.messages.decodedOne()
+		}
 		return err
 	})
 }

@@ -195,3 +195,68 @@ func TestFHIRNDJSONErrorsNameTheInputLine(t *testing.T) {
 	assert.Contains(t, errs, "not valid UTF-8")
 	assert.NotContains(t, errs, `"index":1,`)
 }
+
+// A REST stream is any number of request messages, each bounded by
+// limits.max_message_bytes, not the body: a body many times the limit is answered line
+// by line (declared length or chunked), while one line over the limit, or one value
+// spread over many lines past it, ends the stream with one error line naming the limit,
+// after the lines before it were answered, and is audited.
+func TestRESTStreamIsBoundedPerMessage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const limit = 4096
+	e.mutate = func(c *config.Config) { c.Limits.MaxMessageBytes = limit }
+	r := e.start(t, true)
+	line := func(i int) string {
+		return fmt.Sprintf(`{"items":[{"class":"ssn","value":"123-45-6789","reference":"l%d"}]}`, i) + "\n"
+	}
+	var sb strings.Builder
+	const lines = 300 // about 20 KB: five times the limit
+	for i := range lines {
+		sb.WriteString(line(i))
+	}
+	post := func(body string, chunked bool) string {
+		var rd io.Reader = strings.NewReader(body)
+		if chunked {
+			rd = io.MultiReader(rd) // no length: sent chunked
+		}
+		req, err := http.NewRequest(http.MethodPost, "http://"+r.addrs.HTTP+"/v1/tokenize:stream", rd)
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		require.Equal(t, http.StatusOK, resp.StatusCode, string(out))
+		return string(out)
+	}
+	for _, chunked := range []bool{false, true} {
+		out := post(sb.String(), chunked)
+		assert.Equal(t, lines, strings.Count(out, `"token"`), "chunked %v", chunked)
+		assert.NotContains(t, out, `"error"`, "chunked %v", chunked)
+	}
+
+	// One line over the limit after two good ones.
+	long := `{"items":[{"class":"ssn","value":"123-45-6789","reference":"` + strings.Repeat("x", limit) + `"}]}` + "\n"
+	out := post(line(0)+line(1)+long+line(2), false)
+	got := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, got, 3, out)
+	assert.Contains(t, got[2], "limits.max_message_bytes")
+	assert.Contains(t, got[2], `"code":3`)
+	assert.NotContains(t, out, "xxxx", "the line is not echoed")
+
+	// A value spread over many short lines, past twice the limit.
+	spread := `{"items":[` + strings.Repeat("\n", 3*limit) + `]}` + "\n"
+	out = post(line(0)+spread, true)
+	got = strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, got, 2, out)
+	assert.Contains(t, got[1], "limits.max_message_bytes")
+
+	refused := 0
+	for _, d := range events(t, e.dbURL) {
+		if d.Operation == "tokenize_stream" && strings.Contains(d.Reason, "limits.max_message_bytes") {
+			refused++
+		}
+	}
+	assert.Equal(t, 2, refused, "each stream ended by an oversized message is audited once")
+}

@@ -223,3 +223,53 @@ trickle:
 	assert.Equal(t, lines, strings.Count(string(got), `"token"`), "every line answered: %s", got)
 	assert.NotContains(t, string(got), `"error"`)
 }
+
+// A unary body whose message is complete but whose body is not (no last chunk, or a
+// declared length not reached) fails as the body's failure, 408 naming the setting and
+// audited, not as a cancellation that nothing records; a body whose client goes away
+// is audited as CANCELLED, not as malformed JSON.
+func TestRESTBodyFailingAfterItsMessage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const idle = 400 * time.Millisecond
+	e.mutate = func(c *config.Config) { c.Limits.ReadIdleTimeout = idle }
+	r := e.start(t, true)
+	body := `{"items":[{"class":"ssn","value":"123-45-6789","reference":"r1"}]}`
+	exchange := func(raw string, halfClose bool) string {
+		conn, err := net.Dial("tcp", r.addrs.HTTP)
+		require.NoError(t, err)
+		defer conn.Close()
+		_, err = io.WriteString(conn, raw)
+		require.NoError(t, err)
+		if halfClose {
+			require.NoError(t, conn.(*net.TCPConn).CloseWrite())
+		}
+		require.NoError(t, conn.SetReadDeadline(time.Now().Add(20*time.Second)))
+		out, _ := io.ReadAll(conn)
+		return string(out)
+	}
+	head := "POST /v1/tokenize HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+	for name, raw := range map[string]string{
+		"no last chunk":      head + "Transfer-Encoding: chunked\r\n\r\n" + fmt.Sprintf("%x\r\n%s\r\n", len(body), body),
+		"length not reached": head + fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body)+10) + body,
+	} {
+		out := exchange(raw, false)
+		assert.Contains(t, out, "408 Request Timeout", name)
+		assert.Contains(t, out, `"code":4`, name)
+		assert.Contains(t, out, "read_idle_timeout", name)
+	}
+	out := exchange(head+"Content-Length: 500\r\n\r\n"+body[:30], true)
+	assert.NotContains(t, out, "not valid JSON")
+	var stalled, cut int
+	for _, d := range events(t, e.dbURL) {
+		switch {
+		case d.Operation != "tokenize":
+		case d.Outcome == "DEADLINE_EXCEEDED" && strings.Contains(d.Reason, "read_idle_timeout"):
+			stalled++
+		case d.Outcome == "CANCELLED" && strings.Contains(d.Reason, "connection closed before the end of the body"):
+			cut++
+		}
+	}
+	assert.Equal(t, 2, stalled, "each stalled body is audited")
+	assert.Equal(t, 1, cut, "the body cut by its client is audited as CANCELLED")
+}
