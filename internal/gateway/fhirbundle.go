@@ -221,11 +221,11 @@ type bundleReader struct {
 	dec      *json.Decoder
 	lim      *entryLimiter
 	maxEntry int64 // the largest entry a part may carry
-	seen  map[string]bool
-	head  []rawField // top-level elements before entry
-	tail  []rawField // and after it
-	inArr bool       // inside the entry array
-	done  bool       // the entry array has ended
+	seen     map[string]bool
+	head     []rawField // top-level elements before entry
+	tail     []rawField // and after it
+	inArr    bool       // inside the entry array
+	done     bool       // the entry array has ended
 }
 
 // next returns the next entry, or nil at the end of the array (then the rest of the
