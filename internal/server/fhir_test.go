@@ -636,7 +636,11 @@ func TestFHIRLargeBundleOverRESTGoesInParts(t *testing.T) {
 	code, _, _ = fhirPost(t, r, "/v1/fhir/$de-identify?profile=limited_data_set", "application/fhir+json", big)
 	assert.Equal(t, http.StatusRequestEntityTooLarge, code)
 	// A Bundle with one entry larger than a part can hold: 413 too, naming the limit.
-	bigEntry := `{"resourceType":"Bundle","type":"collection","entry":[{"resource":` + big + `}]}`
+	// (40 KB: more than half of the 64 KiB limit, though less than all of it.)
+	halfPlus := `{"resource":{"resourceType":"Patient","id":"x","name":[{"family":"` + strings.Repeat("a", 40<<10) + `"}]}}`
+	pad := `,{"resource":{"resourceType":"Patient","id":"p","gender":"other"}}`
+	bigEntry := `{"resourceType":"Bundle","type":"collection","entry":[` + halfPlus + strings.Repeat(pad, 600) + `]}`
+	require.Greater(t, len(bigEntry), 64<<10)
 	code, out, _ = fhirPost(t, r, "/v1/fhir/$de-identify?profile=limited_data_set", "application/fhir+json", bigEntry)
 	assert.Equal(t, http.StatusRequestEntityTooLarge, code, out)
 	assert.Contains(t, out, "limits.max_message_bytes")
