@@ -61,6 +61,9 @@ type Addrs struct {
 	GRPC, HTTP, Admin string
 }
 
+// streamWorkersMin is the fewest gRPC stream workers: idle ones cost a goroutine each.
+const streamWorkersMin = 64
+
 // New builds the transport of a and binds its listeners; Run serves.
 func New(ctx context.Context, a *app.App) (*Server, error) {
 	cfg := a.Config
@@ -70,8 +73,11 @@ func New(ctx context.Context, a *app.App) (*Server, error) {
 		return nil, fmt.Errorf("trusted_proxies: %w", err)
 	}
 	// Reused stream workers keep the stacks they grew through the interceptor chain:
-	// a goroutine per call spent a tenth of the CPU growing and copying stacks.
-	workers := grpc.NumStreamWorkers(uint32(4 * runtime.GOMAXPROCS(0)))
+	// a goroutine per call spent a tenth of the CPU growing and copying stacks. A call
+	// spends most of its time waiting for its audit commit, not on a CPU, so there are
+	// many more workers than CPUs: a call that finds them all busy gets a new goroutine,
+	// which grows its stack again (8 per CPU still did, at 16 concurrent calls).
+	workers := grpc.NumStreamWorkers(uint32(max(streamWorkersMin, 8*runtime.GOMAXPROCS(0))))
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.Limits.MaxMessageBytes),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute,
