@@ -159,7 +159,6 @@ func TestRESTStreamAnswersWhileTheClientSends(t *testing.T) {
 	conn, err := net.Dial("tcp", r.addrs.HTTP)
 	require.NoError(t, err)
 	defer conn.Close()
-	chunk := func(s string) string { return fmt.Sprintf("%x\r\n%s\r\n", len(s), s) }
 	line := `{"items":[{"class":"ssn","value":"123-45-6789","reference":"first"}]}` + "\n"
 	_, err = io.WriteString(conn, "POST /v1/tokenize:stream HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"+chunk(line))
 	require.NoError(t, err)

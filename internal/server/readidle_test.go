@@ -21,19 +21,15 @@ import (
 // the timeout in all) is served, and a kept-alive connection serves its next request.
 func TestRESTBodyThatStopsIsCutOff(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
 	const idle = 400 * time.Millisecond
-	e.mutate = func(c *config.Config) { c.Limits.ReadIdleTimeout = idle }
-	r := e.start(t, true)
+	_, r := idleServer(t, idle, 0)
 	body := `{"items":[{"class":"ssn","value":"123-45-6789","reference":"r1"}]}`
 	head := fmt.Sprintf("POST /v1/tokenize HTTP/1.1\r\nHost: tokenizer\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
 
 	// Stalls after a third of the body.
-	conn, err := net.Dial("tcp", r.addrs.HTTP)
-	require.NoError(t, err)
-	defer conn.Close()
+	conn := dialRaw(t, r)
 	start := time.Now()
-	_, err = io.WriteString(conn, head+body[:len(body)/3])
+	_, err := io.WriteString(conn, head+body[:len(body)/3])
 	require.NoError(t, err)
 	require.NoError(t, conn.SetReadDeadline(time.Now().Add(20*time.Second)))
 	rest, _ := io.ReadAll(conn) // the server answers (or not) and closes
@@ -91,15 +87,11 @@ func TestRESTBodyThatStopsIsCutOff(t *testing.T) {
 // body, which comes before it reuses the connection, is bounded by the same timeout.
 func TestRESTUnreadBodyThatStopsIsCutOff(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
 	const idle = 400 * time.Millisecond
-	e.mutate = func(c *config.Config) { c.Limits.ReadIdleTimeout = idle }
-	r := e.start(t, true)
-	conn, err := net.Dial("tcp", r.addrs.HTTP)
-	require.NoError(t, err)
-	defer conn.Close()
+	_, r := idleServer(t, idle, 0)
+	conn := dialRaw(t, r)
 	start := time.Now()
-	_, err = io.WriteString(conn, "POST /v1/fhir/$de-identify HTTP/1.1\r\nHost: tokenizer\r\nContent-Type: text/plain\r\nContent-Length: 5000\r\n\r\nonly a little")
+	_, err := io.WriteString(conn, "POST /v1/fhir/$de-identify HTTP/1.1\r\nHost: tokenizer\r\nContent-Type: text/plain\r\nContent-Length: 5000\r\n\r\nonly a little")
 	require.NoError(t, err)
 	require.NoError(t, conn.SetReadDeadline(time.Now().Add(20*time.Second)))
 	rest, _ := io.ReadAll(conn)
@@ -112,16 +104,11 @@ func TestRESTUnreadBodyThatStopsIsCutOff(t *testing.T) {
 // of the stream first. The plain 408 answer carries the same code.
 func TestRESTStreamThatStopsEndsWithOneError(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
 	const idle = 400 * time.Millisecond
-	e.mutate = func(c *config.Config) { c.Limits.ReadIdleTimeout = idle }
-	r := e.start(t, true)
-	conn, err := net.Dial("tcp", r.addrs.HTTP)
-	require.NoError(t, err)
-	defer conn.Close()
-	chunk := func(s string) string { return fmt.Sprintf("%x\r\n%s\r\n", len(s), s) }
+	_, r := idleServer(t, idle, 0)
+	conn := dialRaw(t, r)
 	line := `{"items":[{"class":"ssn","value":"123-45-6789","reference":"first"}]}` + "\n"
-	_, err = io.WriteString(conn, "POST /v1/tokenize:stream HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"+chunk(line)+chunk(`{"items":[{"cla`))
+	_, err := io.WriteString(conn, "POST /v1/tokenize:stream HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"+chunk(line)+chunk(`{"items":[{"cla`))
 	require.NoError(t, err)
 	require.NoError(t, conn.SetReadDeadline(time.Now().Add(20*time.Second)))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
@@ -155,16 +142,12 @@ func TestRESTStreamThatStopsEndsWithOneError(t *testing.T) {
 // requests, may take longer as long as it keeps sending.
 func TestRESTTricklingBodyIsCutOff(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
 	const idle, total = 600 * time.Millisecond, 1500 * time.Millisecond
-	e.mutate = func(c *config.Config) { c.Limits.ReadIdleTimeout, c.Limits.ReadBodyTimeout = idle, total }
-	r := e.start(t, true)
+	e, r := idleServer(t, idle, total)
 	body := `{"items":[{"class":"ssn","value":"123-45-6789","reference":"trickled"}]}`
-	conn, err := net.Dial("tcp", r.addrs.HTTP)
-	require.NoError(t, err)
-	defer conn.Close()
+	conn := dialRaw(t, r)
 	start := time.Now()
-	_, err = fmt.Fprintf(conn, "POST /v1/tokenize HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
+	_, err := fmt.Fprintf(conn, "POST /v1/tokenize HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
 	require.NoError(t, err)
 	answered := make(chan string, 1)
 	go func() {
@@ -204,7 +187,6 @@ trickle:
 	conn2, err := net.Dial("tcp", r.addrs.HTTP)
 	require.NoError(t, err)
 	defer conn2.Close()
-	chunk := func(s string) string { return fmt.Sprintf("%x\r\n%s\r\n", len(s), s) }
 	_, err = io.WriteString(conn2, "POST /v1/tokenize:stream HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
 	require.NoError(t, err)
 	const lines = 6 // 6 × idle/2 = 1.8 s > total
@@ -230,10 +212,8 @@ trickle:
 // is audited as CANCELLED, not as malformed JSON.
 func TestRESTBodyFailingAfterItsMessage(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
 	const idle = 400 * time.Millisecond
-	e.mutate = func(c *config.Config) { c.Limits.ReadIdleTimeout = idle }
-	r := e.start(t, true)
+	e, r := idleServer(t, idle, 0)
 	body := `{"items":[{"class":"ssn","value":"123-45-6789","reference":"r1"}]}`
 	exchange := func(raw string, halfClose bool) string {
 		conn, err := net.Dial("tcp", r.addrs.HTTP)
@@ -273,3 +253,29 @@ func TestRESTBodyFailingAfterItsMessage(t *testing.T) {
 	assert.Equal(t, 2, stalled, "each stalled body is audited")
 	assert.Equal(t, 1, cut, "the body cut by its client is audited as CANCELLED")
 }
+
+// idleServer starts a server whose REST bodies may stop for idle, and, when total is
+// not zero, take total in all.
+func idleServer(t *testing.T, idle, total time.Duration) (*env, *running) {
+	t.Helper()
+	e := newEnv(t)
+	e.mutate = func(c *config.Config) {
+		c.Limits.ReadIdleTimeout = idle
+		if total > 0 {
+			c.Limits.ReadBodyTimeout = total
+		}
+	}
+	return e, e.start(t, true)
+}
+
+// dialRaw opens a TCP connection to the REST port, closed when the test ends.
+func dialRaw(t *testing.T, r *running) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", r.addrs.HTTP)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// chunk frames s as one chunk of an HTTP/1.1 chunked body.
+func chunk(s string) string { return fmt.Sprintf("%x\r\n%s\r\n", len(s), s) }
