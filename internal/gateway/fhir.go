@@ -97,6 +97,7 @@ func (h *fhirHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
+	r.Body = cutBody{r.Body}
 	if ndjson {
 		h.serveNDJSON(ctx, w, r, q)
 		return
@@ -381,4 +382,16 @@ func answerWhileReading(w http.ResponseWriter, r *http.Request) {
 	if r.ProtoMajor == 1 {
 		w.Header().Set("Connection", "close")
 	}
+}
+
+// cutBody tells a body whose connection ended before it did (errBodyCut) from JSON that
+// ends too early: both read as io.ErrUnexpectedEOF to a decoder.
+type cutBody struct{ io.ReadCloser }
+
+func (b cutBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = errBodyCut
+	}
+	return n, err
 }

@@ -467,6 +467,8 @@ func bodyReadFailure(err error) (int, codes.Code, string, bool) {
 		return http.StatusRequestTimeout, codes.DeadlineExceeded, stallOf(err).Error(), true
 	case errors.Is(err, bufio.ErrTooLong):
 		return http.StatusRequestEntityTooLarge, codes.InvalidArgument, "an NDJSON line is larger than limits.max_message_bytes", true
+	case errors.Is(err, errBodyCut):
+		return statusClientClosed, codes.Canceled, errBodyCut.Error(), true
 	case errors.Is(err, errEntryTooLarge):
 		return http.StatusRequestEntityTooLarge, codes.InvalidArgument, errEntryTooLarge.Error(), true
 	case errors.As(err, &tooBig):

@@ -240,18 +240,19 @@ func TestRESTBodyFailingAfterItsMessage(t *testing.T) {
 	}
 	out := exchange(head+"Content-Length: 500\r\n\r\n"+body[:30], true)
 	assert.NotContains(t, out, "not valid JSON")
+	out = exchange("POST /v1/fhir/$de-identify?profile=safe_harbor HTTP/1.1\r\nHost: t\r\nContent-Type: application/fhir+json\r\nContent-Length: 500\r\n\r\n"+`{"resourceType":"Patient","id":"x"`, true)
+	assert.NotContains(t, out, "malformed")
 	var stalled, cut int
 	for _, d := range events(t, e.dbURL) {
 		switch {
-		case d.Operation != "tokenize":
-		case d.Outcome == "DEADLINE_EXCEEDED" && strings.Contains(d.Reason, "read_idle_timeout"):
+		case d.Outcome == "DEADLINE_EXCEEDED" && d.Operation == "tokenize" && strings.Contains(d.Reason, "read_idle_timeout"):
 			stalled++
 		case d.Outcome == "CANCELLED" && strings.Contains(d.Reason, "connection closed before the end of the body"):
 			cut++
 		}
 	}
 	assert.Equal(t, 2, stalled, "each stalled body is audited")
-	assert.Equal(t, 1, cut, "the body cut by its client is audited as CANCELLED")
+	assert.Equal(t, 2, cut, "a body cut by its client (REST, FHIR) is audited as CANCELLED")
 }
 
 // idleServer starts a server whose REST bodies may stop for idle, and, when total is
